@@ -1,0 +1,80 @@
+"""``check``: prove a tenant's config, mapping and source before anything is sent."""
+
+from __future__ import annotations
+
+from collections import Counter
+from itertools import islice
+from pathlib import Path
+from typing import TextIO
+
+from connector.kore.client import KoreClient
+from connector.mapping import KORE_COLUMNS, Contact, load_mapping
+from connector.settings import TenantSettings
+from connector.sources.csv_files import CsvSource
+
+SAMPLE_ROWS = 1000
+PREVIEW_ROWS = 5
+
+
+def check_tenant(
+    name: str, tenant: TenantSettings, *, base_dir: Path, online: bool, out: TextIO
+) -> None:
+    mapping = load_mapping(tenant.mapping, base=base_dir)
+    print(f"{name}:", file=out)
+    print(f"  mapping:  {mapping.name}", file=out)
+    files = CsvSource(tenant.source).discover()
+    if not files:
+        print(f"  source:   no file matches {tenant.source.path} yet", file=out)
+    for f in files:
+        bound = mapping.bind(f.header(), f.name)
+        print(f"  file:     {f.describe()}", file=out)
+        for warning in bound.warnings:
+            print(f"  warning:  {warning}", file=out)
+        reasons: Counter[str] = Counter()
+        examples: dict[str, int] = {}
+        preview: list[Contact] = []
+        read = 0
+        for row in islice(f.rows(), SAMPLE_ROWS):
+            read += 1
+            if row.error or len(row.values) != len(bound.header):
+                reasons["malformed_row"] += 1
+                examples.setdefault("malformed_row", row.line)
+                continue
+            item = bound.apply(
+                row.values, source=f.name, row=row.line, default_region=tenant.default_region
+            )
+            if isinstance(item, Contact):
+                if len(preview) < PREVIEW_ROWS:
+                    preview.append(item)
+            else:
+                reasons[item.reason] += 1
+                examples.setdefault(item.reason, item.row)
+        print(
+            f"  sample:   {read:,} rows, {read - sum(reasons.values()):,} would be sent"
+            f" (before duplicates and numbers already delivered)",
+            file=out,
+        )
+        for reason, count in reasons.most_common():
+            print(f"  rejected: {count:,} {reason} (first at line {examples[reason]})", file=out)
+        if preview:
+            _table(out, [KORE_COLUMNS, *(c.csv_row() for c in preview)])
+    if online:
+        client = KoreClient(tenant.kore)
+        try:
+            count = len(client.list_contacts())
+        finally:
+            client.close()
+        print(
+            f"  kore:     credentials accepted by {tenant.kore.host}; {count:,} contacts there",
+            file=out,
+        )
+    print("  ok", file=out)
+
+
+def _table(out: TextIO, rows: list[tuple[str, ...]]) -> None:
+    widths = [min(24, max(len(r[i]) for r in rows)) for i in range(len(rows[0]))]
+    for row in rows:
+        print(
+            "    " + "  ".join(cell[:24].ljust(w) for cell, w in zip(row, widths, strict=True)),
+            file=out,
+        )

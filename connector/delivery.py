@@ -1,0 +1,215 @@
+"""Delivering batches to Kore and settling what became of every row.
+
+A batch is recorded as pending before its upload and settled after, in one transaction. Kore
+refuses a number it already has, so re-sending a batch is safe: a row left out of Kore's answer
+is looked up in Kore's own list. Found there after a try whose outcome was unknown (a dropped
+connection, a 5xx, a crash in an earlier run), it is adopted as ours; found after a clean first
+try, it was created by someone else and is reported as ``already_in_kore``; not found, Kore
+refused it (``kore_refused``). A 400 for the whole file is narrowed down to the rows at fault.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Sequence
+
+from connector.errors import KoreRejected
+from connector.kore.client import KoreClient
+from connector.mapping import Contact
+from connector.phones import join_key
+from connector.report import Report, batch_csv
+from connector.settings import KoreSettings
+from connector.state import PendingBatch, Store
+
+log = logging.getLogger(__name__)
+
+Delivery = tuple[str, str | None, str]
+
+
+class KoreDirectory:
+    """Kore's list of contacts by phone key, fetched only when an outcome must be looked up."""
+
+    def __init__(self, client: KoreClient) -> None:
+        self._client = client
+        self._index: dict[str, str | None] | None = None
+
+    def invalidate(self) -> None:
+        self._index = None
+
+    def find(self, keys: Sequence[str]) -> dict[str, str | None]:
+        if self._index is None:
+            self._index = {}
+            for contact in self._client.list_contacts():
+                phone = contact.get("cellPhone") or {}
+                key = join_key(
+                    str(phone.get("phoneNumber") or ""), str(phone.get("countryCode") or "")
+                )
+                if key and contact.get("status", "ACTIVE") == "ACTIVE":
+                    self._index[key] = contact.get("id")
+        return {key: self._index[key] for key in keys if key in self._index}
+
+
+class Deliverer:
+    def __init__(
+        self,
+        *,
+        tenant: str,
+        run_id: str,
+        store: Store,
+        client: KoreClient,
+        report: Report,
+        counters: Counter[str],
+        settings: KoreSettings,
+    ) -> None:
+        self.tenant = tenant
+        self.run_id = run_id
+        self.store = store
+        self.client = client
+        self.report = report
+        self.counters = counters
+        self.settings = settings
+        self.directory = KoreDirectory(client)
+        self._uncertain = False
+
+    def send(self, contacts: Sequence[Contact]) -> None:
+        """A new batch: recorded as pending, uploaded, settled."""
+        batch_id = self.store.add_batch(self.tenant, self.run_id, contacts)
+        self.counters["batches"] += 1
+        self.counters["sent"] += len(contacts)
+        self._settle(batch_id, contacts, uncertain=False)
+
+    def resume(self, batch: PendingBatch) -> None:
+        """A batch an earlier run left pending: sent again, its rows adopted where Kore has them."""
+        log.info(
+            "re-sending batch %d of run %s (%d rows)", batch.id, batch.run_id, len(batch.contacts)
+        )
+        self.counters["pending_resent"] += len(batch.contacts)
+        self._settle(batch.id, batch.contacts, uncertain=batch.attempts > 0)
+
+    def _settle(self, batch_id: int, contacts: Sequence[Contact], *, uncertain: bool) -> None:
+        self._uncertain = uncertain
+        delivered: list[Delivery] = []
+        self._upload(batch_id, contacts, delivered)
+        self.store.settle_batch(self.tenant, batch_id, self.run_id, delivered)
+
+    def _upload(
+        self, batch_id: int, contacts: Sequence[Contact], delivered: list[Delivery]
+    ) -> None:
+        self.store.note_attempt(batch_id)
+        body = batch_csv([self._row(c) for c in contacts])
+        try:
+            result = self.client.import_contacts(body)
+        except KoreRejected as exc:
+            self._narrow(batch_id, contacts, delivered, exc)
+            return
+        finally:
+            self.counters["uploads"] += 1
+        self.directory.invalidate()
+        self._uncertain = self._uncertain or result.uncertain
+        created: dict[str, str | None] = {}
+        for item in result.created:
+            phone = item.get("cellPhone") or {}
+            key = join_key(str(phone.get("phoneNumber") or ""), str(phone.get("countryCode") or ""))
+            if key:
+                created[key] = item.get("id")
+        missing = []
+        for contact in contacts:
+            if contact.key in created:
+                delivered.append((contact.key, created[contact.key], contact.fingerprint))
+                self.counters["created"] += 1
+            else:
+                missing.append(contact)
+        if missing:
+            found = self.directory.find([c.key for c in missing])
+            self._known(missing, found, delivered)
+            for contact in missing:
+                if contact.key not in found:
+                    self._refused(contact, "Kore left this row out of the contacts it created")
+
+    def _narrow(
+        self,
+        batch_id: int,
+        contacts: Sequence[Contact],
+        delivered: list[Delivery],
+        exc: KoreRejected,
+    ) -> None:
+        """Kore refused the whole file: drop rows it already has, then halve until the culprits show."""
+        if exc.uncertain:
+            self._uncertain = True
+            self.directory.invalidate()
+        found = self.directory.find([c.key for c in contacts])
+        self._known(contacts, found, delivered)
+        rest = [c for c in contacts if c.key not in found]
+        if not rest:
+            return
+        if len(rest) < len(contacts):
+            self._upload(batch_id, rest, delivered)
+        elif len(rest) == 1:
+            self._refused(rest[0], f"HTTP {exc.status}: {exc.detail}")
+        else:
+            log.info(
+                "Kore refused a file of %d rows (HTTP %d); splitting it", len(rest), exc.status
+            )
+            middle = len(rest) // 2
+            self._upload(batch_id, rest[:middle], delivered)
+            self._upload(batch_id, rest[middle:], delivered)
+
+    def _known(
+        self, contacts: Sequence[Contact], found: dict[str, str | None], delivered: list[Delivery]
+    ) -> None:
+        for contact in contacts:
+            if contact.key not in found:
+                continue
+            delivered.append((contact.key, found[contact.key], contact.fingerprint))
+            if self._uncertain:
+                self.counters["adopted"] += 1
+            else:
+                self.counters["already_in_kore"] += 1
+                self.report.reject_contact(
+                    contact,
+                    "already_in_kore",
+                    "Kore already had a contact with this number; this row was not created",
+                )
+
+    def _refused(self, contact: Contact, detail: str) -> None:
+        self.counters["kore_refused"] += 1
+        self.report.reject_contact(contact, "kore_refused", detail)
+
+    def _row(self, contact: Contact) -> tuple[str, ...]:
+        first, last, salutation, number, code, extension = contact.csv_row()
+        return (
+            first,
+            last,
+            salutation or self.settings.default_salutation,
+            number,
+            code,
+            extension or self.settings.default_extension,
+        )
+
+    def update(self, changed: Sequence[tuple[Contact, str]]) -> None:
+        """Opt-in: bring Kore contacts whose names changed in the CRM up to date."""
+        size = self.settings.batch_size
+        for start in range(0, len(changed), size):
+            chunk = changed[start : start + size]
+            self.client.bulk_update(
+                [
+                    {
+                        "id": kore_id,
+                        "firstName": c.first_name,
+                        "lastName": c.last_name,
+                        "fullName": f"{c.first_name} {c.last_name}".strip(),
+                        "salutation": c.salutation or self.settings.default_salutation,
+                        "cellPhone": {
+                            "phoneNumber": c.key,
+                            "countryCode": c.phone.country_code,
+                            "extension": c.phone.extension,
+                        },
+                    }
+                    for c, kore_id in chunk
+                ]
+            )
+            self.store.record_updates(
+                self.tenant, self.run_id, [(c.key, c.fingerprint) for c, _ in chunk]
+            )
+            self.counters["updated"] += len(chunk)

@@ -1,0 +1,69 @@
+"""The exception tree. Every error a user can cause is a ``ConnectorError``.
+
+::
+
+    ConnectorError                 exit 1 unless a subclass says otherwise
+    ├── ConfigError                exit 2: bad usage, config or mapping; nothing was sent
+    ├── SourceError                a source file or table cannot be read
+    ├── StateError                 the state database cannot be used
+    └── KoreError                  the Kore API refused or could not be reached
+        ├── KoreAuthError          401/403: the credentials are wrong
+        ├── KoreUnavailable        retries exhausted on timeouts, 5xx, 429
+        └── KoreRejected           a 4xx other than auth, for the request as a whole
+
+Programming mistakes stay outside the tree, so ``except ConnectorError`` never hides a bug.
+Messages name the file, tenant, row or key at fault and never carry a secret.
+"""
+
+from __future__ import annotations
+
+
+class ConnectorError(Exception):
+    """An error the user can act on: one line of message and an optional hint."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class ConfigError(ConnectorError):
+    exit_code = 2
+
+
+class SourceError(ConnectorError):
+    pass
+
+
+class StateError(ConnectorError):
+    pass
+
+
+class KoreError(ConnectorError):
+    pass
+
+
+class KoreAuthError(KoreError):
+    pass
+
+
+class KoreUnavailable(KoreError):
+    pass
+
+
+class KoreRejected(KoreError):
+    """The API answered 4xx for the whole request; ``status`` and ``detail`` say how.
+
+    ``uncertain`` is set when an earlier try of the same request may have been carried out.
+    """
+
+    def __init__(self, message: str, *, status: int, detail: str, uncertain: bool = False) -> None:
+        super().__init__(message)
+        self.status = status
+        self.detail = detail
+        self.uncertain = uncertain

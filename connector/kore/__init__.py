@@ -1,0 +1,1 @@
+"""Everything that speaks the Kore contacts API: JWT auth, the HTTP client, the sandbox."""

@@ -1,0 +1,242 @@
+"""The Kore contacts API client: pacing, retries and error classes decided here, once.
+
+Timeouts, connection errors and 5xx are retried with exponential backoff and full jitter; 429
+(or any answer carrying Kore's rate-limit message) waits for Retry-After; 401/403 is a
+credentials error; any other 4xx is ``KoreRejected`` for the caller to handle.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import random
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from connector.errors import KoreAuthError, KoreRejected, KoreUnavailable
+from connector.kore.auth import JwtAuth
+from connector.settings import KoreSettings
+
+log = logging.getLogger(__name__)
+
+RATE_LIMIT_MESSAGE = "rate limit for this api has been reached"
+MAX_BACKOFF_SECONDS = 60.0
+MAX_RETRY_AFTER_SECONDS = 600.0
+_PACERS: dict[tuple[str, str], Pacer] = {}
+_PACERS_LOCK = threading.Lock()
+
+
+class Pacer:
+    """Sliding-window limits shared by every client of one bot in this process."""
+
+    def __init__(
+        self,
+        limits: list[tuple[float, int]],
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._limits = limits
+        self._sent: deque[float] = deque()
+        self._clock = clock
+        self._sleep = sleep
+        self._lock = threading.Lock()
+
+    def wait(self) -> None:
+        with self._lock:
+            while True:
+                now = self._clock()
+                longest = max(window for window, _ in self._limits)
+                while self._sent and self._sent[0] <= now - longest:
+                    self._sent.popleft()
+                delay = 0.0
+                for window, allowed in self._limits:
+                    recent = [t for t in self._sent if t > now - window]
+                    if len(recent) >= allowed:
+                        delay = max(delay, recent[-allowed] + window - now)
+                if delay <= 0:
+                    self._sent.append(now)
+                    return
+                log.info("pacing uploads: waiting %.1fs for the bot's rate limit", delay)
+                self._sleep(delay)
+
+
+def pacer_for(settings: KoreSettings) -> Pacer:
+    key = (settings.host, settings.bot_id)
+    with _PACERS_LOCK:
+        if key not in _PACERS:
+            _PACERS[key] = Pacer(
+                [(60.0, settings.uploads_per_minute), (3600.0, settings.uploads_per_hour)]
+            )
+        return _PACERS[key]
+
+
+@dataclass(frozen=True)
+class UploadResult:
+    """The contacts Kore says it created; ``uncertain`` when an earlier try may have stored rows."""
+
+    created: list[dict[str, Any]]
+    uncertain: bool
+
+
+class KoreClient:
+    def __init__(
+        self,
+        settings: KoreSettings,
+        *,
+        transport: httpx.BaseTransport | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        pacer: Pacer | None = None,
+    ) -> None:
+        self.settings = settings
+        self._sleep = sleep
+        self._pacer = pacer or pacer_for(settings)
+        self._http = httpx.Client(
+            base_url=f"{settings.host}/agentassist/api/v1/public/{settings.bot_id}",
+            auth=JwtAuth(
+                client_id=settings.client_id,
+                client_secret=settings.client_secret,
+                account_id=settings.account_id,
+                algorithm=settings.jwt_algorithm,
+            ),
+            timeout=settings.timeout_seconds,
+            transport=transport,
+            headers={"User-Agent": "kore-connector"},
+        )
+
+    def __repr__(self) -> str:
+        return f"KoreClient(host={self.settings.host!r}, bot_id={self.settings.bot_id!r})"
+
+    def close(self) -> None:
+        self._http.close()
+
+    def import_contacts(self, csv_body: bytes) -> UploadResult:
+        """POST one CSV file; Kore answers with the contacts it created."""
+        response, uncertain = self._send(
+            "POST",
+            "/contacts/import-contacts",
+            files={"result_file": ("contacts.csv", csv_body, "text/csv")},
+        )
+        return UploadResult(_created(response), uncertain)
+
+    def list_contacts(self) -> list[dict[str, Any]]:
+        response, _ = self._send("GET", "/contacts")
+        body = _json(response)
+        results = body.get("results") if isinstance(body, dict) else body
+        if not isinstance(results, list):
+            raise KoreUnavailable(
+                f"Kore at {self.settings.host}: GET /contacts gave no 'results' list"
+            )
+        return [c for c in results if isinstance(c, dict)]
+
+    def bulk_update(self, contacts: list[dict[str, Any]]) -> None:
+        self._send("PUT", "/contacts/bulk-update", json=contacts)
+
+    def _send(self, method: str, path: str, **kwargs: Any) -> tuple[httpx.Response, bool]:
+        """One request with retries; returns the response and whether an earlier try was uncertain."""
+        attempts = self.settings.retries + 1
+        uncertain = False
+        last = ""
+        for attempt in range(attempts):
+            self._pacer.wait()
+            wait: float | None = None
+            try:
+                response = self._http.request(method, path, **kwargs)
+            except httpx.ConnectError as exc:
+                last = f"cannot connect ({exc})"
+            except (httpx.TimeoutException, httpx.TransportError) as exc:
+                uncertain = True
+                last = f"{type(exc).__name__}: {exc or 'no response'}"
+            else:
+                status = response.status_code
+                detail = _detail(response)
+                if status == 429 or RATE_LIMIT_MESSAGE in detail.lower():
+                    wait = _retry_after(response)
+                    last = f"rate limited ({status})"
+                elif status >= 500:
+                    uncertain = True
+                    last = f"HTTP {status}: {detail}"
+                elif status in (401, 403):
+                    raise KoreAuthError(
+                        f"Kore at {self.settings.host} refused the credentials (HTTP {status}): {detail}",
+                        hint="check client_id, client_secret, account_id and the app's API scopes",
+                    )
+                elif status >= 400:
+                    raise KoreRejected(
+                        f"Kore refused {method} {path} (HTTP {status}): {detail}",
+                        status=status,
+                        detail=detail,
+                        uncertain=uncertain,
+                    )
+                else:
+                    return response, uncertain
+            if attempt + 1 < attempts:
+                delay = (
+                    wait if wait is not None else _backoff(self.settings.backoff_seconds, attempt)
+                )
+                log.warning(
+                    "%s %s failed (%s); retry %d of %d in %.1fs",
+                    method,
+                    path,
+                    last,
+                    attempt + 1,
+                    attempts - 1,
+                    delay,
+                )
+                self._sleep(delay)
+        raise KoreUnavailable(
+            f"Kore at {self.settings.host} did not answer {method} {path} after {attempts} tries: {last}",
+            hint="the batch stays pending and is re-sent safely by the next run",
+        )
+
+
+def _backoff(base: float, attempt: int) -> float:
+    return random.uniform(0, min(MAX_BACKOFF_SECONDS, base * 2**attempt))
+
+
+def _retry_after(response: httpx.Response) -> float:
+    value = response.headers.get("Retry-After", "")
+    if value.strip().isdigit():
+        return min(float(value), MAX_RETRY_AFTER_SECONDS)
+    when = email.utils.parsedate_to_datetime(value) if value else None
+    if when is not None:
+        return max(0.0, min(when.timestamp() - time.time(), MAX_RETRY_AFTER_SECONDS))
+    return 60.0
+
+
+def _json(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
+def _detail(response: httpx.Response) -> str:
+    body = _json(response)
+    if isinstance(body, dict):
+        errors = body.get("errors")
+        if isinstance(errors, list) and errors and isinstance(errors[0], dict):
+            return str(errors[0].get("msg") or errors[0])[:300]
+        for key in ("message", "msg", "error"):
+            if key in body:
+                return str(body[key])[:300]
+    return response.text[:300].strip() or response.reason_phrase
+
+
+def _created(response: httpx.Response) -> list[dict[str, Any]]:
+    """The created contacts: the documented array, or a list under a common key."""
+    body = _json(response)
+    if isinstance(body, dict):
+        body = next(
+            (body[k] for k in ("results", "contacts", "data") if isinstance(body.get(k), list)),
+            None,
+        )
+    if not isinstance(body, list):
+        return []
+    return [c for c in body if isinstance(c, dict)]

@@ -1,0 +1,334 @@
+"""A local server that speaks the Kore contacts API as kore-api.md documents it.
+
+It enforces the uniqueness rule (one contact per phone number), checks JWTs against its own
+secret, and can inject faults: 500s, 429s, slowness, and connections dropped after the upload
+was stored. ``duplicates`` picks the reading of the docs: ``skip`` leaves refused rows out of the
+response array; ``reject-file`` answers 400 for a file that holds any refused row.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import socket
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.parser import BytesParser
+from email.policy import HTTP
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Literal
+
+import jwt
+
+from connector.mapping import KORE_COLUMNS
+from connector.phones import join_key
+
+log = logging.getLogger(__name__)
+
+PREFIX = "/agentassist/api/v1/public/"
+DEFAULT_SECRET = "kore-connector-sandbox-secret-not-for-production"  # noqa: S105 - documented
+DEFAULT_CLIENT_ID = "cs-sandbox"
+DEFAULT_BOT_ID = "st-sandbox"
+DEFAULT_ACCOUNT_ID = "sandbox-account"
+
+
+@dataclass
+class Faults:
+    """Every Nth upload (counting from 1) fails in the named way; 0 turns a fault off."""
+
+    fail_every: int = 0
+    drop_every: int = 0
+    rate_limit_every: int = 0
+    delay_seconds: float = 0.0
+    duplicates: Literal["skip", "reject-file"] = "skip"
+
+
+@dataclass
+class SandboxState:
+    contacts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    by_phone: dict[str, str] = field(default_factory=dict)
+    uploads: int = 0
+    upload_log: list[tuple[int, int]] = field(default_factory=list)
+    seen_jti: set[str] = field(default_factory=set)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def active(self) -> list[dict[str, Any]]:
+        with self.lock:
+            return [dict(c) for c in self.contacts.values() if c["status"] == "ACTIVE"]
+
+
+class Sandbox:
+    """Run with ``start()``/``stop()`` or as a context manager; ``url`` is the host to configure."""
+
+    def __init__(
+        self,
+        *,
+        port: int = 0,
+        secret: str = DEFAULT_SECRET,
+        client_id: str = DEFAULT_CLIENT_ID,
+        account_id: str = DEFAULT_ACCOUNT_ID,
+        faults: Faults | None = None,
+    ) -> None:
+        self.secret = secret
+        self.client_id = client_id
+        self.account_id = account_id
+        self.faults = faults or Faults()
+        self.state = SandboxState()
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), _handler_for(self))
+        self._server.daemon_threads = True
+        self._thread: threading.Thread | None = None
+
+    def __repr__(self) -> str:
+        return f"Sandbox(url={self.url!r})"
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def start(self) -> Sandbox:
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+        return self
+
+    def serve_forever(self) -> None:
+        self._server.serve_forever()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def __enter__(self) -> Sandbox:
+        return self.start()
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()
+
+    # the API
+
+    def authorise(self, headers: Any) -> str | None:
+        """None when the request may proceed, else the reason for a 401."""
+        token = headers.get("auth")
+        if not token:
+            return "missing auth header"
+        if headers.get("accountId") != self.account_id:
+            return "unknown accountId"
+        try:
+            claims = jwt.decode(
+                token,
+                self.secret,
+                algorithms=["HS256", "HS512"],
+                options={"require": ["exp", "iat"]},
+            )
+        except jwt.PyJWTError as exc:
+            return f"invalid token: {exc}"
+        if claims.get("appId") != self.client_id:
+            return "unknown appId"
+        jti = claims.get("jti")
+        if not jti:
+            return "token has no jti and the app enforces JTI"
+        with self.state.lock:
+            if jti in self.state.seen_jti:
+                return "token jti was used before"
+            self.state.seen_jti.add(jti)
+        return None
+
+    def import_contacts(self, body: bytes) -> tuple[int, Any]:
+        rows = list(csv.DictReader(io.StringIO(body.decode("utf-8-sig"))))
+        if rows and set(KORE_COLUMNS) - set(rows[0]):
+            return 400, _error(f"missing columns: {sorted(set(KORE_COLUMNS) - set(rows[0]))}")
+        created: list[dict[str, Any]] = []
+        with self.state.lock:
+            keys: list[str | None] = []
+            for row in rows:
+                key = join_key(
+                    row.get("cellPhoneNumber") or "", row.get("cellPhoneCountryCode") or ""
+                )
+                duplicate = key is None or key in self.state.by_phone or key in keys
+                if duplicate and self.faults.duplicates == "reject-file":
+                    return 400, _error("Contact with this phone number already exists")
+                keys.append(None if duplicate else key)
+            stamp = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+            for row, key in zip(rows, keys, strict=True):
+                if key is None:
+                    continue
+                contact_id = uuid.uuid4().hex[:24]
+                contact: dict[str, Any] = {
+                    "status": "ACTIVE",
+                    "firstName": row["firstName"],
+                    "lastName": row["lastName"],
+                    "salutation": row["salutation"],
+                    "accountId": self.account_id,
+                    "cellPhone": {
+                        "phoneNumber": key,
+                        "countryCode": row["cellPhoneCountryCode"],
+                        "extension": row["cellPhoneExtension"],
+                    },
+                    "fullName": f"{row['firstName']} {row['lastName']}".strip(),
+                    "address": [],
+                    "createdAt": stamp,
+                    "updatedAt": stamp,
+                    "id": contact_id,
+                }
+                self.state.contacts[contact_id] = contact
+                self.state.by_phone[key] = contact_id
+                created.append(contact)
+        return 200, created
+
+    def bulk_update(self, items: Any) -> tuple[int, Any]:
+        if not isinstance(items, list):
+            return 400, _error("expected a JSON array")
+        updated = []
+        with self.state.lock:
+            for item in items:
+                contact = self.state.contacts.get(str(item.get("id")))
+                if contact is None:
+                    continue
+                for name in ("firstName", "lastName", "fullName", "salutation"):
+                    if name in item:
+                        contact[name] = item[name]
+                contact["updatedAt"] = datetime.now(UTC).isoformat()
+                updated.append(dict(contact))
+        return 200, updated
+
+    def delete(self, ids: list[str]) -> list[dict[str, Any]]:
+        removed = []
+        with self.state.lock:
+            for contact_id in ids:
+                contact = self.state.contacts.get(contact_id)
+                if contact is not None and contact["status"] == "ACTIVE":
+                    contact["status"] = "INACTIVE"
+                    self.state.by_phone.pop(contact["cellPhone"]["phoneNumber"], None)
+                    removed.append(dict(contact))
+        return removed
+
+
+def _error(message: str) -> dict[str, Any]:
+    return {"errors": [{"msg": message}]}
+
+
+def _handler_for(sandbox: Sandbox) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: Any) -> None:
+            log.debug("sandbox: " + format, *args)
+
+        def do_GET(self) -> None:
+            self._route("GET")
+
+        def do_POST(self) -> None:
+            self._route("POST")
+
+        def do_PUT(self) -> None:
+            self._route("PUT")
+
+        def do_DELETE(self) -> None:
+            self._route("DELETE")
+
+        def _route(self, method: str) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else b""
+            path = self.path.split("?", 1)[0]
+            if not path.startswith(PREFIX) or "/contacts" not in path:
+                return self._reply(404, _error("not found"))
+            reason = sandbox.authorise(self.headers)
+            if reason:
+                return self._reply(401, _error(reason))
+            rest = path[len(PREFIX) :].split("/", 1)[1]
+            if method == "POST" and rest == "contacts/import-contacts":
+                return self._import(body)
+            if method == "GET" and rest == "contacts":
+                return self._reply(200, {"results": sandbox.state.active()})
+            if method == "PUT" and rest == "contacts/bulk-update":
+                return self._reply(*sandbox.bulk_update(_loads(body)))
+            if method == "DELETE" and rest == "contacts/bulk-delete":
+                ids = [str(i) for i in (_loads(body) or {}).get("ids", [])]
+                removed = sandbox.delete(ids)
+                done = {c["id"] for c in removed}
+                return self._reply(
+                    200,
+                    {
+                        "totalRequested": len(ids),
+                        "successful": len(removed),
+                        "failed": len(ids) - len(removed),
+                        "successfulRecords": [{"id": i} for i in ids if i in done],
+                        "failedRecords": [{"id": i} for i in ids if i not in done],
+                    },
+                )
+            if method == "DELETE" and rest.startswith("contacts/"):
+                removed = sandbox.delete([rest.removeprefix("contacts/")])
+                return (
+                    self._reply(200, removed[0])
+                    if removed
+                    else self._reply(404, _error("no such contact"))
+                )
+            return self._reply(404, _error("not found"))
+
+        def _import(self, body: bytes) -> None:
+            faults = sandbox.faults
+            with sandbox.state.lock:
+                sandbox.state.uploads += 1
+                number = sandbox.state.uploads
+            if faults.delay_seconds:
+                time.sleep(faults.delay_seconds)
+            if faults.rate_limit_every and number % faults.rate_limit_every == 0:
+                return self._reply(
+                    429,
+                    _error("Rate limit for this API has been reached. Please try again later"),
+                    {"Retry-After": "1"},
+                )
+            if faults.fail_every and number % faults.fail_every == 0:
+                return self._reply(500, _error("internal error (injected)"))
+            file_body = _multipart_file(self.headers.get("Content-Type", ""), body, "result_file")
+            if file_body is None:
+                return self._reply(
+                    400, _error("expected multipart/form-data with a result_file part")
+                )
+            status, answer = sandbox.import_contacts(file_body)
+            with sandbox.state.lock:
+                sandbox.state.upload_log.append((status, len(answer) if status == 200 else 0))
+            if faults.drop_every and number % faults.drop_every == 0:
+                self.close_connection = True
+                self.connection.shutdown(socket.SHUT_RDWR)
+                return None
+            return self._reply(status, answer)
+
+        def _reply(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
+            data = json.dumps(payload).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            for name, value in (headers or {}).items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(data)
+
+    return Handler
+
+
+def _loads(body: bytes) -> Any:
+    try:
+        return json.loads(body or b"null")
+    except ValueError:
+        return None
+
+
+def _multipart_file(content_type: str, body: bytes, name: str) -> bytes | None:
+    if not content_type.startswith("multipart/form-data"):
+        return None
+    message = BytesParser(policy=HTTP).parsebytes(
+        f"Content-Type: {content_type}\r\n\r\n".encode() + body
+    )
+    if not message.is_multipart():
+        return None
+    for part in message.iter_parts():
+        if part.get_param("name", header="content-disposition") == name:
+            payload = part.get_payload(decode=True)
+            return payload if isinstance(payload, bytes) else None
+    return None

@@ -1,0 +1,401 @@
+"""Mappings: how one CRM's export becomes Kore rows.
+
+``load_mapping`` reads and validates the YAML; ``Mapping.bind`` checks it against a source's
+header and resolves column positions once; ``BoundMapping.apply`` is pure: one row of values in,
+a ``Contact`` or a ``Rejection`` out.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from importlib.resources import files
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from connector.errors import ConfigError
+from connector.phones import PhoneKey, PhoneProblem, parse_phone, region_for
+
+KORE_NAME_FIELDS = ("firstName", "lastName", "salutation")
+KORE_COLUMNS = (
+    "firstName",
+    "lastName",
+    "salutation",
+    "cellPhoneNumber",
+    "cellPhoneCountryCode",
+    "cellPhoneExtension",
+)
+_SPACES = re.compile(r"\s+")
+_INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff"), None)
+_US_DATES = ("%m/%d/%Y %I:%M %p", "%m/%d/%Y %H:%M:%S", "%m/%d/%Y %H:%M", "%m/%d/%Y")
+
+
+def _columns(value: Any) -> Any:
+    return [value] if isinstance(value, str) else value
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class FieldSpec(_Spec):
+    """One Kore column: where its value comes from and how it is cleaned."""
+
+    from_: list[str] = Field(default_factory=list, alias="from")
+    value: str | None = None
+    map: dict[str, str] = Field(default_factory=dict)
+    default: str = ""
+    split: Literal["first", "last"] | None = None
+    case: Literal["upper", "lower", "title"] | None = None
+    trim: bool = True
+
+    _normalise_from = field_validator("from_", mode="before")(_columns)
+
+    def model_post_init(self, _context: Any) -> None:
+        if not self.from_ and self.value is None:
+            raise ValueError("give 'from' or 'value'")
+
+
+class SkipRule(_Spec):
+    field: list[str]
+    in_: list[str] = Field(alias="in", min_length=1)
+    if_present: bool = False
+
+    _normalise_field = field_validator("field", mode="before")(_columns)
+
+
+class PhoneSpec(_Spec):
+    from_: list[str] = Field(alias="from", min_length=1)
+    region_from: list[str] = Field(default_factory=list)
+
+    _normalise = field_validator("from_", "region_from", mode="before")(_columns)
+
+
+class MappingSpec(_Spec):
+    id: list[str] = Field(default_factory=list)
+    updated_at: list[str] = Field(default_factory=list)
+    skip_when: list[SkipRule] = Field(default_factory=list)
+    fields: dict[Literal["firstName", "lastName", "salutation"], FieldSpec]
+    phone: PhoneSpec
+    description: str = ""
+
+    _normalise = field_validator("id", "updated_at", mode="before")(_columns)
+
+    @field_validator("fields", mode="before")
+    @classmethod
+    def _shorthand(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: {"from": v} if isinstance(v, str | list) else v for k, v in value.items()}
+        return value
+
+
+@dataclass(frozen=True, slots=True)
+class Contact:
+    """A row ready for Kore, with where it came from."""
+
+    key: str
+    first_name: str
+    last_name: str
+    salutation: str
+    phone: PhoneKey
+    source: str
+    row: int
+    record_id: str
+    updated_at: datetime | None
+
+    def csv_row(self) -> tuple[str, str, str, str, str, str]:
+        p = self.phone
+        return (
+            self.first_name,
+            self.last_name,
+            self.salutation,
+            p.national,
+            p.country_code,
+            p.extension,
+        )
+
+    @property
+    def fingerprint(self) -> str:
+        return fingerprint(self.csv_row())
+
+
+def fingerprint(row: Sequence[str]) -> str:
+    return hashlib.sha256("\x1f".join(row).encode()).hexdigest()[:32]
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """A row that will not be sent: a reason code, a human detail and the values at fault."""
+
+    reason: str
+    detail: str
+    source: str
+    row: int
+    record_id: str
+    values: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Mapping:
+    name: str
+    spec: MappingSpec
+
+    def columns(self) -> list[tuple[str, list[str], bool]]:
+        """Every column reference as (where in the mapping, candidates, optional)."""
+        refs: list[tuple[str, list[str], bool]] = []
+        if self.spec.id:
+            refs.append(("id", self.spec.id, False))
+        if self.spec.updated_at:
+            refs.append(("updated_at", self.spec.updated_at, False))
+        for name, spec in self.spec.fields.items():
+            if spec.from_:
+                refs.append((f"fields.{name}.from", spec.from_, False))
+        refs.append(("phone.from", self.spec.phone.from_, False))
+        if self.spec.phone.region_from:
+            refs.append(("phone.region_from", self.spec.phone.region_from, True))
+        for i, rule in enumerate(self.spec.skip_when):
+            refs.append((f"skip_when.{i}.field", rule.field, rule.if_present))
+        return refs
+
+    def bind(self, header: Sequence[str], source: str) -> BoundMapping:
+        """Resolve column names against a header; a missing column is a ``ConfigError``."""
+        positions: dict[str, int] = {}
+        for i, name in enumerate(header):
+            positions.setdefault(normalise_header(name), i)
+        warnings: list[str] = []
+        resolved: dict[str, list[int]] = {}
+        for where, candidates, optional in self.columns():
+            found = [positions[n] for n in map(normalise_header, candidates) if n in positions]
+            if not found and optional:
+                consequence = (
+                    "every number is read in the default region"
+                    if where == "phone.region_from"
+                    else "no row is skipped by that rule"
+                )
+                warnings.append(
+                    f"mapping {self.name}: {where} names {_quoted(candidates)}, which {source} lacks;"
+                    f" {consequence}"
+                )
+            elif not found:
+                raise ConfigError(
+                    f"mapping {self.name}: {where} names {_quoted(candidates)}, which {source} lacks"
+                    f"{_closest(candidates, header)}",
+                    hint=f"columns there: {', '.join(h.strip() for h in header)}",
+                )
+            resolved[where] = found
+        return BoundMapping(self, tuple(header), resolved, tuple(warnings))
+
+
+def normalise_header(name: str) -> str:
+    return _SPACES.sub(" ", name.translate(_INVISIBLE)).strip().casefold()
+
+
+def _quoted(names: Sequence[str]) -> str:
+    return " or ".join(f"'{n}'" for n in names)
+
+
+def _closest(candidates: Sequence[str], header: Sequence[str]) -> str:
+    choices = {normalise_header(h): h.strip() for h in header}
+    for name in candidates:
+        close = difflib.get_close_matches(normalise_header(name), list(choices), n=1, cutoff=0.6)
+        if close:
+            return f" (closest: '{choices[close[0]]}')"
+    return ""
+
+
+@dataclass(frozen=True)
+class BoundMapping:
+    mapping: Mapping
+    header: tuple[str, ...]
+    positions: dict[str, list[int]]
+    warnings: tuple[str, ...]
+
+    def apply(
+        self, values: Sequence[str], *, source: str, row: int, default_region: str
+    ) -> Contact | Rejection:
+        """Map one row. Pure: the same values always give the same answer."""
+        spec = self.mapping.spec
+        record_id = self._first("id", values)
+        for i, rule in enumerate(spec.skip_when):
+            wanted = {v.strip().casefold() for v in rule.in_}
+            for pos in self.positions[f"skip_when.{i}.field"]:
+                if _cell(values, pos).strip().casefold() in wanted:
+                    column = self.header[pos].strip()
+                    return self._reject(
+                        "skip_when",
+                        f"{column}={_cell(values, pos).strip()}",
+                        values,
+                        source,
+                        row,
+                        record_id,
+                    )
+        names = {name: self._field(name, fs, values) for name, fs in spec.fields.items()}
+        first, last = names.get("firstName", ""), names.get("lastName", "")
+        if not first and not last:
+            return self._reject(
+                "name_missing", "first and last name are both empty", values, source, row, record_id
+            )
+        region = default_region
+        for pos in self.positions.get("phone.region_from", []):
+            found = region_for(_cell(values, pos))
+            if found:
+                region = found
+                break
+        problem: PhoneProblem | None = None
+        for pos in self.positions["phone.from"]:
+            parsed = parse_phone(_cell(values, pos), region)
+            if isinstance(parsed, PhoneKey):
+                return Contact(
+                    key=parsed.key,
+                    first_name=first,
+                    last_name=last,
+                    salutation=names.get("salutation", ""),
+                    phone=parsed,
+                    source=source,
+                    row=row,
+                    record_id=record_id,
+                    updated_at=parse_timestamp(self._first("updated_at", values)),
+                )
+            problem = problem or parsed
+        if problem is None:
+            return self._reject(
+                "phone_missing",
+                "no phone number in any phone column",
+                values,
+                source,
+                row,
+                record_id,
+            )
+        detail = {
+            "phone_mangled": "a spreadsheet turned the number into scientific notation; digits are lost",
+            "phone_invalid": f"not a valid number for region {region}",
+        }[problem.reason]
+        return self._reject(problem.reason, detail, values, source, row, record_id)
+
+    def _first(self, where: str, values: Sequence[str]) -> str:
+        for pos in self.positions.get(where, []):
+            text = _cell(values, pos).strip()
+            if text:
+                return text
+        return ""
+
+    def _field(self, name: str, fs: FieldSpec, values: Sequence[str]) -> str:
+        if fs.value is not None:
+            return fs.value
+        text = ""
+        for pos in self.positions[f"fields.{name}.from"]:
+            text = _cell(values, pos).translate(_INVISIBLE)
+            if fs.trim:
+                text = _SPACES.sub(" ", text).strip()
+            if text:
+                break
+        if text and fs.split:
+            text = split_name(text, fs.split)
+        if text and fs.map:
+            text = _lookup(fs.map, text)
+        if text and fs.case:
+            text = {"upper": str.upper, "lower": str.lower, "title": str.title}[fs.case](text)
+        return text or fs.default
+
+    def _reject(
+        self, reason: str, detail: str, values: Sequence[str], source: str, row: int, record_id: str
+    ) -> Rejection:
+        read = sorted({p for positions in self.positions.values() for p in positions})
+        shown = {self.header[p].strip(): _cell(values, p) for p in read if _cell(values, p).strip()}
+        return Rejection(reason, detail, source, row, record_id, shown)
+
+
+def _cell(values: Sequence[str], pos: int) -> str:
+    return values[pos] if pos < len(values) else ""
+
+
+def _lookup(table: dict[str, str], text: str) -> str:
+    if text in table:
+        return table[text]
+    folded = text.casefold()
+    for key, value in table.items():
+        if key.casefold() == folded:
+            return value
+    return text
+
+
+def split_name(full: str, part: Literal["first", "last"]) -> str:
+    """``Ada King Lovelace`` -> first ``Ada``, last ``King Lovelace``; ``Lovelace, Ada`` too."""
+    if "," in full:
+        last, _, first = full.partition(",")
+    else:
+        first, _, last = full.partition(" ")
+    return (first if part == "first" else last).strip()
+
+
+def parse_timestamp(text: str) -> datetime | None:
+    """ISO-8601 (Salesforce, HubSpot, Dynamics) or US dates (Zoho); naive values are UTC."""
+    if not text:
+        return None
+    parsed: datetime | None = None
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        for form in _US_DATES:
+            try:
+                parsed = datetime.strptime(text, form)
+                break
+            except ValueError:
+                continue
+    if parsed is None:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def builtin_names() -> list[str]:
+    return sorted(
+        p.name.removesuffix(".yaml")
+        for p in files("connector.mappings").iterdir()
+        if p.name.endswith(".yaml")
+    )
+
+
+def load_mapping(name_or_path: str, *, base: Path | None = None) -> Mapping:
+    """A built-in by name (``salesforce``) or a YAML file by path."""
+    if name_or_path in builtin_names():
+        resource = files("connector.mappings") / f"{name_or_path}.yaml"
+        return _parse(name_or_path, resource.read_text(encoding="utf-8"))
+    path = Path(name_or_path)
+    if base is not None and not path.is_absolute():
+        path = base / path
+    if not path.suffix:
+        raise ConfigError(
+            f"mapping '{name_or_path}' is neither a built-in nor a file path",
+            hint=f"built-ins: {', '.join(builtin_names())}",
+        )
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except OSError as exc:
+        raise ConfigError(f"mapping {path}: cannot read: {exc.strerror}") from None
+    return _parse(str(path), text)
+
+
+def _parse(name: str, text: str) -> Mapping:
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError:
+        raise ConfigError(f"mapping {name}: not valid YAML") from None
+    try:
+        return Mapping(name, MappingSpec.model_validate(data))
+    except ValidationError as exc:
+        error = exc.errors(include_input=False)[0]
+        where = ".".join(str(p) for p in error["loc"]).replace("from_", "from").replace("in_", "in")
+        problem = {"missing": "is required", "extra_forbidden": "is not a mapping key"}.get(
+            error["type"], error["msg"].removeprefix("Value error, ")
+        )
+        raise ConfigError(
+            f"mapping {name}: {where or 'mapping'} {problem}",
+            hint="see README.md, 'Writing a mapping'",
+        ) from None

@@ -1,0 +1,142 @@
+"""Phone parsing and keys. ``phonenumbers`` is used here and nowhere else.
+
+A contact's key is its number in E.164 without the extension: Kore refuses a number it already
+has, whatever the name, so the number is the identity of a contact.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+
+import phonenumbers
+import pycountry
+
+_SCIENTIFIC = re.compile(r"^[+-]?\d+(?:[.,]\d+)?[eE][+-]?\d+$")
+_FLOAT_TAIL = re.compile(r"^(\+?\d+)\.0+$")
+# A spreadsheet drops the "+" of an international number; only numbers this long are retried
+# with it, so a short national number is never read as a foreign one.
+_MIN_INTERNATIONAL_DIGITS = 11
+_INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff"), None) | {0xA0: " "}
+
+_COUNTRY_ALIASES = {
+    "uk": "GB",
+    "u.k.": "GB",
+    "england": "GB",
+    "scotland": "GB",
+    "wales": "GB",
+    "northern ireland": "GB",
+    "great britain": "GB",
+    "britain": "GB",
+    "us": "US",
+    "u.s.": "US",
+    "u.s.a.": "US",
+    "america": "US",
+    "united states of america": "US",
+    "russia": "RU",
+    "south korea": "KR",
+    "korea": "KR",
+    "north korea": "KP",
+    "vietnam": "VN",
+    "iran": "IR",
+    "syria": "SY",
+    "laos": "LA",
+    "bolivia": "BO",
+    "venezuela": "VE",
+    "tanzania": "TZ",
+    "taiwan": "TW",
+    "czech republic": "CZ",
+    "turkey": "TR",
+    "holland": "NL",
+    "the netherlands": "NL",
+    "uae": "AE",
+    "ivory coast": "CI",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class PhoneKey:
+    """A valid number: ``key`` is E.164; the other fields are the Kore CSV columns."""
+
+    key: str
+    national: str
+    country_code: str
+    extension: str
+
+
+@dataclass(frozen=True, slots=True)
+class PhoneProblem:
+    """Why no number of a row could be used: a reason code and the value at fault."""
+
+    reason: str
+    value: str
+
+
+@lru_cache(maxsize=4096)
+def region_for(country: str) -> str | None:
+    """The ISO-2 region for a country name, ISO-2 or ISO-3 code; None when unknown."""
+    text = country.translate(_INVISIBLE).strip()
+    if not text:
+        return None
+    alias = _COUNTRY_ALIASES.get(text.casefold())
+    if alias:
+        return alias
+    try:
+        found = pycountry.countries.lookup(text)
+    except LookupError:
+        return None
+    return str(found.alpha_2)
+
+
+def parse_phone(raw: str, region: str) -> PhoneKey | PhoneProblem | None:
+    """Parse one cell. None for an empty cell; a ``PhoneProblem`` for a value that is not usable."""
+    value = raw.translate(_INVISIBLE).strip()
+    if not value:
+        return None
+    if _SCIENTIFIC.match(value):
+        return PhoneProblem("phone_mangled", value)
+    float_tail = _FLOAT_TAIL.match(value)
+    if float_tail:
+        value = float_tail[1]
+    number = _valid(value, region)
+    if number is None and value.isdigit() and len(value) >= _MIN_INTERNATIONAL_DIGITS:
+        number = _valid("+" + value, region)
+    if number is None:
+        return PhoneProblem("phone_invalid", value)
+    return PhoneKey(
+        key=phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164),
+        national=phonenumbers.national_significant_number(number),
+        country_code=f"+{number.country_code}",
+        extension=number.extension or "",
+    )
+
+
+def _valid(value: str, region: str) -> phonenumbers.PhoneNumber | None:
+    try:
+        number = phonenumbers.parse(value, region)
+    except phonenumbers.NumberParseException:
+        return None
+    return number if phonenumbers.is_valid_number(number) else None
+
+
+def join_key(number: str, country_code: str = "") -> str | None:
+    """The E.164 key of a number as Kore returns it (``+9198…`` or ``98…`` plus ``+91``)."""
+    digits = re.sub(r"[^\d+]", "", number or "")
+    if not digits:
+        return None
+    if not digits.startswith("+"):
+        code = re.sub(r"\D", "", country_code or "")
+        digits = f"+{code}{digits}"
+    try:
+        parsed = phonenumbers.parse(digits, None)
+    except phonenumbers.NumberParseException:
+        return None
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+
+def mask(key: str) -> str:
+    """A phone number fit for a log line: country code and last two digits only."""
+    if len(key) <= 6:
+        return "*" * len(key)
+    return key[:3] + "*" * (len(key) - 5) + key[-2:]

@@ -1,0 +1,244 @@
+"""The configuration file: YAML, ``${VAR}`` from the environment, strict validation.
+
+Settings that are not per tenant (``state_url``, ``reports_dir``) may also come from the
+environment as ``CONNECTOR_STATE_URL`` and ``CONNECTOR_REPORTS_DIR``; the environment wins over
+the file, as operators expect when they override one value for one run.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from connector.errors import ConfigError
+
+DEFAULT_CONFIG = "connector.yaml"
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_DURATION = re.compile(r"^\s*(\d+)\s*([smhd])\s*$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class KoreSettings(_Strict):
+    host: str
+    bot_id: str = Field(min_length=1)
+    account_id: str = Field(min_length=1)
+    client_id: str = Field(min_length=1)
+    client_secret: SecretStr
+    jwt_algorithm: Literal["HS256", "HS512"] = "HS256"
+    batch_size: int = Field(default=1000, ge=1, le=100_000)
+    uploads_per_minute: int = Field(default=60, ge=1)
+    uploads_per_hour: int = Field(default=1800, ge=1)
+    timeout_seconds: float = Field(default=60.0, gt=0)
+    retries: int = Field(default=5, ge=0, le=20)
+    backoff_seconds: float = Field(default=1.0, ge=0)
+    default_salutation: str = ""
+    default_extension: str = ""
+    update_changed: bool = False
+
+    @field_validator("host")
+    @classmethod
+    def _https_unless_loopback(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be a URL such as https://platform.kore.ai")
+        if parts.scheme == "http" and not _is_loopback(parts.hostname):
+            raise ValueError("must be https (plain http is allowed only for loopback hosts)")
+        return value.rstrip("/")
+
+
+def _is_loopback(hostname: str) -> bool:
+    if hostname == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(hostname).is_loopback
+    except ValueError:
+        return False
+
+
+class CsvSourceSettings(_Strict):
+    kind: Literal["csv"]
+    path: str = Field(min_length=1)
+    encoding: str | None = None
+    delimiter: str | None = Field(default=None, min_length=1, max_length=1)
+
+
+SourceSettings = Annotated[CsvSourceSettings, Field(discriminator="kind")]
+
+
+class ScheduleSettings(_Strict):
+    every: timedelta | None = None
+    cron: str | None = None
+
+    @field_validator("every", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            match = _DURATION.match(value)
+            if not match:
+                raise ValueError("must look like 30s, 15m, 2h or 1d")
+            return timedelta(seconds=int(match[1]) * _UNITS[match[2]])
+        return value
+
+    @field_validator("cron")
+    @classmethod
+    def _crontab(cls, value: str | None) -> str | None:
+        if value is not None:
+            from apscheduler.triggers.cron import CronTrigger
+
+            try:
+                CronTrigger.from_crontab(value)
+            except ValueError as exc:
+                raise ValueError(f"is not a crontab expression: {exc}") from None
+        return value
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> ScheduleSettings:
+        if (self.every is None) == (self.cron is None):
+            raise ValueError("give exactly one of 'every' or 'cron'")
+        return self
+
+
+class TenantSettings(_Strict):
+    kore: KoreSettings
+    source: SourceSettings
+    mapping: str = Field(min_length=1)
+    default_region: str = Field(default="US", pattern=r"^[A-Za-z]{2}$")
+    schedule: ScheduleSettings = ScheduleSettings(every=timedelta(minutes=15))
+
+    @field_validator("default_region")
+    @classmethod
+    def _upper(cls, value: str) -> str:
+        return value.upper()
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CONNECTOR_", extra="forbid", frozen=True)
+
+    state_url: str = "sqlite:///connector-state.db"
+    reports_dir: Path = Path("reports")
+    tenants: dict[Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$")], TenantSettings]
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (env_settings, init_settings)
+
+
+def config_path(explicit: str | None) -> Path:
+    return Path(explicit or os.environ.get("CONNECTOR_CONFIG") or DEFAULT_CONFIG)
+
+
+def load_settings(path: Path) -> Settings:
+    """Read, expand and validate a config file; every problem is a one-line ``ConfigError``."""
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{path}: config file not found",
+            hint="pass --config PATH or set CONNECTOR_CONFIG",
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config file: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{path}{where}: not valid YAML") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping with 'tenants' at the top")
+    data = _expand(data, path, ())
+    try:
+        settings = Settings(**data)
+    except ValidationError as exc:
+        raise ConfigError(
+            _describe(path, exc), hint="see README.md, 'Configuring a tenant'"
+        ) from None
+    return _anchored(settings, path.parent)
+
+
+def _anchored(settings: Settings, base: Path) -> Settings:
+    """Resolve relative paths against the config file's folder, not the working directory."""
+    tenants = {
+        name: tenant.model_copy(
+            update={
+                "source": tenant.source.model_copy(update={"path": str(base / tenant.source.path)})
+            }
+        )
+        for name, tenant in settings.tenants.items()
+    }
+    state_url = settings.state_url
+    prefix = "sqlite:///"
+    if state_url.startswith(prefix) and not state_url.startswith(prefix + "/"):
+        rest = state_url.removeprefix(prefix)
+        if rest and not rest.startswith(":memory:"):
+            state_url = prefix + str(base / rest)
+    return settings.model_copy(
+        update={
+            "tenants": tenants,
+            "reports_dir": base / settings.reports_dir,
+            "state_url": state_url,
+        }
+    )
+
+
+def _expand(value: Any, path: Path, where: tuple[str, ...]) -> Any:
+    if isinstance(value, dict):
+        return {key: _expand(item, path, (*where, str(key))) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_expand(item, path, (*where, str(i))) for i, item in enumerate(value)]
+    if isinstance(value, str):
+
+        def lookup(match: re.Match[str]) -> str:
+            name = match[1]
+            if name not in os.environ:
+                raise ConfigError(
+                    f"{path}: {'.'.join(where)} uses ${{{name}}}, which is not set in the environment"
+                )
+            return os.environ[name]
+
+        return _VAR.sub(lookup, value)
+    return value
+
+
+def _describe(path: Path, exc: ValidationError) -> str:
+    """One line for the first problem, naming its dotted path; never echo the input value."""
+    error = exc.errors(include_input=False)[0]
+    location = ".".join(str(part) for part in error["loc"] if part != "csv")
+    kind = error["type"]
+    if kind == "missing":
+        problem = "is required"
+    elif kind == "extra_forbidden":
+        problem = "is not a known setting"
+    else:
+        problem = error["msg"].removeprefix("Value error, ")
+    more = len(exc.errors()) - 1
+    tail = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
+    return f"{path}: {location or 'config'} {problem}{tail}"

@@ -1,0 +1,139 @@
+"""CSV exports: a file or a glob, each new file once, any common encoding and delimiter."""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import glob
+import hashlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
+
+from connector.errors import SourceError
+from connector.settings import CsvSourceSettings
+from connector.sources import SourceFile, SourceRow
+
+_CHUNK = 1 << 20
+_BOMS = (
+    (codecs.BOM_UTF32_LE, "utf-32"),
+    (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF8, "utf-8-sig"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+)
+_DELIMITERS = (",", ";", "\t")
+
+
+class CsvSource:
+    def __init__(self, settings: CsvSourceSettings) -> None:
+        self.settings = settings
+
+    def discover(self) -> list[SourceFile]:
+        pattern = self.settings.path
+        if glob.has_magic(pattern):
+            paths = sorted(Path(p) for p in glob.glob(pattern, recursive=True))
+        else:
+            paths = [Path(pattern)]
+            if not paths[0].exists():
+                raise SourceError(f"{pattern}: file not found", hint="check source.path")
+        return [self._inspect(p) for p in paths if p.is_file()]
+
+    def _inspect(self, path: Path) -> CsvFile:
+        digest = hashlib.sha256()
+        try:
+            with path.open("rb") as handle:
+                head = handle.read(4)
+                encoding = self.settings.encoding or _bom_encoding(head)
+                checks = (
+                    []
+                    if encoding
+                    else [codecs.getincrementaldecoder(e)() for e in ("utf-8", "cp1252")]
+                )
+                ok = [True] * len(checks)
+                chunk = head + handle.read(_CHUNK)
+                while chunk:
+                    digest.update(chunk)
+                    for i, decoder in enumerate(checks):
+                        if ok[i]:
+                            try:
+                                decoder.decode(chunk)
+                            except UnicodeDecodeError:
+                                ok[i] = False
+                    chunk = handle.read(_CHUNK)
+        except OSError as exc:
+            raise SourceError(f"{path}: cannot read: {exc.strerror}") from None
+        if not encoding:
+            encoding = "utf-8" if ok[0] else "cp1252" if ok[1] else "latin-1"
+        return CsvFile(path, digest.hexdigest(), encoding, self.settings.delimiter)
+
+
+def _bom_encoding(head: bytes) -> str | None:
+    for bom, name in _BOMS:
+        if head.startswith(bom):
+            return name
+    return None
+
+
+@dataclass
+class CsvFile:
+    path: Path
+    content_hash: str
+    encoding: str
+    delimiter: str | None
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    def describe(self) -> str:
+        delimiter = {",": "comma", ";": "semicolon", "\t": "tab"}.get(self._delimiter(), "?")
+        return f"{self.path} ({self.encoding}, {delimiter}-separated)"
+
+    def _delimiter(self) -> str:
+        if self.delimiter:
+            return self.delimiter
+        with self._open() as handle:
+            first = handle.readline()
+        return max(_DELIMITERS, key=first.count)
+
+    def _open(self) -> TextIO:
+        try:
+            return self.path.open(encoding=self.encoding, newline="")
+        except OSError as exc:
+            raise SourceError(f"{self.path}: cannot read: {exc.strerror}") from None
+
+    def header(self) -> list[str]:
+        for row in self._records():
+            return row.values
+        raise SourceError(f"{self.path}: the file is empty; expected a header row")
+
+    def rows(self) -> Iterator[SourceRow]:
+        """Every record after the header; a record the CSV parser cannot read comes with its error."""
+        records = self._records()
+        next(records, None)
+        yield from records
+
+    def _records(self) -> Iterator[SourceRow]:
+        delimiter = self._delimiter()
+        with self._open() as handle:
+            reader = csv.reader(handle, delimiter=delimiter, strict=False)
+            line = 1
+            while True:
+                try:
+                    values = next(reader)
+                except StopIteration:
+                    return
+                except csv.Error as exc:
+                    yield SourceRow([], line, f"unreadable CSV record: {exc}")
+                    line = reader.line_num + 1
+                    continue
+                except UnicodeDecodeError as exc:
+                    raise SourceError(
+                        f"{self.path} line {reader.line_num + 1}: not valid {self.encoding} ({exc.reason})",
+                        hint="set source.encoding to the file's encoding",
+                    ) from None
+                if values:
+                    yield SourceRow(values, line)
+                line = reader.line_num + 1

@@ -1,0 +1,85 @@
+"""The state schema. Only the ``connector.state`` package knows these names.
+
+The migrations in ``migrations/versions`` create exactly these tables; a test compares them.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData()
+
+runs = Table(
+    "runs",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("tenant", String(100), nullable=False),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("finished_at", DateTime(timezone=True)),
+    Column("status", String(20), nullable=False),
+    Column("dry_run", Boolean, nullable=False),
+    Column("counters", Text, nullable=False),
+    Index("ix_runs_tenant_started", "tenant", "started_at"),
+)
+
+deliveries = Table(
+    "deliveries",
+    metadata,
+    Column("tenant", String(100), primary_key=True),
+    Column("phone_key", String(24), primary_key=True),
+    Column("kore_id", String(64)),
+    Column("fingerprint", String(32), nullable=False),
+    Column("run_id", String(40), nullable=False),
+    Column("delivered_at", DateTime(timezone=True), nullable=False),
+)
+
+batches = Table(
+    "batches",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("tenant", String(100), nullable=False),
+    Column("run_id", String(40), nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("settled_at", DateTime(timezone=True)),
+    Index("ix_batches_tenant_status", "tenant", "status"),
+)
+
+batch_rows = Table(
+    "batch_rows",
+    metadata,
+    Column("batch_id", Integer, ForeignKey("batches.id", ondelete="CASCADE"), primary_key=True),
+    Column("position", Integer, primary_key=True),
+    Column("phone_key", String(24), nullable=False),
+    Column("first_name", Text, nullable=False),
+    Column("last_name", Text, nullable=False),
+    Column("salutation", Text, nullable=False),
+    Column("number", String(24), nullable=False),
+    Column("country_code", String(8), nullable=False),
+    Column("extension", String(16), nullable=False),
+    Column("source", Text, nullable=False),
+    Column("row_no", Integer, nullable=False),
+    Column("record_id", Text, nullable=False),
+)
+
+processed_files = Table(
+    "processed_files",
+    metadata,
+    Column("tenant", String(100), primary_key=True),
+    Column("content_hash", String(64), primary_key=True),
+    Column("name", Text, nullable=False),
+    Column("rows", Integer, nullable=False),
+    Column("processed_at", DateTime(timezone=True), nullable=False),
+)
