@@ -48,12 +48,21 @@ class Faults:
     duplicates: Literal["skip", "reject-file"] = "skip"
 
 
+@dataclass(frozen=True)
+class Upload:
+    """One import request the sandbox carried out: its answer and how many rows it held."""
+
+    status: int
+    received: int
+    created: int
+
+
 @dataclass
 class SandboxState:
     contacts: dict[str, dict[str, Any]] = field(default_factory=dict)
     by_phone: dict[str, str] = field(default_factory=dict)
     uploads: int = 0
-    upload_log: list[tuple[int, int]] = field(default_factory=list)
+    upload_log: list[Upload] = field(default_factory=list)
     seen_jti: set[str] = field(default_factory=set)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -291,8 +300,11 @@ def _handler_for(sandbox: Sandbox) -> type[BaseHTTPRequestHandler]:
                     400, _error("expected multipart/form-data with a result_file part")
                 )
             status, answer = sandbox.import_contacts(file_body)
+            received = max(0, sum(1 for _ in csv.reader(io.StringIO(file_body.decode("utf-8-sig")))) - 1)
             with sandbox.state.lock:
-                sandbox.state.upload_log.append((status, len(answer) if status == 200 else 0))
+                sandbox.state.upload_log.append(
+                    Upload(status, received, len(answer) if status == 200 else 0)
+                )
             if faults.drop_every and number % faults.drop_every == 0:
                 self.close_connection = True
                 self.connection.shutdown(socket.SHUT_RDWR)

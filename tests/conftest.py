@@ -1,0 +1,101 @@
+"""Fixtures build real things: a sandbox on a loopback port, SQLite files, PostgreSQL schemas."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from sqlalchemy import create_engine, text
+
+from connector.kore.sandbox import DEFAULT_ACCOUNT_ID, DEFAULT_CLIENT_ID, DEFAULT_SECRET, Sandbox
+
+SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples"
+REQUIRE_SERVERS = os.environ.get("CONNECTOR_TEST_REQUIRE_SERVERS") == "1"
+
+
+@pytest.fixture
+def sandbox() -> Iterator[Sandbox]:
+    with Sandbox() as running:
+        yield running
+
+
+def tenant_config(
+    sandbox: Sandbox, source: Path, *, mapping: str = "salesforce", **kore: Any
+) -> dict[str, Any]:
+    return {
+        "kore": {
+            "host": sandbox.url,
+            "bot_id": "st-test",
+            "account_id": DEFAULT_ACCOUNT_ID,
+            "client_id": DEFAULT_CLIENT_ID,
+            "client_secret": "${TEST_KORE_SECRET}",
+            "batch_size": 250,
+            "uploads_per_minute": 100_000,
+            "uploads_per_hour": 1_000_000,
+            "backoff_seconds": 0.01,
+            "timeout_seconds": 10,
+            **kore,
+        },
+        "source": {"kind": "csv", "path": str(source)},
+        "mapping": mapping,
+        "default_region": "US",
+    }
+
+
+def write_config(directory: Path, tenants: dict[str, Any], *, state_url: str | None = None) -> Path:
+    config = {
+        "state_url": state_url or f"sqlite:///{directory / 'state.db'}",
+        "reports_dir": str(directory / "reports"),
+        "tenants": tenants,
+    }
+    path = directory / "connector.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def run_cli(*args: str, config: Path | None = None, env: dict[str, str] | None = None,
+            timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """The real command line, in a child process, as a user would run it."""
+    full_env = {**os.environ, "TEST_KORE_SECRET": DEFAULT_SECRET, **(env or {})}
+    full_env.pop("CONNECTOR_CONFIG", None)
+    command = [sys.executable, "-m", "connector", *args]
+    if config is not None:
+        command += ["--config", str(config)]
+    return subprocess.run(command, capture_output=True, text=True, env=full_env, timeout=timeout,
+                          check=False)
+
+
+def _server_url(variable: str) -> str:
+    url = os.environ.get(variable)
+    if not url:
+        if REQUIRE_SERVERS:
+            pytest.fail(f"{variable} is not set but CONNECTOR_TEST_REQUIRE_SERVERS=1")
+        pytest.skip(f"{variable} is not set")
+    return url
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A PostgreSQL URL whose search_path is a schema of this test's own, dropped afterwards."""
+    base = _server_url("CONNECTOR_TEST_POSTGRES_URL")
+    schema = f"t_{secrets.token_hex(6)}"
+    engine = create_engine(base)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    except Exception as exc:
+        pytest.fail(f"PostgreSQL at {base} is unreachable: {exc}")
+    separator = "&" if "?" in base else "?"
+    try:
+        yield f"{base}{separator}options=-csearch_path%3D{schema}"
+    finally:
+        with engine.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        engine.dispose()

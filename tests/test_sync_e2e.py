@@ -1,0 +1,225 @@
+"""End to end: the real command line in a child process against the sandbox over loopback HTTP."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from connector.kore.sandbox import DEFAULT_SECRET, Faults, Sandbox
+from connector.state import Store
+from tests.conftest import run_cli, tenant_config, write_config
+from tests.helpers import held, rejected, runs, summary, total
+from tests.messy import write_export
+
+
+def test_messy_export_creates_every_valid_contact_once_and_reports_the_rest(
+    tmp_path: Path, sandbox: Sandbox
+) -> None:
+    export = tmp_path / "exports" / "contacts.csv"
+    export.parent.mkdir()
+    expected = write_export(export, valid=2000)
+    config = write_config(tmp_path, {"acme": tenant_config(sandbox, tmp_path / "exports" / "*.csv")})
+
+    first = run_cli("sync", config=config)
+
+    assert first.returncode == 0, first.stderr
+    assert held(sandbox) == expected.contacts
+    extensions = {c["cellPhone"]["phoneNumber"]: c["cellPhone"]["extension"] for c in sandbox.state.active()}
+    assert {k: v for k, v in extensions.items() if v} == expected.extensions
+    (run,) = runs(tmp_path, "acme")
+    rows = rejected(run)
+    assert Counter(r["reason"] for r in rows) == expected.reasons
+    assert all(r["source"] == "contacts.csv" and int(r["row"]) > 1 for r in rows)
+    counters = summary(run)["counters"]
+    assert counters["rows_read"] == expected.rows
+    assert counters["created"] == len(expected.contacts)
+    assert summary(run)["status"] == "completed"
+    assert "2,000 sent" in first.stdout
+
+    second = run_cli("sync", config=config)
+    full = run_cli("sync", "--full", config=config)
+
+    assert second.returncode == 0 and full.returncode == 0
+    assert len(sandbox.state.upload_log) == len(range(0, 2000, 250))
+    later = runs(tmp_path, "acme")[1:]
+    assert summary(later[0])["counters"]["files_skipped"] == 1
+    assert summary(later[0])["counters"].get("sent", 0) == 0
+    assert summary(later[1])["counters"]["already_delivered"] == len(expected.contacts)
+    assert summary(later[1])["counters"].get("sent", 0) == 0
+
+
+@pytest.mark.parametrize("duplicates", ["skip", "reject-file"])
+def test_failing_and_dropping_sandbox_loses_nothing_and_creates_nothing_twice(
+    tmp_path: Path, duplicates: str
+) -> None:
+    export = tmp_path / "contacts.csv"
+    expected = write_export(export, valid=1500, seed=11)
+    faults = Faults(fail_every=3, drop_every=5, duplicates=duplicates)  # type: ignore[arg-type]
+    with Sandbox(faults=faults) as sandbox:
+        config = write_config(tmp_path, {"acme": tenant_config(sandbox, export, batch_size=100, retries=1)})
+        codes = []
+        for _ in range(6):
+            codes.append(run_cli("sync", config=config).returncode)
+            if codes[-1] == 0:
+                break
+        assert codes[-1] == 0, codes
+        assert held(sandbox) == expected.contacts
+        assert sum(u.created for u in sandbox.state.upload_log) == len(expected.contacts)
+    assert total(tmp_path, "acme", "created") + total(tmp_path, "acme", "adopted") == len(expected.contacts)
+    assert total(tmp_path, "acme", "kore_refused") == 0
+    assert total(tmp_path, "acme", "already_in_kore") == 0
+    ids = {c["cellPhone"]["phoneNumber"]: c["id"] for c in sandbox.state.active()}
+    store = Store(f"sqlite:///{tmp_path / 'state.db'}")
+    recorded = store.delivered("acme", ids)
+    store.close()
+    assert {k: d.kore_id for k, d in recorded.items()} == ids
+
+
+def test_kill_9_during_an_upload_resends_only_the_batch_in_flight(tmp_path: Path) -> None:
+    export = tmp_path / "contacts.csv"
+    expected = write_export(export, valid=1000, seed=5)
+    with Sandbox(faults=Faults(delay_seconds=0.4)) as sandbox:
+        config = write_config(tmp_path, {"acme": tenant_config(sandbox, export, batch_size=100)})
+        env = {**os.environ, "TEST_KORE_SECRET": DEFAULT_SECRET}
+        child = subprocess.Popen([sys.executable, "-m", "connector", "sync", "--config", str(config)],
+                                 env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 60
+        while sandbox.state.uploads < 4 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        time.sleep(0.1)
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+        time.sleep(0.5)  # the sandbox finishes storing the upload the child was waiting on
+
+        store = Store(f"sqlite:///{tmp_path / 'state.db'}")
+        delivered_before = len(store.delivered("acme", expected.contacts))
+        in_flight = store.pending_count("acme")
+        store.close()
+        assert in_flight == 100, "the killed run left exactly its batch in flight"
+        uploads_before = len(sandbox.state.upload_log)
+
+        sandbox.faults.delay_seconds = 0
+        again = run_cli("sync", config=config)
+
+        assert again.returncode == 0, again.stderr
+        assert held(sandbox) == expected.contacts
+        resent = sum(u.received for u in sandbox.state.upload_log[uploads_before:])
+        assert resent == len(expected.contacts) - delivered_before
+    last = summary(runs(tmp_path, "acme")[-1])["counters"]
+    assert last["pending_resent"] == in_flight
+    assert last["adopted"] == in_flight
+
+
+def test_dry_run_writes_batch_files_and_changes_nothing(tmp_path: Path, sandbox: Sandbox) -> None:
+    export = tmp_path / "contacts.csv"
+    expected = write_export(export, valid=600, seed=3)
+    config = write_config(tmp_path, {"acme": tenant_config(sandbox, export)})
+
+    dry = run_cli("sync", "--dry-run", config=config)
+
+    assert dry.returncode == 0, dry.stderr
+    assert sandbox.state.uploads == 0
+    (run,) = runs(tmp_path, "acme")
+    batches = sorted(run.glob("batch-*.csv"))
+    assert len(batches) == 3
+    lines = [line for b in batches for line in b.read_text(encoding="utf-8").splitlines()]
+    header = "firstName,lastName,salutation,cellPhoneNumber,cellPhoneCountryCode,cellPhoneExtension"
+    assert lines.count(header) == 3
+    assert len(lines) - 3 == len(expected.contacts)
+    assert summary(run)["dry_run"] is True
+
+    real = run_cli("sync", config=config)
+
+    assert real.returncode == 0
+    assert held(sandbox) == expected.contacts
+
+
+def test_numbers_kore_already_has_are_reported_and_the_rest_delivered(tmp_path: Path) -> None:
+    export = tmp_path / "contacts.csv"
+    expected = write_export(export, valid=300, seed=9)
+    taken = sorted(expected.contacts)[:3]
+    for duplicates in ("skip", "reject-file"):
+        with Sandbox(faults=Faults(duplicates=duplicates)) as sandbox:  # type: ignore[arg-type]
+            body = "firstName,lastName,salutation,cellPhoneNumber,cellPhoneCountryCode,cellPhoneExtension\n"
+            body += "".join(f"Someone,Else,,{k},,\n" for k in taken)
+            sandbox.import_contacts(body.encode())
+            work = tmp_path / duplicates
+            work.mkdir()
+            config = write_config(work, {"acme": tenant_config(sandbox, export, batch_size=100)})
+
+            result = run_cli("sync", config=config)
+
+            assert result.returncode == 0, result.stderr
+            assert set(held(sandbox)) == set(expected.contacts)
+            (run,) = runs(work, "acme")
+            refused = [r for r in rejected(run) if r["reason"] == "already_in_kore"]
+            assert len(refused) == 3
+            assert summary(run)["counters"]["created"] == len(expected.contacts) - 3
+
+
+def test_changed_names_are_skipped_by_default_and_updated_when_the_tenant_opts_in(
+    tmp_path: Path, sandbox: Sandbox
+) -> None:
+    header = "Id,Salutation,FirstName,LastName,MobilePhone,LastModifiedDate\n"
+    (tmp_path / "a.csv").write_text(
+        header + "1,,Ann,Lee,+1 415 201 1001,2024-01-01\n2,,Bo,Kim,+1 415 201 1002,2024-01-01\n"
+    )
+    tenants = {
+        "skip": tenant_config(sandbox, tmp_path / "*.csv"),
+        "update": {**tenant_config(sandbox, tmp_path / "*.csv"), "kore": {
+            **tenant_config(sandbox, tmp_path)["kore"], "update_changed": True}},
+    }
+    config = write_config(tmp_path, {"skip": tenants["skip"]})
+    assert run_cli("sync", config=config).returncode == 0
+    (tmp_path / "b.csv").write_text(header + "1,Ms.,Anne,Lee-Smith,+1 415 201 1001,2024-02-01\n")
+
+    skipped = run_cli("sync", config=config)
+
+    assert skipped.returncode == 0
+    assert held(sandbox)["+14152011001"][:2] == ("Ann", "Lee")
+    assert summary(runs(tmp_path, "skip")[-1])["counters"]["changed_skipped"] == 1
+
+    config = write_config(tmp_path, {"skip": tenants["update"]})
+    updated = run_cli("sync", "--full", config=config)
+
+    assert updated.returncode == 0, updated.stderr
+    assert held(sandbox)["+14152011001"][:2] == ("Anne", "Lee-Smith")
+    assert held(sandbox)["+14152011002"][:2] == ("Bo", "Kim")
+    assert summary(runs(tmp_path, "skip")[-1])["counters"]["updated"] == 1
+
+
+def test_state_on_postgresql(tmp_path: Path, sandbox: Sandbox, postgres_url: str) -> None:
+    export = tmp_path / "contacts.csv"
+    expected = write_export(export, valid=500, seed=21)
+    config = write_config(tmp_path, {"acme": tenant_config(sandbox, export)}, state_url=postgres_url)
+
+    first = run_cli("sync", config=config)
+    second = run_cli("sync", "--full", config=config)
+
+    assert first.returncode == 0, first.stderr
+    assert second.returncode == 0, second.stderr
+    assert held(sandbox) == expected.contacts
+    assert summary(runs(tmp_path, "acme")[-1])["counters"]["already_delivered"] == len(expected.contacts)
+
+
+def test_tenants_never_see_each_others_state(tmp_path: Path, sandbox: Sandbox) -> None:
+    export = tmp_path / "contacts.csv"
+    expected = write_export(export, valid=100, seed=2)
+    config = write_config(tmp_path, {"one": tenant_config(sandbox, export),
+                                     "two": tenant_config(sandbox, export)})
+
+    result = run_cli("sync", "--tenant", "one", config=config)
+    other = run_cli("sync", "--tenant", "two", config=config)
+
+    assert result.returncode == 0 and other.returncode == 0
+    counters = summary(runs(tmp_path, "two")[0])["counters"]
+    assert counters.get("already_delivered", 0) == 0, "tenant two must not see tenant one's keys"
+    assert counters["sent"] == len(expected.contacts)
+    assert counters["already_in_kore"] == len(expected.contacts)
