@@ -59,11 +59,8 @@ def check_tenant(
         if preview:
             _table(out, [KORE_COLUMNS, *(c.csv_row() for c in preview)])
     if online:
-        client = KoreClient(tenant.kore)
-        try:
+        with KoreClient(tenant.kore) as client:
             count = len(client.list_contacts())
-        finally:
-            client.close()
         print(
             f"  kore:     credentials accepted by {tenant.kore.host}; {count:,} contacts there",
             file=out,

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from connector.errors import KoreRejected
 from connector.kore.client import KoreClient
 from connector.mapping import Contact
-from connector.phones import join_key
+from connector.phones import join_key, mask
 from connector.report import Report, batch_csv
 from connector.settings import KoreSettings
 from connector.state import PendingBatch, Store
@@ -164,7 +164,16 @@ class Deliverer:
             delivered.append((contact.key, found[contact.key], contact.fingerprint))
             if self._uncertain:
                 self.counters["adopted"] += 1
+                log.debug(
+                    "%s row %d: adopted %s, created by an earlier try",
+                    contact.source,
+                    contact.row,
+                    mask(contact.key),
+                )
             else:
+                log.info(
+                    "%s row %d: Kore already had %s", contact.source, contact.row, mask(contact.key)
+                )
                 self.counters["already_in_kore"] += 1
                 self.report.reject_contact(
                     contact,
@@ -174,6 +183,9 @@ class Deliverer:
 
     def _refused(self, contact: Contact, detail: str) -> None:
         self.counters["kore_refused"] += 1
+        log.warning(
+            "%s row %d: Kore refused %s: %s", contact.source, contact.row, mask(contact.key), detail
+        )
         self.report.reject_contact(contact, "kore_refused", detail)
 
     def _row(self, contact: Contact) -> tuple[str, ...]:

@@ -44,7 +44,7 @@ class KoreSettings(_Strict):
     bot_id: str = Field(min_length=1)
     account_id: str = Field(min_length=1)
     client_id: str = Field(min_length=1)
-    client_secret: SecretStr
+    client_secret: SecretStr = Field(min_length=1)
     jwt_algorithm: Literal["HS256", "HS512"] = "HS256"
     batch_size: int = Field(default=1000, ge=1, le=100_000)
     uploads_per_minute: int = Field(default=60, ge=1)

@@ -60,16 +60,18 @@ def write_config(directory: Path, tenants: dict[str, Any], *, state_url: str | N
     return path
 
 
-def run_cli(*args: str, config: Path | None = None, env: dict[str, str] | None = None,
-            timeout: float = 300) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str, config: Path | None = None, env: dict[str, str] | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
     """The real command line, in a child process, as a user would run it."""
     full_env = {**os.environ, "TEST_KORE_SECRET": DEFAULT_SECRET, **(env or {})}
     full_env.pop("CONNECTOR_CONFIG", None)
     command = [sys.executable, "-m", "connector", *args]
     if config is not None:
         command += ["--config", str(config)]
-    return subprocess.run(command, capture_output=True, text=True, env=full_env, timeout=timeout,
-                          check=False)
+    return subprocess.run(
+        command, capture_output=True, text=True, env=full_env, timeout=timeout, check=False
+    )
 
 
 def _server_url(variable: str) -> str:

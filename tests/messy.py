@@ -13,14 +13,67 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 HEADER = [
-    "Id", "IsDeleted", "AccountId", "LastName", "FirstName", "Salutation", "Name",
-    "MailingStreet", "MailingCity", "MailingCountry", "Phone", "Fax", "MobilePhone", "HomePhone",
-    "OtherPhone", "Email", "DoNotCall", "CreatedDate", "LastModifiedDate",
+    "Id",
+    "IsDeleted",
+    "AccountId",
+    "LastName",
+    "FirstName",
+    "Salutation",
+    "Name",
+    "MailingStreet",
+    "MailingCity",
+    "MailingCountry",
+    "Phone",
+    "Fax",
+    "MobilePhone",
+    "HomePhone",
+    "OtherPhone",
+    "Email",
+    "DoNotCall",
+    "CreatedDate",
+    "LastModifiedDate",
 ]
-FIRST = ["Patricia", "Ashley", "José", "Zoë", "Søren", "Łukasz", "Amélie", "Chidi", "Priya",
-         "Wei", "Siobhán", "Jürgen", "Ana", "Yuki", "Björk", "Noémie", "Ngọc", "Ravi", "Fatima", ""]
-LAST = ["Ryan", "Brock", "García", "Müller", "Nguyễn", "Okafor", "O'Brien", "Lefèvre", "Sharma",
-        "Andersson", "Kowalski", "Dvořák", "Silva", "Tanaka", "Smith", "Jones", ""]
+FIRST = [
+    "Patricia",
+    "Ashley",
+    "José",
+    "Zoë",
+    "Søren",
+    "Łukasz",
+    "Amélie",
+    "Chidi",
+    "Priya",
+    "Wei",
+    "Siobhán",
+    "Jürgen",
+    "Ana",
+    "Yuki",
+    "Björk",
+    "Noémie",
+    "Ngọc",
+    "Ravi",
+    "Fatima",
+    "",
+]
+LAST = [
+    "Ryan",
+    "Brock",
+    "García",
+    "Müller",
+    "Nguyễn",
+    "Okafor",
+    "O'Brien",
+    "Lefèvre",
+    "Sharma",
+    "Andersson",
+    "Kowalski",
+    "Dvořák",
+    "Silva",
+    "Tanaka",
+    "Smith",
+    "Jones",
+    "",
+]
 SALUTATIONS = {"Mr.": "Mr", "Mrs.": "Mrs", "Ms.": "Ms", "Dr.": "Dr", "": ""}
 AREAS = ["201", "212", "213", "305", "312", "404", "415", "617", "646", "702", "718", "917"]
 
@@ -50,10 +103,18 @@ def _us(rng: random.Random, used: set[str]) -> tuple[str, str]:
 
 def _us_written(rng: random.Random, digits: str) -> str:
     a, e, n = digits[:3], digits[3:6], digits[6:]
-    return rng.choice([
-        f"({a}) {e}-{n}", f"{a}-{e}-{n}", f"{a}.{e}.{n}", f"+1 {a} {e} {n}", f"1-{a}-{e}-{n}",
-        f"{a}{e}{n}", f"{a}{e}{n}.0", f" {a} {e} {n} ",
-    ])
+    return rng.choice(
+        [
+            f"({a}) {e}-{n}",
+            f"{a}-{e}-{n}",
+            f"{a}.{e}.{n}",
+            f"+1 {a} {e} {n}",
+            f"1-{a}-{e}-{n}",
+            f"{a}{e}{n}",
+            f"{a}{e}{n}.0",
+            f" {a} {e} {n} ",
+        ]
+    )
 
 
 def _gb(rng: random.Random, used: set[str]) -> tuple[str, str, str]:
@@ -62,10 +123,15 @@ def _gb(rng: random.Random, used: set[str]) -> tuple[str, str, str]:
         key = f"+447912{rest}"
         if key not in used:
             used.add(key)
-            written, country = rng.choice([
-                (f"07912 {rest}", "United Kingdom"), (f"07912{rest}", "GB"), (f"+44 7912 {rest}", "GBR"),
-                (f"447912{rest}", "US"), (f"7912 {rest}", "UK"),
-            ])
+            written, country = rng.choice(
+                [
+                    (f"07912 {rest}", "United Kingdom"),
+                    (f"07912{rest}", "GB"),
+                    (f"+44 7912 {rest}", "GBR"),
+                    (f"447912{rest}", "US"),
+                    (f"7912 {rest}", "UK"),
+                ]
+            )
             return key, written, country
 
 
@@ -75,10 +141,14 @@ def _de(rng: random.Random, used: set[str]) -> tuple[str, str, str]:
         key = f"+49151{rest}"
         if key not in used:
             used.add(key)
-            written, country = rng.choice([
-                (f"0151 {rest}", "Germany"), (f"+49 151 {rest}", "US"), (f"0151-{rest}", "DEU"),
-                (f"0151{rest}", "de"),
-            ])
+            written, country = rng.choice(
+                [
+                    (f"0151 {rest}", "Germany"),
+                    (f"+49 151 {rest}", "US"),
+                    (f"0151-{rest}", "DEU"),
+                    (f"0151{rest}", "de"),
+                ]
+            )
             return key, written, country
 
 
@@ -94,12 +164,25 @@ def write_export(path: Path, *, valid: int = 2000, seed: int = 7) -> Expected:
         nonlocal serial
         serial += 1
         return {
-            "Id": f"003Ec{serial:013d}", "IsDeleted": "", "AccountId": "",
-            "LastName": last, "FirstName": first, "Salutation": salutation,
-            "Name": f"{first} {last}".strip(), "MailingStreet": "1 Main St", "MailingCity": "Springfield",
-            "MailingCountry": country, "Phone": "", "Fax": "", "MobilePhone": "", "HomePhone": "",
-            "OtherPhone": "", "Email": f"person{serial}@example.com", "DoNotCall": rng.choice(["false", ""]),
-            "CreatedDate": "2024-01-23T02:21:49.000+0000", "LastModifiedDate": modified,
+            "Id": f"003Ec{serial:013d}",
+            "IsDeleted": "",
+            "AccountId": "",
+            "LastName": last,
+            "FirstName": first,
+            "Salutation": salutation,
+            "Name": f"{first} {last}".strip(),
+            "MailingStreet": "1 Main St",
+            "MailingCity": "Springfield",
+            "MailingCountry": country,
+            "Phone": "",
+            "Fax": "",
+            "MobilePhone": "",
+            "HomePhone": "",
+            "OtherPhone": "",
+            "Email": f"person{serial}@example.com",
+            "DoNotCall": rng.choice(["false", ""]),
+            "CreatedDate": "2024-01-23T02:21:49.000+0000",
+            "LastModifiedDate": modified,
         }
 
     def name() -> tuple[str, str, str]:
@@ -114,7 +197,10 @@ def write_export(path: Path, *, valid: int = 2000, seed: int = 7) -> Expected:
         extension = ""
         if kind < 0.7:
             key, digits = _us(rng, used)
-            written, country = _us_written(rng, digits), rng.choice(["US", "USA", "United States", ""])
+            written, country = (
+                _us_written(rng, digits),
+                rng.choice(["US", "USA", "United States", ""]),
+            )
             if rng.random() < 0.1 and not written.endswith(".0"):
                 extension = str(rng.randint(1, 9999))
                 written += rng.choice([f" x{extension}", f" ext. {extension}", f";ext={extension}"])
@@ -169,8 +255,10 @@ def write_export(path: Path, *, valid: int = 2000, seed: int = 7) -> Expected:
         writer.writerows(rows)
         # Two broken records: a ragged row and a row shifted by an unquoted comma.
         handle.write("003Ec9999999999901,,,Broken,Row\r\n")
-        handle.write("003Ec9999999999902,,,Shifted,Extra,Mr.,Shifted Extra,1 Main St,Springfield,"
-                     "US,+1 415 201 7788,,,,,,x@example.com,false,2024-01-01,2024-01-01,extra\r\n")
+        handle.write(
+            "003Ec9999999999902,,,Shifted,Extra,Mr.,Shifted Extra,1 Main St,Springfield,"
+            "US,+1 415 201 7788,,,,,,x@example.com,false,2024-01-01,2024-01-01,extra\r\n"
+        )
     expected.reasons["malformed_row"] += 2
     expected.rows = len(rows) + 2
     return expected

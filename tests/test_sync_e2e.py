@@ -25,13 +25,17 @@ def test_messy_export_creates_every_valid_contact_once_and_reports_the_rest(
     export = tmp_path / "exports" / "contacts.csv"
     export.parent.mkdir()
     expected = write_export(export, valid=2000)
-    config = write_config(tmp_path, {"acme": tenant_config(sandbox, tmp_path / "exports" / "*.csv")})
+    config = write_config(
+        tmp_path, {"acme": tenant_config(sandbox, tmp_path / "exports" / "*.csv")}
+    )
 
     first = run_cli("sync", config=config)
 
     assert first.returncode == 0, first.stderr
     assert held(sandbox) == expected.contacts
-    extensions = {c["cellPhone"]["phoneNumber"]: c["cellPhone"]["extension"] for c in sandbox.state.active()}
+    extensions = {
+        c["cellPhone"]["phoneNumber"]: c["cellPhone"]["extension"] for c in sandbox.state.active()
+    }
     assert {k: v for k, v in extensions.items() if v} == expected.extensions
     (run,) = runs(tmp_path, "acme")
     rows = rejected(run)
@@ -63,7 +67,9 @@ def test_failing_and_dropping_sandbox_loses_nothing_and_creates_nothing_twice(
     expected = write_export(export, valid=1500, seed=11)
     faults = Faults(fail_every=3, drop_every=5, duplicates=duplicates)  # type: ignore[arg-type]
     with Sandbox(faults=faults) as sandbox:
-        config = write_config(tmp_path, {"acme": tenant_config(sandbox, export, batch_size=100, retries=1)})
+        config = write_config(
+            tmp_path, {"acme": tenant_config(sandbox, export, batch_size=100, retries=1)}
+        )
         codes = []
         for _ in range(6):
             codes.append(run_cli("sync", config=config).returncode)
@@ -72,7 +78,9 @@ def test_failing_and_dropping_sandbox_loses_nothing_and_creates_nothing_twice(
         assert codes[-1] == 0, codes
         assert held(sandbox) == expected.contacts
         assert sum(u.created for u in sandbox.state.upload_log) == len(expected.contacts)
-    assert total(tmp_path, "acme", "created") + total(tmp_path, "acme", "adopted") == len(expected.contacts)
+    assert total(tmp_path, "acme", "created") + total(tmp_path, "acme", "adopted") == len(
+        expected.contacts
+    )
     assert total(tmp_path, "acme", "kore_refused") == 0
     assert total(tmp_path, "acme", "already_in_kore") == 0
     ids = {c["cellPhone"]["phoneNumber"]: c["id"] for c in sandbox.state.active()}
@@ -88,8 +96,12 @@ def test_kill_9_during_an_upload_resends_only_the_batch_in_flight(tmp_path: Path
     with Sandbox(faults=Faults(delay_seconds=0.4)) as sandbox:
         config = write_config(tmp_path, {"acme": tenant_config(sandbox, export, batch_size=100)})
         env = {**os.environ, "TEST_KORE_SECRET": DEFAULT_SECRET}
-        child = subprocess.Popen([sys.executable, "-m", "connector", "sync", "--config", str(config)],
-                                 env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        child = subprocess.Popen(
+            [sys.executable, "-m", "connector", "sync", "--config", str(config)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         deadline = time.monotonic() + 60
         while sandbox.state.uploads < 4 and time.monotonic() < deadline:
             time.sleep(0.02)
@@ -173,8 +185,10 @@ def test_changed_names_are_skipped_by_default_and_updated_when_the_tenant_opts_i
     )
     tenants = {
         "skip": tenant_config(sandbox, tmp_path / "*.csv"),
-        "update": {**tenant_config(sandbox, tmp_path / "*.csv"), "kore": {
-            **tenant_config(sandbox, tmp_path)["kore"], "update_changed": True}},
+        "update": {
+            **tenant_config(sandbox, tmp_path / "*.csv"),
+            "kore": {**tenant_config(sandbox, tmp_path)["kore"], "update_changed": True},
+        },
     }
     config = write_config(tmp_path, {"skip": tenants["skip"]})
     assert run_cli("sync", config=config).returncode == 0
@@ -198,7 +212,9 @@ def test_changed_names_are_skipped_by_default_and_updated_when_the_tenant_opts_i
 def test_state_on_postgresql(tmp_path: Path, sandbox: Sandbox, postgres_url: str) -> None:
     export = tmp_path / "contacts.csv"
     expected = write_export(export, valid=500, seed=21)
-    config = write_config(tmp_path, {"acme": tenant_config(sandbox, export)}, state_url=postgres_url)
+    config = write_config(
+        tmp_path, {"acme": tenant_config(sandbox, export)}, state_url=postgres_url
+    )
 
     first = run_cli("sync", config=config)
     second = run_cli("sync", "--full", config=config)
@@ -206,14 +222,17 @@ def test_state_on_postgresql(tmp_path: Path, sandbox: Sandbox, postgres_url: str
     assert first.returncode == 0, first.stderr
     assert second.returncode == 0, second.stderr
     assert held(sandbox) == expected.contacts
-    assert summary(runs(tmp_path, "acme")[-1])["counters"]["already_delivered"] == len(expected.contacts)
+    assert summary(runs(tmp_path, "acme")[-1])["counters"]["already_delivered"] == len(
+        expected.contacts
+    )
 
 
 def test_tenants_never_see_each_others_state(tmp_path: Path, sandbox: Sandbox) -> None:
     export = tmp_path / "contacts.csv"
     expected = write_export(export, valid=100, seed=2)
-    config = write_config(tmp_path, {"one": tenant_config(sandbox, export),
-                                     "two": tenant_config(sandbox, export)})
+    config = write_config(
+        tmp_path, {"one": tenant_config(sandbox, export), "two": tenant_config(sandbox, export)}
+    )
 
     result = run_cli("sync", "--tenant", "one", config=config)
     other = run_cli("sync", "--tenant", "two", config=config)

@@ -116,6 +116,12 @@ class KoreClient:
     def close(self) -> None:
         self._http.close()
 
+    def __enter__(self) -> KoreClient:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
     def import_contacts(self, csv_body: bytes) -> UploadResult:
         """POST one CSV file; Kore answers with the contacts it created."""
         response, uncertain = self._send(

@@ -41,31 +41,50 @@ class CsvSource:
         return [self._inspect(p) for p in paths if p.is_file()]
 
     def _inspect(self, path: Path) -> CsvFile:
+        """Hash the file and settle its encoding in one streamed pass.
+
+        A declared or BOM-marked encoding must decode the whole file (else one error naming the
+        line); without either, UTF-8 is tried, then cp1252, then Latin-1, which never fails.
+        """
         digest = hashlib.sha256()
         try:
             with path.open("rb") as handle:
                 head = handle.read(4)
-                encoding = self.settings.encoding or _bom_encoding(head)
-                checks = (
-                    []
-                    if encoding
-                    else [codecs.getincrementaldecoder(e)() for e in ("utf-8", "cp1252")]
-                )
-                ok = [True] * len(checks)
+                declared = self.settings.encoding or _bom_encoding(head)
+                candidates = [declared] if declared else ["utf-8", "cp1252"]
+                decoders = {name: codecs.getincrementaldecoder(name)() for name in candidates}
+                failed: dict[str, int] = {}
+                newlines = 0
                 chunk = head + handle.read(_CHUNK)
                 while chunk:
                     digest.update(chunk)
-                    for i, decoder in enumerate(checks):
-                        if ok[i]:
-                            try:
-                                decoder.decode(chunk)
-                            except UnicodeDecodeError:
-                                ok[i] = False
+                    for name, decoder in decoders.items():
+                        if name in failed:
+                            continue
+                        try:
+                            decoder.decode(chunk)
+                        except UnicodeDecodeError as exc:
+                            failed[name] = newlines + chunk.count(b"\n", 0, exc.start) + 1
+                    newlines += chunk.count(b"\n")
                     chunk = handle.read(_CHUNK)
+                for name, decoder in decoders.items():
+                    try:
+                        decoder.decode(b"", final=True)
+                    except UnicodeDecodeError:
+                        failed.setdefault(name, newlines + 1)
         except OSError as exc:
             raise SourceError(f"{path}: cannot read: {exc.strerror}") from None
-        if not encoding:
-            encoding = "utf-8" if ok[0] else "cp1252" if ok[1] else "latin-1"
+        except LookupError:
+            raise SourceError(
+                f"{path}: unknown encoding {self.settings.encoding!r}",
+                hint="set source.encoding to a Python codec name such as cp1252",
+            ) from None
+        if declared and declared in failed:
+            raise SourceError(
+                f"{path} line {failed[declared]}: not valid {declared}",
+                hint="fix the file, or set source.encoding to the encoding it was written in",
+            )
+        encoding = declared or next((n for n in candidates if n not in failed), "latin-1")
         return CsvFile(path, digest.hexdigest(), encoding, self.settings.delimiter)
 
 
@@ -129,10 +148,9 @@ class CsvFile:
                     yield SourceRow([], line, f"unreadable CSV record: {exc}")
                     line = reader.line_num + 1
                     continue
-                except UnicodeDecodeError as exc:
+                except UnicodeDecodeError:
                     raise SourceError(
-                        f"{self.path} line {reader.line_num + 1}: not valid {self.encoding} ({exc.reason})",
-                        hint="set source.encoding to the file's encoding",
+                        f"{self.path}: changed while it was read; it is read again next run"
                     ) from None
                 if values:
                     yield SourceRow(values, line)

@@ -19,6 +19,7 @@ from alembic.config import Config
 from sqlalchemy import (
     Connection,
     Engine,
+    bindparam,
     create_engine,
     delete,
     event,
@@ -179,19 +180,18 @@ class Store:
         return int(count)
 
     def record_updates(self, tenant: str, run_id: str, updated: Sequence[tuple[str, str]]) -> None:
-        """New fingerprints for keys whose Kore contact was updated in place."""
+        """New fingerprints for keys whose Kore contact was updated in place (one executemany)."""
         if not updated:
             return
+        statement = (
+            update(deliveries)
+            .where(deliveries.c.tenant == bindparam("t"), deliveries.c.phone_key == bindparam("k"))
+            .values(fingerprint=bindparam("f"), run_id=run_id, delivered_at=now())
+        )
         with self._begin() as conn:
-            for key, print_ in updated:
-                conn.execute(
-                    update(deliveries)
-                    .where(
-                        deliveries.c.tenant == tenant,
-                        deliveries.c.phone_key == key,
-                    )
-                    .values(fingerprint=print_, run_id=run_id, delivered_at=now())
-                )
+            conn.execute(
+                statement, [{"t": tenant, "k": key, "f": print_} for key, print_ in updated]
+            )
 
     # batches in flight
 

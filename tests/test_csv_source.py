@@ -1,0 +1,74 @@
+from __future__ import annotations
+
+import codecs
+from pathlib import Path
+
+import pytest
+
+from connector.errors import SourceError
+from connector.settings import CsvSourceSettings
+from connector.sources.csv_files import CsvSource
+
+ROWS = [
+    ["First Name", "Last Name", "Phone"],
+    ["José", "Müller", "+1 415 555 0132"],
+    ["Zoë", "Dvořák", "+44 7912 345678"],
+]
+
+
+def _discover(path: str):  # type: ignore[no-untyped-def]
+    return CsvSource(CsvSourceSettings(kind="csv", path=path)).discover()
+
+
+@pytest.mark.parametrize(
+    ("encoding", "bom", "delimiter", "newline"),
+    [
+        ("utf-8", b"", ",", "\n"),
+        ("utf-8", codecs.BOM_UTF8, ";", "\r\n"),
+        ("utf-16-le", codecs.BOM_UTF16_LE, "\t", "\r\n"),
+        ("utf-16-be", codecs.BOM_UTF16_BE, ",", "\n"),
+        ("cp1252", b"", ";", "\r\n"),
+    ],
+)
+def test_encodings_and_delimiters_give_the_same_rows(
+    tmp_path: Path, encoding: str, bom: bytes, delimiter: str, newline: str
+) -> None:
+    rows = [r if encoding != "cp1252" else [c.replace("ř", "r") for c in r] for r in ROWS]
+    text = newline.join(delimiter.join(r) for r in rows) + newline
+    (tmp_path / "e.csv").write_bytes(bom + text.encode(encoding))
+    (found,) = _discover(str(tmp_path / "e.csv"))
+    assert found.header() == rows[0]
+    assert [r.values for r in found.rows()] == rows[1:]
+
+
+def test_quoted_newlines_keep_line_numbers_right(tmp_path: Path) -> None:
+    (tmp_path / "q.csv").write_text('a,b\n1,"two\nlines"\n3,4\n', encoding="utf-8")
+    (found,) = _discover(str(tmp_path / "q.csv"))
+    assert [(r.values, r.line) for r in found.rows()] == [(["1", "two\nlines"], 2), (["3", "4"], 4)]
+
+
+def test_a_glob_finds_each_file_and_the_hash_follows_content(tmp_path: Path) -> None:
+    (tmp_path / "a.csv").write_text("x\n1\n")
+    (tmp_path / "b.csv").write_text("x\n1\n")
+    (tmp_path / "c.csv").write_text("x\n2\n")
+    found = _discover(str(tmp_path / "*.csv"))
+    assert [f.name for f in found] == ["a.csv", "b.csv", "c.csv"]
+    assert found[0].content_hash == found[1].content_hash != found[2].content_hash
+
+
+def test_a_missing_or_empty_file_is_a_source_error_naming_it(tmp_path: Path) -> None:
+    with pytest.raises(SourceError, match=r"nope\.csv: file not found"):
+        _discover(str(tmp_path / "nope.csv"))
+    (tmp_path / "empty.csv").write_bytes(b"")
+    (found,) = _discover(str(tmp_path / "empty.csv"))
+    with pytest.raises(SourceError, match=r"empty\.csv: the file is empty"):
+        found.header()
+
+
+def test_a_wrong_declared_encoding_names_file_and_line(tmp_path: Path) -> None:
+    (tmp_path / "x.csv").write_bytes(b"a,b\n1,2\n\xff\xfe,3\n")
+    source = CsvSource(
+        CsvSourceSettings(kind="csv", path=str(tmp_path / "x.csv"), encoding="utf-8")
+    )
+    with pytest.raises(SourceError, match=r"x.csv line 3: not valid utf-8"):
+        source.discover()

@@ -1,0 +1,97 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from connector.errors import ConfigError
+from connector.settings import load_settings
+
+BASE = {
+    "tenants": {
+        "acme": {
+            "kore": {
+                "host": "https://platform.kore.ai",
+                "bot_id": "st-1",
+                "account_id": "a1",
+                "client_id": "cs-1",
+                "client_secret": "${ACME_SECRET}",
+            },
+            "source": {"kind": "csv", "path": "exports/*.csv"},
+            "mapping": "salesforce",
+        }
+    }
+}
+
+
+def _write(tmp_path: Path, data: object) -> Path:
+    path = tmp_path / "connector.yaml"
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    return path
+
+
+def test_variables_defaults_and_relative_paths(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ACME_SECRET", "s3cr3t-value")
+    settings = load_settings(_write(tmp_path, BASE))
+    tenant = settings.tenants["acme"]
+    assert tenant.kore.client_secret.get_secret_value() == "s3cr3t-value"
+    assert "s3cr3t-value" not in repr(settings)
+    assert tenant.kore.batch_size == 1000 and tenant.kore.uploads_per_minute == 60
+    assert tenant.source.path == str(tmp_path / "exports/*.csv")
+    assert settings.state_url == f"sqlite:///{tmp_path / 'connector-state.db'}"
+    assert settings.reports_dir == tmp_path / "reports"
+
+
+def test_environment_overrides_settings_that_are_not_per_tenant(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ACME_SECRET", "x")
+    monkeypatch.setenv("CONNECTOR_STATE_URL", "postgresql+psycopg://u@db/state")
+    assert load_settings(_write(tmp_path, BASE)).state_url == "postgresql+psycopg://u@db/state"
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda t: t["kore"].update(extra=1), "tenants.acme.kore.extra is not a known setting"),
+        (lambda t: t["kore"].pop("client_id"), "tenants.acme.kore.client_id is required"),
+        (lambda t: t["kore"].update(host="http://kore.example.com"), "must be https"),
+        (lambda t: t.update(schedule={"every": "soon"}), "must look like 30s"),
+        (lambda t: t.update(schedule={"cron": "not a cron"}), "not a crontab"),
+        (lambda t: t["source"].update(kind="ftp"), "tenants.acme.source"),
+    ],
+)
+def test_invalid_settings_name_their_path(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    change,
+    message: str,  # type: ignore[no-untyped-def]
+) -> None:
+    monkeypatch.setenv("ACME_SECRET", "never-shown-secret")
+    data = yaml.safe_load(yaml.safe_dump(BASE))
+    change(data["tenants"]["acme"])
+    with pytest.raises(ConfigError, match=message) as caught:
+        load_settings(_write(tmp_path, data))
+    assert "never-shown-secret" not in str(caught.value)
+
+
+@pytest.mark.parametrize("host", ["http://127.0.0.1:8765", "http://localhost:1", "http://[::1]:80"])
+def test_plain_http_is_allowed_for_loopback_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, host: str
+) -> None:
+    monkeypatch.setenv("ACME_SECRET", "x")
+    data = yaml.safe_load(yaml.safe_dump(BASE))
+    data["tenants"]["acme"]["kore"]["host"] = host
+    assert load_settings(_write(tmp_path, data)).tenants["acme"].kore.host == host
+
+
+def test_missing_file_and_bad_yaml_are_config_errors(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_settings(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("tenants: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_settings(bad)
