@@ -31,7 +31,9 @@ def _sync(config: Path, *extra: str) -> tuple[float, float, int]:
     started = time.perf_counter()
     child = subprocess.Popen(
         [sys.executable, "-m", "connector", "sync", "--config", str(config), *extra],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
     _, status, usage = os.wait4(child.pid, 0)
     seconds = time.perf_counter() - started
@@ -52,24 +54,44 @@ def main() -> int:
         export = work / "contacts.csv"
         expected = write_export(export, valid=args.rows, seed=1)
         size = export.stat().st_size / 1024 / 1024
-        print(f"export: {expected.rows:,} rows ({size:.1f} MiB), {len(expected.contacts):,} valid contacts")
+        print(
+            f"export: {expected.rows:,} rows ({size:.1f} MiB), {len(expected.contacts):,} valid contacts"
+        )
         config = work / "connector.yaml"
-        config.write_text(yaml.safe_dump({
-            "state_url": f"sqlite:///{work / 'state.db'}",
-            "reports_dir": str(work / "reports"),
-            "tenants": {"bench": {
-                "kore": {"host": sandbox.url, "bot_id": "st-bench", "account_id": DEFAULT_ACCOUNT_ID,
-                         "client_id": DEFAULT_CLIENT_ID, "client_secret": "${BENCH_SECRET}",
-                         "batch_size": 1000, "uploads_per_minute": 1_000_000,
-                         "uploads_per_hour": 1_000_000},
-                "source": {"kind": "csv", "path": str(export)},
-                "mapping": "salesforce",
-            }},
-        }))
-        for label, extra in (("dry run", ("--dry-run",)), ("sandbox", ()), ("re-run (--full)", ("--full",))):
+        config.write_text(
+            yaml.safe_dump(
+                {
+                    "state_url": f"sqlite:///{work / 'state.db'}",
+                    "reports_dir": str(work / "reports"),
+                    "tenants": {
+                        "bench": {
+                            "kore": {
+                                "host": sandbox.url,
+                                "bot_id": "st-bench",
+                                "account_id": DEFAULT_ACCOUNT_ID,
+                                "client_id": DEFAULT_CLIENT_ID,
+                                "client_secret": "${BENCH_SECRET}",
+                                "batch_size": 1000,
+                                "uploads_per_minute": 1_000_000,
+                                "uploads_per_hour": 1_000_000,
+                            },
+                            "source": {"kind": "csv", "path": str(export)},
+                            "mapping": "salesforce",
+                        }
+                    },
+                }
+            )
+        )
+        for label, extra in (
+            ("dry run", ("--dry-run",)),
+            ("sandbox", ()),
+            ("re-run (--full)", ("--full",)),
+        ):
             seconds, peak, code = _sync(config, *extra)
-            print(f"{label:16} {expected.rows / seconds:>9,.0f} rows/s  {seconds:6.1f} s  "
-                  f"peak RSS {peak:6.1f} MiB  exit {code}")
+            print(
+                f"{label:16} {expected.rows / seconds:>9,.0f} rows/s  {seconds:6.1f} s  "
+                f"peak RSS {peak:6.1f} MiB  exit {code}"
+            )
         held = len(sandbox.state.active())
         print(f"sandbox holds {held:,} contacts (expected {len(expected.contacts):,})")
         return 0 if held == len(expected.contacts) else 1
