@@ -87,6 +87,11 @@ def run_once(
             )
             for batch in store.pending_batches(name):
                 deliverer.resume(batch)
+        if dry_run and store.pending_count(name):
+            result.warnings.append(
+                f"{store.pending_count(name):,} rows of an interrupted run are in flight; "
+                "a real run re-sends them before anything else"
+            )
         candidates = _read(files, bound, tenant, report, counters, progress, name)
         fresh, changed = _against_state(name, candidates, store, counters)
         size = tenant.kore.batch_size

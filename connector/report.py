@@ -14,6 +14,7 @@ from io import StringIO
 from pathlib import Path
 from typing import Any
 
+from connector.errors import ConnectorError
 from connector.mapping import KORE_COLUMNS, Contact, Rejection
 
 REJECTED_COLUMNS = ("source", "row", "record_id", "reason", "detail", "values")
@@ -27,8 +28,16 @@ def neutralise(cell: str) -> str:
 class Report:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
-        directory.mkdir(parents=True, exist_ok=True)
-        self._rejected_file = (directory / "rejected.csv").open("w", encoding="utf-8", newline="")
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            self._rejected_file = (directory / "rejected.csv").open(
+                "w", encoding="utf-8", newline=""
+            )
+        except OSError as exc:
+            raise ConnectorError(
+                f"cannot write the report to {directory}: {exc.strerror}",
+                hint="check reports_dir and its permissions",
+            ) from None
         self._rejected = csv.writer(self._rejected_file)
         self._rejected.writerow(REJECTED_COLUMNS)
         self.reasons: Counter[str] = Counter()

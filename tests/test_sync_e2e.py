@@ -242,3 +242,33 @@ def test_tenants_never_see_each_others_state(tmp_path: Path, sandbox: Sandbox) -
     assert counters.get("already_delivered", 0) == 0, "tenant two must not see tenant one's keys"
     assert counters["sent"] == len(expected.contacts)
     assert counters["already_in_kore"] == len(expected.contacts)
+
+
+@pytest.mark.parametrize("duplicates", ["skip", "reject-file"])
+def test_rows_kore_refuses_are_found_and_reported_and_the_rest_delivered(
+    tmp_path: Path, duplicates: str
+) -> None:
+    export = tmp_path / "contacts.csv"
+    expected = write_export(export, valid=400, seed=13)
+    refused = frozenset(sorted(expected.contacts)[5:8])
+    faults = Faults(duplicates=duplicates, refuse=refused)  # type: ignore[arg-type]
+    with Sandbox(faults=faults) as sandbox:
+        config = write_config(tmp_path, {"acme": tenant_config(sandbox, export, batch_size=200)})
+
+        result = run_cli("sync", config=config)
+
+        assert result.returncode == 0, result.stderr
+        assert set(held(sandbox)) == set(expected.contacts) - refused
+        uploads = len(sandbox.state.upload_log)
+        again = run_cli("sync", "--full", config=config)
+        assert again.returncode == 0
+    run = runs(tmp_path, "acme")[0]
+    rows = [r for r in rejected(run) if r["reason"] == "kore_refused"]
+    assert len(rows) == len(refused)
+    assert {r["values"].split('"cellPhoneNumber": "')[1][:10] for r in rows} == {
+        k[2:] for k in refused
+    }
+    if duplicates == "reject-file":
+        assert uploads > 2, "a refused file is narrowed down by splitting it"
+        assert all(r["detail"].startswith("HTTP 400") for r in rows)
+    assert summary(runs(tmp_path, "acme")[-1])["counters"]["sent"] == len(refused)

@@ -198,7 +198,7 @@ class KoreClient:
                 self._sleep(delay)
         raise KoreUnavailable(
             f"Kore at {self.settings.host} did not answer {method} {path} after {attempts} tries: {last}",
-            hint="the batch stays pending and is re-sent safely by the next run",
+            hint="nothing is lost: the next run re-sends whatever was in flight",
         )
 
 

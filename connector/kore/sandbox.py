@@ -40,13 +40,18 @@ DEFAULT_ACCOUNT_ID = "sandbox-account"
 
 @dataclass
 class Faults:
-    """Every Nth upload (counting from 1) fails in the named way; 0 turns a fault off."""
+    """Every Nth upload (counting from 1) fails in the named way; 0 turns a fault off.
+
+    ``refuse`` holds E.164 numbers the sandbox will not take, as Kore may refuse a number for
+    reasons of its own; they are treated like numbers it already has.
+    """
 
     fail_every: int = 0
     drop_every: int = 0
     rate_limit_every: int = 0
     delay_seconds: float = 0.0
     duplicates: Literal["skip", "reject-file"] = "skip"
+    refuse: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -162,8 +167,10 @@ class Sandbox:
                     row.get("cellPhoneNumber") or "", row.get("cellPhoneCountryCode") or ""
                 )
                 duplicate = key is None or key in self.state.by_phone or key in keys
-                if duplicate and self.faults.duplicates == "reject-file":
-                    return 400, _error("Contact with this phone number already exists")
+                if duplicate or key in self.faults.refuse:
+                    if self.faults.duplicates == "reject-file":
+                        return 400, _error("Contact with this phone number already exists")
+                    duplicate = True
                 keys.append(None if duplicate else key)
             stamp = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
             for row, key in zip(rows, keys, strict=True):
