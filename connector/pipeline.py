@@ -87,12 +87,14 @@ def run_once(
             )
             for batch in store.pending_batches(name):
                 deliverer.resume(batch)
-        if dry_run and store.pending_count(name):
+        in_flight = store.pending_count(name) if dry_run else 0
+        if in_flight:
             result.warnings.append(
-                f"{store.pending_count(name):,} rows of an interrupted run are in flight; "
+                f"{in_flight:,} rows of an interrupted run are in flight; "
                 "a real run re-sends them before anything else"
             )
-        candidates = _read(files, bound, tenant, report, counters, progress, name)
+        file_rows: Counter[str] = Counter()
+        candidates = _read(files, bound, tenant, report, counters, file_rows, progress, name)
         fresh, changed = _against_state(name, candidates, store, counters)
         size = tenant.kore.batch_size
         for start in range(0, len(fresh), size):
@@ -111,18 +113,17 @@ def run_once(
             counters["changed_skipped"] += len(changed)
         if not dry_run:
             store.mark_processed(
-                name, [(f.content_hash, f.name, counters[f"rows:{f.content_hash}"]) for f in files]
+                name, [(f.content_hash, f.name, file_rows[f.content_hash]) for f in files]
             )
         result.status = "completed"
     except ConnectorError as exc:
         result.status = "failed"
         result.error = exc
-        log.error("tenant %s: %s", name, exc.message)
     finally:
         if client is not None:
             client.close()
         counters["rejected"] = sum(report.reasons.values())
-        public = {k: v for k, v in sorted(counters.items()) if ":" not in k}
+        public = dict(sorted(counters.items()))
         summary: dict[str, Any] = {
             "run_id": run_id,
             "tenant": name,
@@ -178,6 +179,7 @@ def _read(
     tenant: TenantSettings,
     report: Report,
     counters: Counter[str],
+    file_rows: Counter[str],
     progress: Progress | None,
     name: str,
 ) -> dict[str, Contact]:
@@ -185,7 +187,7 @@ def _read(
     winners: dict[str, Contact] = {}
     for f in files:
         mapping = bound[f.content_hash]
-        for item in _mapped(f, mapping, tenant.default_region, counters):
+        for item in _mapped(f, mapping, tenant.default_region, counters, file_rows):
             if progress and counters["rows_read"] % _PROGRESS_EVERY == 0:
                 progress(name, counters)
             if isinstance(item, Rejection):
@@ -206,12 +208,16 @@ def _read(
 
 
 def _mapped(
-    f: SourceFile, mapping: BoundMapping, region: str, counters: Counter[str]
+    f: SourceFile,
+    mapping: BoundMapping,
+    region: str,
+    counters: Counter[str],
+    file_rows: Counter[str],
 ) -> Iterator[Contact | Rejection]:
     width = len(mapping.header)
     for row in f.rows():
         counters["rows_read"] += 1
-        counters[f"rows:{f.content_hash}"] += 1
+        file_rows[f.content_hash] += 1
         if row.error or len(row.values) != width:
             detail = row.error or f"{len(row.values)} cells where the header has {width}"
             yield Rejection(
