@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from contextlib import closing
 from itertools import islice
 from pathlib import Path
 from typing import TextIO
@@ -10,7 +11,7 @@ from typing import TextIO
 from connector.kore.client import KoreClient
 from connector.mapping import KORE_COLUMNS, Contact, load_mapping
 from connector.settings import TenantSettings
-from connector.sources.csv_files import CsvSource
+from connector.sources import open_source
 
 SAMPLE_ROWS = 1000
 PREVIEW_ROWS = 5
@@ -22,33 +23,34 @@ def check_tenant(
     mapping = load_mapping(tenant.mapping, base=base_dir)
     print(f"{name}:", file=out)
     print(f"  mapping:  {mapping.name}", file=out)
-    files = CsvSource(tenant.source).discover()
-    if not files:
-        print(f"  source:   no file matches {tenant.source.path} yet", file=out)
-    for f in files:
-        bound = mapping.bind(f.header(), f.name)
-        print(f"  file:     {f.describe()}", file=out)
+    units = open_source(name, tenant.source, store=None, id_columns=mapping.spec.id).units()
+    if not units:
+        print("  source:   no file matches yet", file=out)
+    for unit in units:
+        bound = mapping.bind(unit.header(), unit.name)
+        print(f"  source:   {unit.describe()}", file=out)
         for warning in bound.warnings:
             print(f"  warning:  {warning}", file=out)
         reasons: Counter[str] = Counter()
         examples: dict[str, int] = {}
         preview: list[Contact] = []
         read = 0
-        for row in islice(f.rows(), SAMPLE_ROWS):
-            read += 1
-            if row.error or len(row.values) != len(bound.header):
-                reasons["malformed_row"] += 1
-                examples.setdefault("malformed_row", row.line)
-                continue
-            item = bound.apply(
-                row.values, source=f.name, row=row.line, default_region=tenant.default_region
-            )
-            if isinstance(item, Contact):
-                if len(preview) < PREVIEW_ROWS:
-                    preview.append(item)
-            else:
-                reasons[item.reason] += 1
-                examples.setdefault(item.reason, item.row)
+        with closing(unit.rows()) as rows:
+            for row in islice(rows, SAMPLE_ROWS):
+                read += 1
+                if row.error or len(row.values) != len(bound.header):
+                    reasons["malformed_row"] += 1
+                    examples.setdefault("malformed_row", row.line)
+                    continue
+                item = bound.apply(
+                    row.values, source=unit.name, row=row.line, default_region=tenant.default_region
+                )
+                if isinstance(item, Contact):
+                    if len(preview) < PREVIEW_ROWS:
+                        preview.append(item)
+                else:
+                    reasons[item.reason] += 1
+                    examples.setdefault(item.reason, item.row)
         print(
             f"  sample:   {read:,} rows, {read - sum(reasons.values()):,} would be sent"
             f" (before duplicates and numbers already delivered)",

@@ -23,8 +23,7 @@ from connector.kore.client import KoreClient
 from connector.mapping import BoundMapping, Contact, Rejection, load_mapping
 from connector.report import Report, batch_csv
 from connector.settings import Settings, TenantSettings
-from connector.sources import SourceFile
-from connector.sources.csv_files import CsvSource
+from connector.sources import SourceUnit, open_source
 from connector.state import Store
 
 log = logging.getLogger(__name__)
@@ -72,8 +71,12 @@ def run_once(
     client: KoreClient | None = None
     try:
         mapping = load_mapping(tenant.mapping, base=base_dir)
-        files = _new_files(name, tenant, store, counters, full=full)
-        bound = {f.content_hash: _bind(mapping.bind, f, result.warnings) for f in files}
+        source = open_source(
+            name, tenant.source, store=store, full=full, id_columns=mapping.spec.id
+        )
+        units = source.units()
+        counters.update(source.stats)
+        bound = {u.ident: _bind(mapping.bind, u, result.warnings) for u in units}
         if not dry_run:
             client = (client_factory or (lambda t: KoreClient(t.kore)))(tenant)
             deliverer = Deliverer(
@@ -93,8 +96,8 @@ def run_once(
                 f"{in_flight:,} rows of an interrupted run are in flight; "
                 "a real run re-sends them before anything else"
             )
-        file_rows: Counter[str] = Counter()
-        candidates = _read(files, bound, tenant, report, counters, file_rows, progress, name)
+        unit_rows: Counter[str] = Counter()
+        candidates = _read(units, bound, tenant, report, counters, unit_rows, progress, name)
         fresh, changed = _against_state(name, candidates, store, counters)
         size = tenant.kore.batch_size
         for start in range(0, len(fresh), size):
@@ -112,10 +115,8 @@ def run_once(
         elif changed:
             counters["changed_skipped"] += len(changed)
         if not dry_run:
-            store.mark_processed(
-                name, [(f.content_hash, f.name, file_rows[f.content_hash]) for f in files]
-            )
-        result.status = "completed"
+            source.checkpoint(unit_rows)
+        result.status = _drift(name, units, unit_rows, counters, store, result.warnings)
     except ConnectorError as exc:
         result.status = "failed"
         result.error = exc
@@ -142,30 +143,37 @@ def run_once(
     return result
 
 
-def _new_files(
-    name: str, tenant: TenantSettings, store: Store, counters: Counter[str], *, full: bool
-) -> list[SourceFile]:
-    files = CsvSource(tenant.source).discover()
-    seen = set() if full else store.processed_hashes(name)
-    counters["files_seen"] = len(files)
-    new = []
-    hashes: set[str] = set()
-    for f in files:
-        if f.content_hash in seen or f.content_hash in hashes:
-            counters["files_skipped"] += 1
-            continue
-        hashes.add(f.content_hash)
-        new.append(f)
-    counters["files_read"] = len(new)
-    if not files:
-        log.warning("tenant %s: no file matches %s", name, tenant.source.path)
-    return new
+def _drift(
+    name: str,
+    units: list[SourceUnit],
+    unit_rows: Counter[str],
+    counters: Counter[str],
+    store: Store,
+    warnings: list[str],
+) -> str:
+    """``completed``, or ``empty`` when a source that produced contacts before produced no rows.
+
+    A new export with a header only, or a whole table that is now empty, is how a broken CRM
+    export job looks from here; it must not pass for a quiet success.
+    """
+    empty = [u.name for u in units if u.expect_rows and unit_rows[u.ident] == 0]
+    if counters["rows_read"] and not counters["contacts"]:
+        warnings.append(
+            f"all {counters['rows_read']:,} rows were rejected; see rejected.csv for the reasons"
+        )
+    if empty and not counters["rows_read"] and store.delivered_count(name):
+        warnings.append(
+            f"{', '.join(empty)} produced no rows, although this tenant's source produced "
+            "contacts before; check the CRM's export"
+        )
+        return "empty"
+    return "completed"
 
 
 def _bind(
-    bind: Callable[[list[str], str], BoundMapping], f: SourceFile, warnings: list[str]
+    bind: Callable[[list[str], str], BoundMapping], unit: SourceUnit, warnings: list[str]
 ) -> BoundMapping:
-    bound = bind(f.header(), f.name)
+    bound = bind(unit.header(), unit.name)
     for warning in bound.warnings:
         if warning not in warnings:
             log.warning(warning)
@@ -174,20 +182,20 @@ def _bind(
 
 
 def _read(
-    files: list[SourceFile],
+    units: list[SourceUnit],
     bound: dict[str, BoundMapping],
     tenant: TenantSettings,
     report: Report,
     counters: Counter[str],
-    file_rows: Counter[str],
+    unit_rows: Counter[str],
     progress: Progress | None,
     name: str,
 ) -> dict[str, Contact]:
     """Map every row; keep one contact per key (the most recently updated, else the first)."""
     winners: dict[str, Contact] = {}
-    for f in files:
-        mapping = bound[f.content_hash]
-        for item in _mapped(f, mapping, tenant.default_region, counters, file_rows):
+    for unit in units:
+        mapping = bound[unit.ident]
+        for item in _mapped(unit, mapping, tenant.default_region, counters, unit_rows):
             if progress and counters["rows_read"] % _PROGRESS_EVERY == 0:
                 progress(name, counters)
             if isinstance(item, Rejection):
@@ -208,28 +216,28 @@ def _read(
 
 
 def _mapped(
-    f: SourceFile,
+    unit: SourceUnit,
     mapping: BoundMapping,
     region: str,
     counters: Counter[str],
-    file_rows: Counter[str],
+    unit_rows: Counter[str],
 ) -> Iterator[Contact | Rejection]:
     width = len(mapping.header)
-    for row in f.rows():
+    for row in unit.rows():
         counters["rows_read"] += 1
-        file_rows[f.content_hash] += 1
+        unit_rows[unit.ident] += 1
         if row.error or len(row.values) != width:
             detail = row.error or f"{len(row.values)} cells where the header has {width}"
             yield Rejection(
                 "malformed_row",
                 detail,
-                f.name,
+                unit.name,
                 row.line,
                 "",
                 {"cells": " | ".join(row.values)[:500]} if row.values else {},
             )
             continue
-        yield mapping.apply(row.values, source=f.name, row=row.line, default_region=region)
+        yield mapping.apply(row.values, source=unit.name, row=row.line, default_region=region)
 
 
 def _newer(candidate: Contact, held: Contact) -> bool:

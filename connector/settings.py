@@ -7,6 +7,7 @@ the file, as operators expect when they override one value for one run.
 
 from __future__ import annotations
 
+import codecs
 import ipaddress
 import os
 import re
@@ -26,6 +27,8 @@ from pydantic import (
     model_validator,
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from connector.errors import ConfigError
 
@@ -82,8 +85,54 @@ class CsvSourceSettings(_Strict):
     encoding: str | None = None
     delimiter: str | None = Field(default=None, min_length=1, max_length=1)
 
+    @field_validator("encoding")
+    @classmethod
+    def _known_codec(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                codecs.lookup(value)
+            except LookupError:
+                raise ValueError(f"{value!r} is not an encoding Python knows") from None
+        return value
 
-SourceSettings = Annotated[CsvSourceSettings, Field(discriminator="kind")]
+
+class XlsxSourceSettings(_Strict):
+    kind: Literal["xlsx"]
+    path: str = Field(min_length=1)
+    sheet: str | None = None
+
+
+class SqlSourceSettings(_Strict):
+    """A table or query in any database SQLAlchemy reaches; ``cursor`` makes reads incremental."""
+
+    kind: Literal["sql"]
+    url: str = Field(min_length=1)
+    table: str | None = Field(default=None, min_length=1)
+    query: str | None = Field(default=None, min_length=1)
+    cursor: str | None = Field(default=None, min_length=1)
+    batch_rows: int = Field(default=1000, ge=1)
+
+    @model_validator(mode="after")
+    def _table_or_query(self) -> SqlSourceSettings:
+        if (self.table is None) == (self.query is None):
+            raise ValueError("give exactly one of 'table' or 'query'")
+        return self
+
+    def __repr__(self) -> str:
+        return f"SqlSourceSettings(url={self.display_url!r}, table={self.table!r})"
+
+    @property
+    def display_url(self) -> str:
+        """The URL with any password hidden, for messages and logs."""
+        try:
+            return make_url(self.url).render_as_string(hide_password=True)
+        except ArgumentError:
+            return "(an invalid URL)"
+
+
+SourceSettings = Annotated[
+    CsvSourceSettings | XlsxSourceSettings | SqlSourceSettings, Field(discriminator="kind")
+]
 
 
 class ScheduleSettings(_Strict):
@@ -186,27 +235,35 @@ def load_settings(path: Path) -> Settings:
 
 def _anchored(settings: Settings, base: Path) -> Settings:
     """Resolve relative paths against the config file's folder, not the working directory."""
-    tenants = {
-        name: tenant.model_copy(
-            update={
-                "source": tenant.source.model_copy(update={"path": str(base / tenant.source.path)})
-            }
-        )
-        for name, tenant in settings.tenants.items()
-    }
-    state_url = settings.state_url
-    prefix = "sqlite:///"
-    if state_url.startswith(prefix) and not state_url.startswith(prefix + "/"):
-        rest = state_url.removeprefix(prefix)
-        if rest and not rest.startswith(":memory:"):
-            state_url = prefix + str(base / rest)
+    tenants = {}
+    for name, tenant in settings.tenants.items():
+        source = tenant.source
+        if isinstance(source, SqlSourceSettings):
+            source = source.model_copy(update={"url": _anchored_url(source.url, base)})
+        else:
+            source = source.model_copy(update={"path": str(base / source.path)})
+        tenants[name] = tenant.model_copy(update={"source": source})
     return settings.model_copy(
         update={
             "tenants": tenants,
             "reports_dir": base / settings.reports_dir,
-            "state_url": state_url,
+            "state_url": _anchored_url(settings.state_url, base),
         }
     )
+
+
+def _anchored_url(url: str, base: Path) -> str:
+    """A relative SQLite file in a URL, taken from ``base``; every other URL unchanged."""
+    prefix = "sqlite:///"
+    rest = url.removeprefix(prefix)
+    if (
+        not url.startswith(prefix)
+        or rest.startswith("/")
+        or not rest
+        or rest.startswith(":memory:")
+    ):
+        return url
+    return prefix + str(base / rest)
 
 
 def _expand(value: Any, path: Path, where: tuple[str, ...]) -> Any:
@@ -231,7 +288,7 @@ def _expand(value: Any, path: Path, where: tuple[str, ...]) -> Any:
 def _describe(path: Path, exc: ValidationError) -> str:
     """One line for the first problem, naming its dotted path; never echo the input value."""
     error = exc.errors(include_input=False)[0]
-    location = ".".join(str(part) for part in error["loc"] if part != "csv")
+    location = ".".join(str(part) for part in error["loc"] if part not in ("csv", "xlsx", "sql"))
     kind = error["type"]
     if kind == "missing":
         problem = "is required"

@@ -7,7 +7,8 @@ import pytest
 
 from connector.errors import SourceError
 from connector.settings import CsvSourceSettings
-from connector.sources.csv_files import CsvSource
+from connector.sources import SourceUnit
+from connector.sources.files import FileSource
 
 ROWS = [
     ["First Name", "Last Name", "Phone"],
@@ -16,8 +17,8 @@ ROWS = [
 ]
 
 
-def _discover(path: str):  # type: ignore[no-untyped-def]
-    return CsvSource(CsvSourceSettings(kind="csv", path=path)).discover()
+def _discover(path: str, **settings: str) -> list[SourceUnit]:
+    return FileSource("t", CsvSourceSettings(kind="csv", path=path, **settings), store=None, full=True).units()
 
 
 @pytest.mark.parametrize(
@@ -51,9 +52,10 @@ def test_a_glob_finds_each_file_and_the_hash_follows_content(tmp_path: Path) -> 
     (tmp_path / "a.csv").write_text("x\n1\n")
     (tmp_path / "b.csv").write_text("x\n1\n")
     (tmp_path / "c.csv").write_text("x\n2\n")
-    found = _discover(str(tmp_path / "*.csv"))
-    assert [f.name for f in found] == ["a.csv", "b.csv", "c.csv"]
-    assert found[0].content_hash == found[1].content_hash != found[2].content_hash
+    source = FileSource("t", CsvSourceSettings(kind="csv", path=str(tmp_path / "*.csv")), store=None, full=True)
+    found = source.units()
+    assert [f.name for f in found] == ["a.csv", "c.csv"], "the same content twice is read once"
+    assert source.stats == {"files_seen": 3, "files_skipped": 1, "files_read": 2}
 
 
 def test_a_missing_or_empty_file_is_a_source_error_naming_it(tmp_path: Path) -> None:
@@ -67,8 +69,5 @@ def test_a_missing_or_empty_file_is_a_source_error_naming_it(tmp_path: Path) -> 
 
 def test_a_wrong_declared_encoding_names_file_and_line(tmp_path: Path) -> None:
     (tmp_path / "x.csv").write_bytes(b"a,b\n1,2\n\xff\xfe,3\n")
-    source = CsvSource(
-        CsvSourceSettings(kind="csv", path=str(tmp_path / "x.csv"), encoding="utf-8")
-    )
     with pytest.raises(SourceError, match=r"x.csv line 3: not valid utf-8"):
-        source.discover()
+        _discover(str(tmp_path / "x.csv"), encoding="utf-8")

@@ -1,40 +1,102 @@
-"""Sources: where contacts come from. Each yields files (or tables) of plain string rows.
+"""Sources: where contacts come from. Every kind yields units of plain string rows.
 
-A source is read twice at most: once to fingerprint and sniff it, once to stream its rows.
-Nothing holds a whole file in memory.
+A unit is what is remembered as read: a file (by its content hash) or a table (by its cursor).
+``Source.units()`` returns only what this run must read; ``Source.checkpoint()`` remembers it once
+the run has completed, so a failed or killed run reads the same rows again. Nothing holds a whole
+file or table in memory.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Generator, Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from datetime import date, datetime, time
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from connector.settings import SourceSettings
+    from connector.state import Store
+
+
+_EXACT_FLOAT_DIGITS = 15
+
+
+def as_text(value: Any) -> str:
+    """A typed cell (spreadsheet or database) as the text a CSV export would hold.
+
+    Whole numbers lose their ``.0`` (a phone stored as a number is its digits again), dates and
+    times are ISO-8601, booleans ``true``/``false``, missing values empty.
+    """
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        if value.is_integer() and abs(value) < 10**_EXACT_FLOAT_DIGITS:
+            return str(int(value))
+        return repr(value)
+    if isinstance(value, Decimal):
+        return str(int(value)) if value == value.to_integral_value() else str(value)
+    if isinstance(value, datetime | date | time):
+        return value.isoformat()
+    if isinstance(value, bytes | memoryview):
+        return bytes(value).decode("utf-8", errors="replace")
+    return str(value)
 
 
 @dataclass(frozen=True, slots=True)
 class SourceRow:
-    """One record: its cells, the line it starts on, and why it is broken (if it is)."""
+    """One record: its cells, where it starts (line or row number), and why it is broken."""
 
     values: list[str]
     line: int
     error: str | None = None
 
 
-class SourceFile(Protocol):
-    """One unit of input that is processed once: a file, remembered by its content hash."""
+class SourceUnit(Protocol):
+    @property
+    def ident(self) -> str:
+        """What the unit is remembered by: a content hash, or the table and its cursor."""
 
     @property
-    def name(self) -> str: ...
+    def name(self) -> str:
+        """How reports name it: the file name, or the table."""
 
     @property
-    def content_hash(self) -> str: ...
+    def expect_rows(self) -> bool:
+        """Whether a unit with no rows is suspicious (a new export with a header only)."""
 
     def describe(self) -> str: ...
 
     def header(self) -> list[str]: ...
 
-    def rows(self) -> Iterator[SourceRow]: ...
+    def rows(self) -> Generator[SourceRow, None, None]: ...
 
 
 class Source(Protocol):
-    def discover(self) -> list[SourceFile]: ...
+    stats: Counter[str]
+
+    def units(self) -> list[SourceUnit]: ...
+
+    def checkpoint(self, rows: Mapping[str, int]) -> None:
+        """Remember the units read by a completed run (``rows`` by unit ident)."""
+
+
+def open_source(
+    tenant: str,
+    settings: SourceSettings,
+    *,
+    store: Store | None,
+    full: bool = False,
+    id_columns: list[str] | None = None,
+) -> Source:
+    """The source a tenant's settings name. Without a store, every unit is read (``check``)."""
+    if settings.kind == "sql":
+        from connector.sources.sql import SqlSource
+
+        return SqlSource(tenant, settings, store=store, full=full, id_columns=id_columns or [])
+    from connector.sources.files import FileSource
+
+    return FileSource(tenant, settings, store=store, full=full)

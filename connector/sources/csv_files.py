@@ -1,19 +1,18 @@
-"""CSV exports: a file or a glob, each new file once, any common encoding and delimiter."""
+"""CSV exports in any common encoding and delimiter, streamed."""
 
 from __future__ import annotations
 
 import codecs
 import csv
-import glob
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
 from connector.errors import SourceError
 from connector.settings import CsvSourceSettings
-from connector.sources import SourceFile, SourceRow
+from connector.sources import SourceRow
 
 _CHUNK = 1 << 20
 _BOMS = (
@@ -26,66 +25,47 @@ _BOMS = (
 _DELIMITERS = (",", ";", "\t")
 
 
-class CsvSource:
-    def __init__(self, settings: CsvSourceSettings) -> None:
-        self.settings = settings
+def inspect_csv(path: Path, settings: CsvSourceSettings) -> CsvFile:
+    """Hash the file and settle its encoding in one streamed pass.
 
-    def discover(self) -> list[SourceFile]:
-        pattern = self.settings.path
-        if glob.has_magic(pattern):
-            paths = sorted(Path(p) for p in glob.glob(pattern, recursive=True))
-        else:
-            paths = [Path(pattern)]
-            if not paths[0].exists():
-                raise SourceError(f"{pattern}: file not found", hint="check source.path")
-        return [self._inspect(p) for p in paths if p.is_file()]
-
-    def _inspect(self, path: Path) -> CsvFile:
-        """Hash the file and settle its encoding in one streamed pass.
-
-        A declared or BOM-marked encoding must decode the whole file (else one error naming the
-        line); without either, UTF-8 is tried, then cp1252, then Latin-1, which never fails.
-        """
-        digest = hashlib.sha256()
-        try:
-            with path.open("rb") as handle:
-                head = handle.read(4)
-                declared = self.settings.encoding or _bom_encoding(head)
-                candidates = [declared] if declared else ["utf-8", "cp1252"]
-                decoders = {name: codecs.getincrementaldecoder(name)() for name in candidates}
-                failed: dict[str, int] = {}
-                newlines = 0
-                chunk = head + handle.read(_CHUNK)
-                while chunk:
-                    digest.update(chunk)
-                    for name, decoder in decoders.items():
-                        if name in failed:
-                            continue
-                        try:
-                            decoder.decode(chunk)
-                        except UnicodeDecodeError as exc:
-                            failed[name] = newlines + chunk.count(b"\n", 0, exc.start) + 1
-                    newlines += chunk.count(b"\n")
-                    chunk = handle.read(_CHUNK)
+    A declared or BOM-marked encoding must decode the whole file (else one error naming the
+    line); without either, UTF-8 is tried, then cp1252, then Latin-1, which never fails.
+    """
+    digest = hashlib.sha256()
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(4)
+            declared = settings.encoding or _bom_encoding(head)
+            candidates = [declared] if declared else ["utf-8", "cp1252"]
+            decoders = {name: codecs.getincrementaldecoder(name)() for name in candidates}
+            failed: dict[str, int] = {}
+            newlines = 0
+            chunk = head + handle.read(_CHUNK)
+            while chunk:
+                digest.update(chunk)
                 for name, decoder in decoders.items():
+                    if name in failed:
+                        continue
                     try:
-                        decoder.decode(b"", final=True)
-                    except UnicodeDecodeError:
-                        failed.setdefault(name, newlines + 1)
-        except OSError as exc:
-            raise SourceError(f"{path}: cannot read: {exc.strerror}") from None
-        except LookupError:
-            raise SourceError(
-                f"{path}: unknown encoding {self.settings.encoding!r}",
-                hint="set source.encoding to a Python codec name such as cp1252",
-            ) from None
-        if declared and declared in failed:
-            raise SourceError(
-                f"{path} line {failed[declared]}: not valid {declared}",
-                hint="fix the file, or set source.encoding to the encoding it was written in",
-            )
-        encoding = declared or next((n for n in candidates if n not in failed), "latin-1")
-        return CsvFile(path, digest.hexdigest(), encoding, self.settings.delimiter)
+                        decoder.decode(chunk)
+                    except UnicodeDecodeError as exc:
+                        failed[name] = newlines + chunk.count(b"\n", 0, exc.start) + 1
+                newlines += chunk.count(b"\n")
+                chunk = handle.read(_CHUNK)
+            for name, decoder in decoders.items():
+                try:
+                    decoder.decode(b"", final=True)
+                except UnicodeDecodeError:
+                    failed.setdefault(name, newlines + 1)
+    except OSError as exc:
+        raise SourceError(f"{path}: cannot read: {exc.strerror}") from None
+    if declared and declared in failed:
+        raise SourceError(
+            f"{path} line {failed[declared]}: not valid {declared}",
+            hint="fix the file, or set source.encoding to the encoding it was written in",
+        )
+    encoding = declared or next((n for n in candidates if n not in failed), "latin-1")
+    return CsvFile(path, digest.hexdigest(), encoding, settings.delimiter)
 
 
 def _bom_encoding(head: bytes) -> str | None:
@@ -101,6 +81,12 @@ class CsvFile:
     content_hash: str
     encoding: str
     delimiter: str | None
+
+    expect_rows = True
+
+    @property
+    def ident(self) -> str:
+        return self.content_hash
 
     @property
     def name(self) -> str:
@@ -128,7 +114,7 @@ class CsvFile:
             return row.values
         raise SourceError(f"{self.path}: the file is empty; expected a header row")
 
-    def rows(self) -> Iterator[SourceRow]:
+    def rows(self) -> Generator[SourceRow, None, None]:
         """Every record after the header; a record the CSV parser cannot read comes with its error."""
         records = self._records()
         next(records, None)

@@ -34,7 +34,14 @@ from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 from connector.errors import StateError
 from connector.mapping import Contact
 from connector.phones import PhoneKey
-from connector.state.tables import batch_rows, batches, deliveries, processed_files, runs
+from connector.state.tables import (
+    batch_rows,
+    batches,
+    deliveries,
+    processed_files,
+    runs,
+    source_cursors,
+)
 
 _CHUNK = 500
 
@@ -358,6 +365,31 @@ class Store:
                     }
                     for h, name, rows in done
                 ],
+            )
+
+    # source cursors
+
+    def cursor(self, tenant: str, source: str) -> str | None:
+        """Where an incremental source stopped: an opaque string the source wrote."""
+        with self._begin() as conn:
+            value = conn.execute(
+                select(source_cursors.c.position).where(
+                    source_cursors.c.tenant == tenant, source_cursors.c.source == source
+                )
+            ).scalar_one_or_none()
+        return None if value is None else str(value)
+
+    def save_cursor(self, tenant: str, source: str, position: str) -> None:
+        with self._begin() as conn:
+            conn.execute(
+                delete(source_cursors).where(
+                    source_cursors.c.tenant == tenant, source_cursors.c.source == source
+                )
+            )
+            conn.execute(
+                insert(source_cursors).values(
+                    tenant=tenant, source=source, position=position, updated_at=now()
+                )
             )
 
 

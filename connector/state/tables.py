@@ -83,3 +83,12 @@ processed_files = Table(
     Column("rows", Integer, nullable=False),
     Column("processed_at", DateTime(timezone=True), nullable=False),
 )
+
+source_cursors = Table(
+    "source_cursors",
+    metadata,
+    Column("tenant", String(100), primary_key=True),
+    Column("source", String(200), primary_key=True),
+    Column("position", Text, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
