@@ -45,10 +45,24 @@ class _Spec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
+class Columns(_Spec):
+    """Columns for ``id`` or ``updated_at``: the first non-empty wins; optional with if_present."""
+
+    from_: list[str] = Field(alias="from", min_length=1)
+    if_present: bool = False
+
+    _normalise_from = field_validator("from_", mode="before")(_columns)
+
+
+def _columns_shorthand(value: Any) -> Any:
+    return {"from": value} if isinstance(value, str | list) else value
+
+
 class FieldSpec(_Spec):
     """One Kore column: where its value comes from and how it is cleaned."""
 
     from_: list[str] = Field(default_factory=list, alias="from")
+    if_present: bool = False
     value: str | None = None
     map: dict[str, str] = Field(default_factory=dict)
     default: str = ""
@@ -79,14 +93,18 @@ class PhoneSpec(_Spec):
 
 
 class MappingSpec(_Spec):
-    id: list[str] = Field(default_factory=list)
-    updated_at: list[str] = Field(default_factory=list)
+    id: Columns | None = None
+    updated_at: Columns | None = None
     skip_when: list[SkipRule] = Field(default_factory=list)
     fields: dict[Literal["firstName", "lastName", "salutation"], FieldSpec]
     phone: PhoneSpec
     description: str = ""
 
-    _normalise = field_validator("id", "updated_at", mode="before")(_columns)
+    _normalise = field_validator("id", "updated_at", mode="before")(_columns_shorthand)
+
+    @property
+    def id_columns(self) -> list[str]:
+        return self.id.from_ if self.id else []
 
     @field_validator("fields", mode="before")
     @classmethod
@@ -143,26 +161,65 @@ class Rejection:
 
 
 @dataclass(frozen=True)
+class ColumnUse:
+    where: str
+    candidates: list[str]
+    optional: bool
+    if_missing: str
+
+
+@dataclass(frozen=True)
 class Mapping:
     name: str
     spec: MappingSpec
 
-    def columns(self) -> list[tuple[str, list[str], bool]]:
-        """Every column reference as (where in the mapping, candidates, optional)."""
-        refs: list[tuple[str, list[str], bool]] = []
-        if self.spec.id:
-            refs.append(("id", self.spec.id, False))
-        if self.spec.updated_at:
-            refs.append(("updated_at", self.spec.updated_at, False))
-        for name, spec in self.spec.fields.items():
-            if spec.from_:
-                refs.append((f"fields.{name}.from", spec.from_, False))
-        refs.append(("phone.from", self.spec.phone.from_, False))
-        if self.spec.phone.region_from:
-            refs.append(("phone.region_from", self.spec.phone.region_from, True))
-        for i, rule in enumerate(self.spec.skip_when):
-            refs.append((f"skip_when.{i}.field", rule.field, rule.if_present))
-        return refs
+    def columns(self) -> list[ColumnUse]:
+        """Every column reference: where in the mapping, its candidates, and what its absence means."""
+        spec = self.spec
+        uses: list[ColumnUse] = []
+        if spec.id:
+            uses.append(
+                ColumnUse("id", spec.id.from_, spec.id.if_present, "reports name rows by line only")
+            )
+        if spec.updated_at:
+            uses.append(
+                ColumnUse(
+                    "updated_at",
+                    spec.updated_at.from_,
+                    spec.updated_at.if_present,
+                    "the first of rows with one number wins",
+                )
+            )
+        for name, field_spec in spec.fields.items():
+            if field_spec.from_:
+                uses.append(
+                    ColumnUse(
+                        f"fields.{name}.from",
+                        field_spec.from_,
+                        field_spec.if_present,
+                        "its default is used",
+                    )
+                )
+        uses.append(ColumnUse("phone.from", spec.phone.from_, False, ""))
+        if spec.phone.region_from:
+            uses.append(
+                ColumnUse(
+                    "phone.region_from",
+                    spec.phone.region_from,
+                    True,
+                    "every number is read in the default region",
+                )
+            )
+        for i, rule in enumerate(spec.skip_when):
+            uses.append(
+                ColumnUse(
+                    f"skip_when.{i}.field",
+                    rule.field,
+                    rule.if_present,
+                    "no row is skipped by that rule",
+                )
+            )
+        return uses
 
     def bind(self, header: Sequence[str], source: str) -> BoundMapping:
         """Resolve column names against a header; a missing column is a ``ConfigError``."""
@@ -171,17 +228,13 @@ class Mapping:
             positions.setdefault(normalise_header(name), i)
         warnings: list[str] = []
         resolved: dict[str, list[int]] = {}
-        for where, candidates, optional in self.columns():
+        for use in self.columns():
+            where, candidates = use.where, use.candidates
             found = [positions[n] for n in map(normalise_header, candidates) if n in positions]
-            if not found and optional:
-                consequence = (
-                    "every number is read in the default region"
-                    if where == "phone.region_from"
-                    else "no row is skipped by that rule"
-                )
+            if not found and use.optional:
                 warnings.append(
                     f"mapping {self.name}: {where} names {_quoted(candidates)}, which {source} lacks;"
-                    f" {consequence}"
+                    f" {use.if_missing}"
                 )
             elif not found:
                 raise ConfigError(

@@ -29,6 +29,27 @@ from connector.state import Store
 log = logging.getLogger(__name__)
 
 Progress = Callable[[str, Counter[str]], None]
+COUNTERS = (
+    "files_seen",
+    "files_read",
+    "files_skipped",
+    "rows_read",
+    "contacts",
+    "rejected",
+    "already_delivered",
+    "changed_skipped",
+    "updated",
+    "sent",
+    "would_send",
+    "created",
+    "adopted",
+    "already_in_kore",
+    "kore_refused",
+    "pending_resent",
+    "batches",
+    "uploads",
+)
+"""Every counter a summary carries, zero or not, so scripts can read them without guessing."""
 _PROGRESS_EVERY = 2000
 
 
@@ -72,7 +93,7 @@ def run_once(
     try:
         mapping = load_mapping(tenant.mapping, base=base_dir)
         source = open_source(
-            name, tenant.source, store=store, full=full, id_columns=mapping.spec.id
+            name, tenant.source, store=store, full=full, id_columns=mapping.spec.id_columns
         )
         units = source.units()
         counters.update(source.stats)
@@ -124,7 +145,7 @@ def run_once(
         if client is not None:
             client.close()
         counters["rejected"] = sum(report.reasons.values())
-        public = dict(sorted(counters.items()))
+        public = {name: counters[name] for name in COUNTERS} | dict(counters)
         summary: dict[str, Any] = {
             "run_id": run_id,
             "tenant": name,

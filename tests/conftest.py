@@ -101,3 +101,23 @@ def postgres_url() -> Iterator[str]:
         with engine.begin() as conn:
             conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
         engine.dispose()
+
+
+@pytest.fixture
+def mariadb_url() -> Iterator[str]:
+    """A MariaDB/MySQL URL to a database of this test's own, dropped afterwards."""
+    base = _server_url("CONNECTOR_TEST_MARIADB_URL")
+    name = f"t_{secrets.token_hex(6)}"
+    engine = create_engine(base)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4"))
+    except Exception as exc:
+        pytest.fail(f"MariaDB at {base} is unreachable: {exc}")
+    url = engine.url.set(database=name).render_as_string(hide_password=False)
+    try:
+        yield url
+    finally:
+        with engine.begin() as conn:
+            conn.execute(text(f"DROP DATABASE `{name}`"))
+        engine.dispose()

@@ -88,6 +88,14 @@ class Expected:
     rows: int = 0
 
 
+def _encodable(name: str) -> bool:
+    try:
+        name.encode("cp1252")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _us(rng: random.Random, used: set[str]) -> tuple[str, str]:
     while True:
         area = rng.choice(AREAS)
@@ -152,9 +160,16 @@ def _de(rng: random.Random, used: set[str]) -> tuple[str, str, str]:
             return key, written, country
 
 
-def write_export(path: Path, *, valid: int = 2000, seed: int = 7) -> Expected:
-    """Write ``valid`` good contacts plus a known mix of bad rows; return what must happen."""
+def write_export(path: Path, *, valid: int = 2000, seed: int = 7, cp1252: bool = False) -> Expected:
+    """Write ``valid`` good contacts plus a known mix of bad rows; return what must happen.
+
+    ``cp1252`` keeps to names that Windows-1252 can encode, for comparing encodings.
+    """
     rng = random.Random(seed)
+    firsts, lasts = FIRST, LAST
+    if cp1252:
+        firsts = [n for n in FIRST if _encodable(n)]
+        lasts = [n for n in LAST if _encodable(n)]
     expected = Expected()
     used: set[str] = set()
     rows: list[dict[str, str]] = []
@@ -186,7 +201,7 @@ def write_export(path: Path, *, valid: int = 2000, seed: int = 7) -> Expected:
         }
 
     def name() -> tuple[str, str, str]:
-        first, last = rng.choice(FIRST), rng.choice(LAST)
+        first, last = rng.choice(firsts), rng.choice(lasts)
         if not first and not last:
             last = "Doe"
         return first, last, rng.choice(list(SALUTATIONS))

@@ -18,7 +18,9 @@ ROWS = [
 
 
 def _discover(path: str, **settings: str) -> list[SourceUnit]:
-    return FileSource("t", CsvSourceSettings(kind="csv", path=path, **settings), store=None, full=True).units()
+    return FileSource(
+        "t", CsvSourceSettings(kind="csv", path=path, **settings), store=None, full=True
+    ).units()
 
 
 @pytest.mark.parametrize(
@@ -52,7 +54,9 @@ def test_a_glob_finds_each_file_and_the_hash_follows_content(tmp_path: Path) -> 
     (tmp_path / "a.csv").write_text("x\n1\n")
     (tmp_path / "b.csv").write_text("x\n1\n")
     (tmp_path / "c.csv").write_text("x\n2\n")
-    source = FileSource("t", CsvSourceSettings(kind="csv", path=str(tmp_path / "*.csv")), store=None, full=True)
+    source = FileSource(
+        "t", CsvSourceSettings(kind="csv", path=str(tmp_path / "*.csv")), store=None, full=True
+    )
     found = source.units()
     assert [f.name for f in found] == ["a.csv", "c.csv"], "the same content twice is read once"
     assert source.stats == {"files_seen": 3, "files_skipped": 1, "files_read": 2}
