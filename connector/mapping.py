@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from connector.errors import ConfigError
 from connector.phones import PhoneKey, PhoneProblem, parse_phone, region_for
@@ -33,6 +33,7 @@ KORE_COLUMNS = (
     "cellPhoneExtension",
 )
 _SPACES = re.compile(r"\s+")
+_MULTI = " ::: "
 _INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff"), None)
 _US_DATES = ("%m/%d/%Y %I:%M %p", "%m/%d/%Y %H:%M:%S", "%m/%d/%Y %H:%M", "%m/%d/%Y")
 
@@ -86,10 +87,26 @@ class SkipRule(_Spec):
 
 
 class PhoneSpec(_Spec):
+    """Phone columns in order of preference. ``labels`` (parallel to ``from``) name columns that
+    say what each number is; numbers whose label holds one of ``prefer_labels`` are tried first."""
+
     from_: list[str] = Field(alias="from", min_length=1)
     region_from: list[str] = Field(default_factory=list)
+    labels: list[list[str]] = Field(default_factory=list)
+    prefer_labels: list[str] = Field(default_factory=list)
 
     _normalise = field_validator("from_", "region_from", mode="before")(_columns)
+
+    @field_validator("labels", mode="before")
+    @classmethod
+    def _label_lists(cls, value: Any) -> Any:
+        return [_columns(item) for item in value] if isinstance(value, list) else value
+
+    @model_validator(mode="after")
+    def _labels_fit(self) -> PhoneSpec:
+        if len(self.labels) > len(self.from_):
+            raise ValueError("phone.labels has more entries than phone.from")
+        return self
 
 
 class MappingSpec(_Spec):
@@ -165,7 +182,7 @@ class ColumnUse:
     where: str
     candidates: list[str]
     optional: bool
-    if_missing: str
+    warning: str | None = None
 
 
 @dataclass(frozen=True)
@@ -174,51 +191,39 @@ class Mapping:
     spec: MappingSpec
 
     def columns(self) -> list[ColumnUse]:
-        """Every column reference: where in the mapping, its candidates, and what its absence means."""
+        """Every column reference: where in the mapping, its candidates, whether it may be absent.
+
+        Absent optional columns are silent, except the two whose absence changes who is dialled
+        or how a number is read: a do-not-call rule and the region column.
+        """
         spec = self.spec
-        uses: list[ColumnUse] = []
-        if spec.id:
-            uses.append(
-                ColumnUse("id", spec.id.from_, spec.id.if_present, "reports name rows by line only")
-            )
-        if spec.updated_at:
-            uses.append(
-                ColumnUse(
-                    "updated_at",
-                    spec.updated_at.from_,
-                    spec.updated_at.if_present,
-                    "the first of rows with one number wins",
-                )
-            )
-        for name, field_spec in spec.fields.items():
-            if field_spec.from_:
-                uses.append(
-                    ColumnUse(
-                        f"fields.{name}.from",
-                        field_spec.from_,
-                        field_spec.if_present,
-                        "its default is used",
-                    )
-                )
-        uses.append(ColumnUse("phone.from", spec.phone.from_, False, ""))
+        uses = [
+            ColumnUse(f"fields.{name}.from", field_spec.from_, field_spec.if_present)
+            for name, field_spec in spec.fields.items()
+            if field_spec.from_
+        ]
+        for where, columns in (("id", spec.id), ("updated_at", spec.updated_at)):
+            if columns:
+                uses.append(ColumnUse(where, columns.from_, columns.if_present))
+        uses.append(ColumnUse("phone.from", spec.phone.from_, optional=False))
         if spec.phone.region_from:
             uses.append(
                 ColumnUse(
                     "phone.region_from",
                     spec.phone.region_from,
-                    True,
-                    "every number is read in the default region",
+                    optional=True,
+                    warning="every number is read in the default region",
                 )
             )
-        for i, rule in enumerate(spec.skip_when):
-            uses.append(
-                ColumnUse(
-                    f"skip_when.{i}.field",
-                    rule.field,
-                    rule.if_present,
-                    "no row is skipped by that rule",
-                )
+        uses += [
+            ColumnUse(
+                f"skip_when.{i}.field",
+                rule.field,
+                rule.if_present,
+                warning="no row is skipped by that rule",
             )
+            for i, rule in enumerate(spec.skip_when)
+        ]
         return uses
 
     def bind(self, header: Sequence[str], source: str) -> BoundMapping:
@@ -232,10 +237,11 @@ class Mapping:
             where, candidates = use.where, use.candidates
             found = [positions[n] for n in map(normalise_header, candidates) if n in positions]
             if not found and use.optional:
-                warnings.append(
-                    f"mapping {self.name}: {where} names {_quoted(candidates)}, which {source} lacks;"
-                    f" {use.if_missing}"
-                )
+                if use.warning:
+                    warnings.append(
+                        f"mapping {self.name}: {where} names {_quoted(candidates)}, "
+                        f"which {source} lacks; {use.warning}"
+                    )
             elif not found:
                 raise ConfigError(
                     f"mapping {self.name}: {where} names {_quoted(candidates)}, which {source} lacks"
@@ -243,7 +249,17 @@ class Mapping:
                     hint=f"columns there: {', '.join(h.strip() for h in header)}",
                 )
             resolved[where] = found
-        return BoundMapping(self, tuple(header), resolved, tuple(warnings))
+        labels: dict[int, int] = {}
+        for column, label_columns in zip(
+            self.spec.phone.from_, self.spec.phone.labels, strict=False
+        ):
+            value_at = positions.get(normalise_header(column))
+            found_labels = [
+                positions[n] for n in map(normalise_header, label_columns) if n in positions
+            ]
+            if value_at is not None and found_labels:
+                labels[value_at] = found_labels[0]
+        return BoundMapping(self, tuple(header), resolved, tuple(warnings), labels)
 
 
 def normalise_header(name: str) -> str:
@@ -269,6 +285,7 @@ class BoundMapping:
     header: tuple[str, ...]
     positions: dict[str, list[int]]
     warnings: tuple[str, ...]
+    phone_labels: dict[int, int] = field(default_factory=dict)
 
     def apply(
         self, values: Sequence[str], *, source: str, row: int, default_region: str
@@ -302,8 +319,8 @@ class BoundMapping:
                 region = found
                 break
         problem: PhoneProblem | None = None
-        for pos in self.positions["phone.from"]:
-            parsed = parse_phone(_cell(values, pos), region)
+        for candidate in self._phone_candidates(values):
+            parsed = parse_phone(candidate, region)
             if isinstance(parsed, PhoneKey):
                 return Contact(
                     key=parsed.key,
@@ -331,6 +348,23 @@ class BoundMapping:
             "phone_invalid": f"not a valid number for region {region}",
         }[problem.reason]
         return self._reject(problem.reason, detail, values, source, row, record_id)
+
+    def _phone_candidates(self, values: Sequence[str]) -> list[str]:
+        """Every number in the phone columns, preferred labels first; a cell may hold several
+        numbers joined by ``" ::: "`` (Google Contacts), a ``"* "`` marking the primary one."""
+        found: list[tuple[str, str]] = []
+        for pos in self.positions["phone.from"]:
+            parts = _cell(values, pos).split(_MULTI)
+            label = _cell(values, self.phone_labels[pos]) if pos in self.phone_labels else ""
+            labels = label.split(_MULTI)
+            for i, part in enumerate(parts):
+                found.append(
+                    (labels[i] if len(labels) == len(parts) else label, part.removeprefix("* "))
+                )
+        prefer = [p.casefold() for p in self.mapping.spec.phone.prefer_labels]
+        if prefer:
+            found.sort(key=lambda item: not any(p in item[0].casefold() for p in prefer))
+        return [number for _, number in found]
 
     def _first(self, where: str, values: Sequence[str]) -> str:
         for pos in self.positions.get(where, []):

@@ -135,6 +135,6 @@ def test_sql_sources_read_in_a_read_only_transaction(
         id_columns=["id"],
     )
     (unit,) = source.units()
-    with unit._connect() as conn, pytest.raises(Exception, match="(?i)read.only"):
+    with unit._connect() as conn, pytest.raises(Exception, match=r"(?i)read.only"):
         conn.execute(text("INSERT INTO people VALUES (1, 'x')"))
     engine.dispose()
