@@ -200,6 +200,8 @@ def cmd_sync(args: argparse.Namespace) -> int:
             if progress:
                 progress.done()
             print(describe(result, dry_run=args.dry_run))
+            for warning in result.warnings:
+                print(f"warning: {result.tenant}: {warning}", file=sys.stderr)
             if result.error is not None:
                 _print_error(result.error, getattr(args, "verbose", False))
                 codes.append(result.error.exit_code)

@@ -13,8 +13,9 @@ def describe(result: RunResult, *, dry_run: bool) -> str:
         parts = [f"{c['created']:,} created"]
         parts += [f"{c[k]:,} {k.replace('_', ' ')}" for k in ("adopted", "updated") if c[k]]
         sent = f"{c['sent']:,} sent ({', '.join(parts)})"
+    files = f" from {c['files_read']:,} new file(s)" if c["files_seen"] else ""
     return (
-        f"{result.tenant}: {result.status} - {c['rows_read']:,} rows read from "
-        f"{c['files_read']:,} new file(s), {sent}, {c['rejected']:,} rejected, "
-        f"{c['already_delivered']:,} already delivered; report: {result.report_dir}"
+        f"{result.tenant}: {result.status} - {c['rows_read']:,} rows read{files}, {sent}, "
+        f"{c['rejected']:,} rejected, {c['already_delivered']:,} already delivered; "
+        f"report: {result.report_dir}"
     )

@@ -8,7 +8,6 @@ when the run completes, so a crash costs a re-read, never a lost row.
 
 from __future__ import annotations
 
-import logging
 import secrets
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -25,8 +24,6 @@ from connector.report import Report, batch_csv
 from connector.settings import Settings, TenantSettings
 from connector.sources import SourceUnit, open_source
 from connector.state import Store
-
-log = logging.getLogger(__name__)
 
 Progress = Callable[[str, Counter[str]], None]
 COUNTERS = (
@@ -195,10 +192,7 @@ def _bind(
     bind: Callable[[list[str], str], BoundMapping], unit: SourceUnit, warnings: list[str]
 ) -> BoundMapping:
     bound = bind(unit.header(), unit.name)
-    for warning in bound.warnings:
-        if warning not in warnings:
-            log.warning(warning)
-            warnings.append(warning)
+    warnings.extend(w for w in bound.warnings if w not in warnings)
     return bound
 
 

@@ -31,6 +31,8 @@ def _discover(path: str, **settings: str) -> list[SourceUnit]:
         ("utf-16-le", codecs.BOM_UTF16_LE, "\t", "\r\n"),
         ("utf-16-be", codecs.BOM_UTF16_BE, ",", "\n"),
         ("cp1252", b"", ";", "\r\n"),
+        ("utf-32-le", codecs.BOM_UTF32_LE, ",", "\n"),
+        ("utf-32-be", codecs.BOM_UTF32_BE, ";", "\r\n"),
     ],
 )
 def test_encodings_and_delimiters_give_the_same_rows(
@@ -75,3 +77,15 @@ def test_a_wrong_declared_encoding_names_file_and_line(tmp_path: Path) -> None:
     (tmp_path / "x.csv").write_bytes(b"a,b\n1,2\n\xff\xfe,3\n")
     with pytest.raises(SourceError, match=r"x.csv line 3: not valid utf-8"):
         _discover(str(tmp_path / "x.csv"), encoding="utf-8")
+
+
+def test_bytes_cp1252_lacks_are_read_as_latin1(tmp_path: Path) -> None:
+    (tmp_path / "l.csv").write_bytes("First Name,Last Name\nJosé,M\x81ller\n".encode("latin-1"))
+    (found,) = _discover(str(tmp_path / "l.csv"))
+    assert "latin-1" in found.describe()
+    assert [r.values for r in found.rows()] == [["José", "M\x81ller"]]
+
+
+def test_an_unknown_declared_encoding_is_a_config_error() -> None:
+    with pytest.raises(ValueError, match="not an encoding Python knows"):
+        CsvSourceSettings(kind="csv", path="x.csv", encoding="klingon-8")

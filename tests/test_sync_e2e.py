@@ -272,3 +272,28 @@ def test_rows_kore_refuses_are_found_and_reported_and_the_rest_delivered(
         assert uploads > 2, "a refused file is narrowed down by splitting it"
         assert all(r["detail"].startswith("HTTP 400") for r in rows)
     assert summary(runs(tmp_path, "acme")[-1])["counters"]["sent"] == len(refused)
+
+
+def test_a_source_that_goes_quiet_is_reported_loudly(tmp_path: Path, sandbox: Sandbox) -> None:
+    exports = tmp_path / "exports"
+    exports.mkdir()
+    write_export(exports / "monday.csv", valid=50, seed=30)
+    config = write_config(tmp_path, {"acme": tenant_config(sandbox, exports / "*.csv")})
+    assert run_cli("sync", config=config).returncode == 0
+    header = (exports / "monday.csv").read_text(encoding="utf-8").splitlines()[0]
+    (exports / "tuesday.csv").write_text(header + "\n", encoding="utf-8")
+
+    quiet = run_cli("sync", config=config)
+
+    assert quiet.returncode == 0
+    assert "acme: empty" in quiet.stdout
+    assert "warning: acme: tuesday.csv produced no rows" in quiet.stderr
+    run = summary(runs(tmp_path, "acme")[-1])
+    assert run["status"] == "empty"
+    assert any("produced no rows" in w for w in run["warnings"])
+    status = run_cli("status", config=config)
+    assert " empty " in status.stdout
+
+    (exports / "wednesday.csv").write_text(header + "\n" + ",".join(["x"] * len(header.split(","))) + "\n")
+    rejected_all = run_cli("sync", config=config)
+    assert "all 1 rows were rejected" in rejected_all.stderr
