@@ -294,6 +294,8 @@ def test_a_source_that_goes_quiet_is_reported_loudly(tmp_path: Path, sandbox: Sa
     status = run_cli("status", config=config)
     assert " empty " in status.stdout
 
-    (exports / "wednesday.csv").write_text(header + "\n" + ",".join(["x"] * len(header.split(","))) + "\n")
+    (exports / "wednesday.csv").write_text(
+        header + "\n" + ",".join(["x"] * len(header.split(","))) + "\n"
+    )
     rejected_all = run_cli("sync", config=config)
     assert "all 1 rows were rejected" in rejected_all.stderr

@@ -85,12 +85,11 @@ class SqlSource:
 
 
 def _source_key(settings: SqlSourceSettings) -> str:
-    """A cursor belongs to one table or query: changing either starts from the beginning."""
-    what = (
-        settings.table
-        or "query:" + hashlib.sha256((settings.query or "").encode()).hexdigest()[:16]
-    )
-    return f"sql:{what}:{settings.cursor}"[:200]
+    """A cursor belongs to one database and table or query (not to the password): changing
+    any of them starts from the beginning."""
+    what = f"{settings.display_url}|{settings.table or settings.query}|{settings.cursor}"
+    digest = hashlib.sha256(what.encode()).hexdigest()[:16]
+    return f"sql:{settings.table or 'query'}:{digest}"[:200]
 
 
 def _engine(settings: SqlSourceSettings) -> Engine:
