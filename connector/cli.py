@@ -29,7 +29,7 @@ from connector.state import Store
 
 log = logging.getLogger("connector")
 
-OK, FAILED, USAGE = 0, 1, 2
+OK, FAILED = 0, 1
 
 
 class _Parser(argparse.ArgumentParser):

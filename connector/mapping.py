@@ -23,7 +23,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from connector.errors import ConfigError
 from connector.phones import PhoneKey, PhoneProblem, parse_phone, region_for
 
-KORE_NAME_FIELDS = ("firstName", "lastName", "salutation")
 KORE_COLUMNS = (
     "firstName",
     "lastName",
@@ -73,9 +72,11 @@ class FieldSpec(_Spec):
 
     _normalise_from = field_validator("from_", mode="before")(_columns)
 
-    def model_post_init(self, _context: Any) -> None:
+    @model_validator(mode="after")
+    def _from_or_value(self) -> FieldSpec:
         if not self.from_ and self.value is None:
             raise ValueError("give 'from' or 'value'")
+        return self
 
 
 class SkipRule(_Spec):

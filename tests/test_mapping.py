@@ -147,6 +147,10 @@ def test_optional_rules_warn_instead_of_failing(tmp_path: Path) -> None:
             {"fields": {"firstName": {"from": "A", "upper": True}}, "phone": {"from": "P"}},
             "is not a mapping key",
         ),
+        (
+            {"fields": {"firstName": {"default": "x"}}, "phone": {"from": "P"}},
+            "give 'from' or 'value'",
+        ),
     ],
 )
 def test_invalid_mappings_are_one_line_config_errors(

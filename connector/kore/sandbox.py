@@ -34,7 +34,6 @@ log = logging.getLogger(__name__)
 PREFIX = "/agentassist/api/v1/public/"
 DEFAULT_SECRET = "kore-connector-sandbox-secret-not-for-production"  # noqa: S105 - documented
 DEFAULT_CLIENT_ID = "cs-sandbox"
-DEFAULT_BOT_ID = "st-sandbox"
 DEFAULT_ACCOUNT_ID = "sandbox-account"
 
 
