@@ -13,6 +13,7 @@ from collections.abc import Generator, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, time
 from decimal import Decimal
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
@@ -53,6 +54,23 @@ class SourceRow:
     values: list[str]
     line: int
     error: str | None = None
+
+
+@dataclass
+class ExportFile:
+    """What every export file shares: it is remembered by its content and named by its name."""
+
+    path: Path
+    content_hash: str
+    expect_rows = True
+
+    @property
+    def ident(self) -> str:
+        return self.content_hash
+
+    @property
+    def name(self) -> str:
+        return self.path.name
 
 
 class SourceUnit(Protocol):

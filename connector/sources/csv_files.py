@@ -12,7 +12,7 @@ from typing import TextIO
 
 from connector.errors import SourceError
 from connector.settings import CsvSourceSettings
-from connector.sources import SourceRow
+from connector.sources import ExportFile, SourceRow
 
 _CHUNK = 1 << 20
 _BOMS = (
@@ -76,21 +76,9 @@ def _bom_encoding(head: bytes) -> str | None:
 
 
 @dataclass
-class CsvFile:
-    path: Path
-    content_hash: str
+class CsvFile(ExportFile):
     encoding: str
     delimiter: str | None
-
-    expect_rows = True
-
-    @property
-    def ident(self) -> str:
-        return self.content_hash
-
-    @property
-    def name(self) -> str:
-        return self.path.name
 
     def describe(self) -> str:
         delimiter = {",": "comma", ";": "semicolon", "\t": "tab"}.get(self._delimiter(), "?")

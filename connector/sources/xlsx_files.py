@@ -19,7 +19,7 @@ from openpyxl.worksheet._read_only import ReadOnlyWorksheet
 
 from connector.errors import ConfigError, SourceError
 from connector.settings import XlsxSourceSettings
-from connector.sources import SourceRow, as_text
+from connector.sources import ExportFile, SourceRow, as_text
 
 _CHUNK = 1 << 20
 
@@ -36,19 +36,8 @@ def inspect_xlsx(path: Path, settings: XlsxSourceSettings) -> XlsxFile:
 
 
 @dataclass
-class XlsxFile:
-    path: Path
-    content_hash: str
+class XlsxFile(ExportFile):
     sheet: str | None
-    expect_rows = True
-
-    @property
-    def ident(self) -> str:
-        return self.content_hash
-
-    @property
-    def name(self) -> str:
-        return self.path.name
 
     def describe(self) -> str:
         with self._worksheet() as sheet:
