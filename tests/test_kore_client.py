@@ -102,7 +102,12 @@ def test_the_rate_limit_message_counts_as_429_whatever_the_status() -> None:
                 },
                 headers={"Retry-After": "7"},
             ),
-            httpx.Response(200, json=[{"id": "1"}]),
+            httpx.Response(
+                200, json={"errors": [{"msg": "Rate limit for this API has been reached"}]}
+            ),
+            httpx.Response(
+                200, json=[{"id": "1", "lastName": "Rate limit for this API has been reached"}]
+            ),
         ]
     )
     sleeps: list[float] = []
@@ -112,8 +117,9 @@ def test_the_rate_limit_message_counts_as_429_whatever_the_status() -> None:
         pacer=_free_pacer(),
         transport=httpx.MockTransport(lambda _r: next(calls)),
     ) as client:
-        assert client.import_contacts(CSV).created == [{"id": "1"}]
-        assert sleeps == [7.0]
+        created = client.import_contacts(CSV).created
+        assert [c["id"] for c in created] == ["1"], "a contact's name is not a rate-limit answer"
+        assert sleeps == [7.0, 60.0], "a 200 error object counts too; a contact's name does not"
 
 
 def test_a_dropped_connection_is_retried_and_marked_uncertain() -> None:

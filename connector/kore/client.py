@@ -161,6 +161,8 @@ class KoreClient:
                 last = f"{type(exc).__name__}: {exc or 'no response'}"
             else:
                 status = response.status_code
+                if status < 400 and not _rate_limit_object(response):
+                    return response, uncertain
                 detail = _detail(response)
                 if status == 429 or RATE_LIMIT_MESSAGE in detail.lower():
                     wait = _retry_after(response)
@@ -173,15 +175,13 @@ class KoreClient:
                         f"Kore at {self.settings.host} refused the credentials (HTTP {status}): {detail}",
                         hint="check client_id, client_secret, account_id and the app's API scopes",
                     )
-                elif status >= 400:
+                else:
                     raise KoreRejected(
                         f"Kore refused {method} {path} (HTTP {status}): {detail}",
                         status=status,
                         detail=detail,
                         uncertain=uncertain,
                     )
-                else:
-                    return response, uncertain
             if attempt + 1 < attempts:
                 delay = (
                     wait if wait is not None else _backoff(self.settings.backoff_seconds, attempt)
@@ -214,6 +214,12 @@ def _retry_after(response: httpx.Response) -> float:
     if when is not None:
         return max(0.0, min(when.timestamp() - time.time(), MAX_RETRY_AFTER_SECONDS))
     return 60.0
+
+
+def _rate_limit_object(response: httpx.Response) -> bool:
+    """A success status whose body is an error object with Kore's rate-limit message."""
+    head = response.content[:2048].lstrip()
+    return head.startswith(b"{") and RATE_LIMIT_MESSAGE in head.decode(errors="replace").lower()
 
 
 def _json(response: httpx.Response) -> Any:
