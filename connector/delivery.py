@@ -27,6 +27,20 @@ log = logging.getLogger(__name__)
 Delivery = tuple[str, str | None, str]
 
 
+def kore_row(contact: Contact, settings: KoreSettings) -> tuple[str, ...]:
+    """The six columns as uploaded: the tenant's defaults filled in, the number in the
+    tenant's chosen form (national significant number by default, or E.164)."""
+    first, last, salutation, number, code, extension = contact.csv_row()
+    return (
+        first,
+        last,
+        salutation or settings.default_salutation,
+        contact.key if settings.phone_format == "international" else number,
+        code,
+        extension or settings.default_extension,
+    )
+
+
 class KoreDirectory:
     """Kore's list of contacts by phone key, fetched only when an outcome must be looked up."""
 
@@ -97,7 +111,7 @@ class Deliverer:
         self, batch_id: int, contacts: Sequence[Contact], delivered: list[Delivery]
     ) -> None:
         self.store.note_attempt(batch_id)
-        body = batch_csv([self._row(c) for c in contacts])
+        body = batch_csv([kore_row(c, self.settings) for c in contacts])
         try:
             result = self.client.import_contacts(body)
         except KoreRejected as exc:
@@ -187,17 +201,6 @@ class Deliverer:
             "%s row %d: Kore refused %s: %s", contact.source, contact.row, mask(contact.key), detail
         )
         self.report.reject_contact(contact, "kore_refused", detail)
-
-    def _row(self, contact: Contact) -> tuple[str, ...]:
-        first, last, salutation, number, code, extension = contact.csv_row()
-        return (
-            first,
-            last,
-            salutation or self.settings.default_salutation,
-            number,
-            code,
-            extension or self.settings.default_extension,
-        )
 
     def update(self, changed: Sequence[tuple[Contact, str]]) -> None:
         """Opt-in: bring Kore contacts whose names changed in the CRM up to date."""

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from connector.delivery import Deliverer
+from connector.delivery import Deliverer, kore_row
 from connector.errors import ConnectorError
 from connector.kore.client import KoreClient
 from connector.mapping import BoundMapping, Contact, Rejection, load_mapping
@@ -121,7 +121,7 @@ def run_once(
         for start in range(0, len(fresh), size):
             chunk = fresh[start : start + size]
             if dry_run:
-                report.write_batch(batch_csv([c.csv_row() for c in chunk]))
+                report.write_batch(batch_csv([kore_row(c, tenant.kore) for c in chunk]))
                 counters["batches"] += 1
                 counters["would_send"] += len(chunk)
             else:

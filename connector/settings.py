@@ -55,6 +55,7 @@ class KoreSettings(_Strict):
     timeout_seconds: float = Field(default=60.0, gt=0)
     retries: int = Field(default=5, ge=0, le=20)
     backoff_seconds: float = Field(default=1.0, ge=0)
+    phone_format: Literal["national", "international"] = "national"
     default_salutation: str = ""
     default_extension: str = ""
     update_changed: bool = False

@@ -299,3 +299,30 @@ def test_a_source_that_goes_quiet_is_reported_loudly(tmp_path: Path, sandbox: Sa
     )
     rejected_all = run_cli("sync", config=config)
     assert "all 1 rows were rejected" in rejected_all.stderr
+
+
+def test_international_numbers_and_defaults_reach_the_batch_files_and_kore(
+    tmp_path: Path, sandbox: Sandbox
+) -> None:
+    export = tmp_path / "contacts.csv"
+    export.write_text(
+        "Id,Salutation,FirstName,LastName,MobilePhone\n"
+        "1,,Ann,Lee,(415) 201-1001 x7\n2,Dr.,Bo,Kim,+44 7912 345678\n",
+        encoding="utf-8",
+    )
+    tenant = tenant_config(sandbox, export, phone_format="international", default_salutation="Mx")
+    config = write_config(tmp_path, {"acme": tenant})
+
+    dry = run_cli("sync", "--dry-run", config=config)
+    real = run_cli("sync", config=config)
+
+    assert dry.returncode == 0 and real.returncode == 0, real.stderr
+    (batch,) = runs(tmp_path, "acme")[0].glob("batch-*.csv")
+    assert batch.read_text(encoding="utf-8").splitlines()[1:] == [
+        "Ann,Lee,Mx,+14152011001,+1,7",
+        "Bo,Kim,Dr,+447912345678,+44,",
+    ]
+    assert held(sandbox) == {
+        "+14152011001": ("Ann", "Lee", "Mx"),
+        "+447912345678": ("Bo", "Kim", "Dr"),
+    }
