@@ -89,3 +89,13 @@ def test_bytes_cp1252_lacks_are_read_as_latin1(tmp_path: Path) -> None:
 def test_an_unknown_declared_encoding_is_a_config_error() -> None:
     with pytest.raises(ValueError, match="not an encoding Python knows"):
         CsvSourceSettings(kind="csv", path="x.csv", encoding="klingon-8")
+
+
+def test_excel_sep_hint_line_sets_the_delimiter_and_is_not_the_header(tmp_path: Path) -> None:
+    (tmp_path / "s.csv").write_text(
+        "sep=;\r\nFirst Name;Phone\r\nAnn;+1 415 201 1001\r\n", encoding="utf-8"
+    )
+    (found,) = _discover(str(tmp_path / "s.csv"))
+    assert found.header() == ["First Name", "Phone"]
+    assert [(r.values, r.line) for r in found.rows()] == [(["Ann", "+1 415 201 1001"], 3)]
+    assert "semicolon" in found.describe()

@@ -176,3 +176,31 @@ def test_list_contacts_reads_results() -> None:
             (contact,) = client.list_contacts()
             assert contact["cellPhone"]["phoneNumber"] == "+14155550132"
             assert json.dumps(contact)
+
+
+def test_list_contacts_follows_has_more_and_stops_when_nothing_is_new() -> None:
+    everyone = [{"id": str(i), "cellPhone": {"phoneNumber": f"+1415201{i:04d}"}} for i in range(5)]
+    asked: list[dict[str, str]] = []
+
+    def paged(request: httpx.Request) -> httpx.Response:
+        asked.append(dict(request.url.params))
+        skip = int(request.url.params.get("skip", 0))
+        page = everyone[skip : skip + 2]
+        return httpx.Response(200, json={"results": page, "hasMore": skip + 2 < len(everyone)})
+
+    def stubborn(_request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json={"results": everyone[:2], "hasMore": True})
+
+    with KoreClient(
+        _settings("https://kore.example.com"),
+        transport=httpx.MockTransport(paged),
+        pacer=_free_pacer(),
+    ) as client:
+        assert [c["id"] for c in client.list_contacts()] == ["0", "1", "2", "3", "4"]
+    assert asked == [{}, {"skip": "2", "limit": "2"}, {"skip": "4", "limit": "2"}]
+    with KoreClient(
+        _settings("https://kore.example.com"),
+        transport=httpx.MockTransport(stubborn),
+        pacer=_free_pacer(),
+    ) as client:
+        assert len(client.list_contacts()) == 2

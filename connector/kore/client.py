@@ -132,14 +132,25 @@ class KoreClient:
         return UploadResult(_created(response), uncertain)
 
     def list_contacts(self) -> list[dict[str, Any]]:
-        response, _ = self._send("GET", "/contacts")
-        body = _json(response)
-        results = body.get("results") if isinstance(body, dict) else body
-        if not isinstance(results, list):
-            raise KoreUnavailable(
-                f"Kore at {self.settings.host}: GET /contacts gave no 'results' list"
-            )
-        return [c for c in results if isinstance(c, dict)]
+        """Every contact. The docs show no paging; an answer with ``hasMore: true`` is followed
+        with ``skip``/``limit`` until a page brings nothing new."""
+        found: list[dict[str, Any]] = []
+        seen: set[Any] = set()
+        params: dict[str, int] = {}
+        while True:
+            response, _ = self._send("GET", "/contacts", params=params)
+            body = _json(response)
+            results = body.get("results") if isinstance(body, dict) else body
+            if not isinstance(results, list):
+                raise KoreUnavailable(
+                    f"Kore at {self.settings.host}: GET /contacts gave no 'results' list"
+                )
+            new = [c for c in results if isinstance(c, dict) and c.get("id") not in seen]
+            found += new
+            seen.update(c.get("id") for c in new)
+            if not new or not (isinstance(body, dict) and body.get("hasMore") is True):
+                return found
+            params = {"skip": len(found), "limit": len(results)}
 
     def bulk_update(self, contacts: list[dict[str, Any]]) -> None:
         self._send("PUT", "/contacts/bulk-update", json=contacts)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import codecs
 import csv
 import hashlib
+import re
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,7 @@ _BOMS = (
     (codecs.BOM_UTF16_BE, "utf-16"),
 )
 _DELIMITERS = (",", ";", "\t")
+_SEP_HINT = re.compile(r"^sep=(.)\r?\n?$")
 
 
 def inspect_csv(path: Path, settings: CsvSourceSettings) -> CsvFile:
@@ -85,11 +87,17 @@ class CsvFile(ExportFile):
         return f"{self.path} ({self.encoding}, {delimiter}-separated)"
 
     def _delimiter(self) -> str:
-        if self.delimiter:
-            return self.delimiter
+        """The declared delimiter, else Excel's ``sep=`` hint line, else the header's commonest."""
         with self._open() as handle:
             first = handle.readline()
-        return max(_DELIMITERS, key=first.count)
+        hint = _SEP_HINT.match(first)
+        if self.delimiter:
+            return self.delimiter
+        return hint[1] if hint else max(_DELIMITERS, key=first.count)
+
+    def _skips_hint(self) -> bool:
+        with self._open() as handle:
+            return _SEP_HINT.match(handle.readline()) is not None
 
     def _open(self) -> TextIO:
         try:
@@ -110,9 +118,13 @@ class CsvFile(ExportFile):
 
     def _records(self) -> Iterator[SourceRow]:
         delimiter = self._delimiter()
+        skip_hint = self._skips_hint()
         with self._open() as handle:
-            reader = csv.reader(handle, delimiter=delimiter, strict=False)
             line = 1
+            if skip_hint:
+                handle.readline()
+                line = 2
+            reader = csv.reader(handle, delimiter=delimiter, strict=False)
             while True:
                 try:
                     values = next(reader)
@@ -120,7 +132,7 @@ class CsvFile(ExportFile):
                     return
                 except csv.Error as exc:
                     yield SourceRow([], line, f"unreadable CSV record: {exc}")
-                    line = reader.line_num + 1
+                    line = reader.line_num + 1 + skip_hint
                     continue
                 except UnicodeDecodeError:
                     raise SourceError(
@@ -128,4 +140,4 @@ class CsvFile(ExportFile):
                     ) from None
                 if values:
                     yield SourceRow(values, line)
-                line = reader.line_num + 1
+                line = reader.line_num + 1 + skip_hint
