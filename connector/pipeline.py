@@ -23,6 +23,7 @@ from connector.mapping import BoundMapping, Contact, Rejection, load_mapping
 from connector.report import Report, batch_csv
 from connector.settings import Settings, TenantSettings
 from connector.sources import SourceUnit, open_source
+from connector.staging import Staging
 from connector.state import Store
 
 Progress = Callable[[str, Counter[str]], None]
@@ -38,6 +39,7 @@ COUNTERS = (
     "updated",
     "sent",
     "would_send",
+    "would_update",
     "created",
     "adopted",
     "already_in_kore",
@@ -48,6 +50,7 @@ COUNTERS = (
 )
 """Every counter a summary carries, zero or not, so scripts can read them without guessing."""
 _PROGRESS_EVERY = 2000
+_STATE_CHUNK = 1000
 
 
 @dataclass
@@ -115,23 +118,18 @@ def run_once(
                 "a real run re-sends them before anything else"
             )
         unit_rows: Counter[str] = Counter()
-        candidates = _read(units, bound, tenant, report, counters, unit_rows, progress, name)
-        fresh, changed = _against_state(name, candidates, store, counters)
-        size = tenant.kore.batch_size
-        for start in range(0, len(fresh), size):
-            chunk = fresh[start : start + size]
+        with Staging() as staging:
+            _read(units, bound, tenant, report, counters, unit_rows, staging, progress, name)
+            for loser, source_name, row in staging.duplicates():
+                report.reject_contact(
+                    loser, "duplicate_in_source", f"same number as {source_name} row {row}"
+                )
             if dry_run:
-                report.write_batch(batch_csv([kore_row(c, tenant.kore) for c in chunk]))
-                counters["batches"] += 1
-                counters["would_send"] += len(chunk)
+                send, update = _dry_run(tenant, report, counters)
             else:
-                deliverer.send(chunk)
-            if progress:
-                progress(name, counters)
-        if changed and tenant.kore.update_changed and not dry_run:
-            deliverer.update(changed)
-        elif changed:
-            counters["changed_skipped"] += len(changed)
+                send = deliverer.send
+                update = deliverer.update if tenant.kore.update_changed else _skip(counters)
+            _dispatch(staging, name, tenant, store, counters, progress, send=send, update=update)
         if not dry_run:
             source.checkpoint(unit_rows)
         result.status = _drift(name, units, unit_rows, counters, store, result.warnings)
@@ -203,11 +201,11 @@ def _read(
     report: Report,
     counters: Counter[str],
     unit_rows: Counter[str],
+    staging: Staging,
     progress: Progress | None,
     name: str,
-) -> dict[str, Contact]:
-    """Map every row; keep one contact per key (the most recently updated, else the first)."""
-    winners: dict[str, Contact] = {}
+) -> None:
+    """Map every row: rejections go to the report, contacts to the staging file."""
     for unit in units:
         mapping = bound[unit.ident]
         for item in _mapped(unit, mapping, tenant.default_region, counters, unit_rows):
@@ -215,19 +213,89 @@ def _read(
                 progress(name, counters)
             if isinstance(item, Rejection):
                 report.reject(item)
-                continue
-            held = winners.get(item.key)
-            if held is None:
-                winners[item.key] = item
-                continue
-            if _newer(item, held):
-                winners[item.key], item, held = item, held, item
-            report.reject_contact(
-                item, "duplicate_in_source", f"same number as {held.source} row {held.row}"
-            )
+            else:
+                staging.add(item)
         if progress:
             progress(name, counters)
-    return winners
+
+
+def _fresh(
+    staging: Staging, name: str, store: Store, counters: Counter[str]
+) -> Iterator[tuple[list[Contact], list[tuple[Contact, str]]]]:
+    """Each chunk of distinct contacts split into the never delivered and the delivered whose
+    names changed since (with their Kore id); delivered and unchanged ones are only counted."""
+    for chunk in staging.winners(_STATE_CHUNK):
+        counters["contacts"] += len(chunk)
+        delivered = store.delivered(name, [c.key for c in chunk])
+        fresh: list[Contact] = []
+        changed: list[tuple[Contact, str]] = []
+        for contact in chunk:
+            before = delivered.get(contact.key)
+            if before is None:
+                fresh.append(contact)
+                continue
+            counters["already_delivered"] += 1
+            if before.fingerprint != contact.fingerprint and before.kore_id:
+                changed.append((contact, before.kore_id))
+        yield fresh, changed
+
+
+def _dry_run(
+    tenant: TenantSettings, report: Report, counters: Counter[str]
+) -> tuple[Callable[[list[Contact]], None], Callable[[list[tuple[Contact, str]]], None]]:
+    """What a dry run does instead of sending: batch files, exactly as they would be uploaded."""
+
+    def write(chunk: list[Contact]) -> None:
+        report.write_batch(batch_csv([kore_row(c, tenant.kore) for c in chunk]))
+        counters["batches"] += 1
+        counters["would_send"] += len(chunk)
+
+    def count(changed: list[tuple[Contact, str]]) -> None:
+        key = "would_update" if tenant.kore.update_changed else "changed_skipped"
+        counters[key] += len(changed)
+
+    return write, count
+
+
+def _skip(counters: Counter[str]) -> Callable[[list[tuple[Contact, str]]], None]:
+    """Renamed contacts of a tenant that did not opt into updates: counted, not sent."""
+
+    def count(changed: list[tuple[Contact, str]]) -> None:
+        counters["changed_skipped"] += len(changed)
+
+    return count
+
+
+def _dispatch(
+    staging: Staging,
+    name: str,
+    tenant: TenantSettings,
+    store: Store,
+    counters: Counter[str],
+    progress: Progress | None,
+    *,
+    send: Callable[[list[Contact]], None],
+    update: Callable[[list[tuple[Contact, str]]], None],
+) -> None:
+    """Hand new contacts to ``send`` in batches, and renamed ones to ``update``."""
+    size = tenant.kore.batch_size
+    waiting: list[Contact] = []
+    changed: list[tuple[Contact, str]] = []
+    for fresh, renamed in _fresh(staging, name, store, counters):
+        waiting += fresh
+        changed += renamed
+        while len(waiting) >= size:
+            send(waiting[:size])
+            del waiting[:size]
+            if progress:
+                progress(name, counters)
+        if len(changed) >= size:
+            update(changed)
+            changed.clear()
+    if waiting:
+        send(waiting)
+    if changed:
+        update(changed)
 
 
 def _mapped(
@@ -253,28 +321,3 @@ def _mapped(
             )
             continue
         yield mapping.apply(row.values, source=unit.name, row=row.line, default_region=region)
-
-
-def _newer(candidate: Contact, held: Contact) -> bool:
-    if candidate.updated_at is None:
-        return False
-    return held.updated_at is None or candidate.updated_at > held.updated_at
-
-
-def _against_state(
-    name: str, candidates: dict[str, Contact], store: Store, counters: Counter[str]
-) -> tuple[list[Contact], list[tuple[Contact, str]]]:
-    """Split into contacts never delivered and delivered ones whose names changed since."""
-    delivered = store.delivered(name, candidates.keys())
-    fresh: list[Contact] = []
-    changed: list[tuple[Contact, str]] = []
-    for key, contact in candidates.items():
-        before = delivered.get(key)
-        if before is None:
-            fresh.append(contact)
-            continue
-        counters["already_delivered"] += 1
-        if before.fingerprint != contact.fingerprint and before.kore_id:
-            changed.append((contact, before.kore_id))
-    counters["contacts"] = len(candidates)
-    return fresh, changed
