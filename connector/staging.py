@@ -1,18 +1,16 @@
 """The contacts of one run, kept on disk until every row is read, and deduplicated there.
 
 A number's most recently updated row must win before anything is sent, so a run cannot send
-as it reads. Holding the run's contacts in memory would grow with the export; a scratch SQLite
-file (in the system's temporary folder, removed at the end) keeps memory flat whatever the
-size. Rows are written in batches; the window function picks one row per number.
+as it reads. Holding the run's contacts in memory would grow with the export; SQLite's private
+temporary database (opened with an empty name: a file in the temporary folder that SQLite
+unlinks at once, so nothing of it outlives the process, even after kill -9) keeps memory flat
+whatever the size. Rows are written in batches; a window function picks one row per number.
 """
 
 from __future__ import annotations
 
-import os
 import sqlite3
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 
 from connector.mapping import Contact
 from connector.phones import PhoneKey
@@ -35,10 +33,7 @@ _RANKED = f"""
 
 class Staging:
     def __init__(self) -> None:
-        handle, name = tempfile.mkstemp(prefix="kore-connector-", suffix=".db")
-        os.close(handle)
-        self.path = Path(name)
-        self._db = sqlite3.connect(self.path)
+        self._db = sqlite3.connect("")
         self._db.executescript(
             "PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF;"
             f"CREATE TABLE staged (ordinal INTEGER PRIMARY KEY, {_COLUMNS});"
@@ -47,7 +42,6 @@ class Staging:
 
     def close(self) -> None:
         self._db.close()
-        self.path.unlink(missing_ok=True)
 
     def __enter__(self) -> Staging:
         return self
