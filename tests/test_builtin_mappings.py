@@ -60,3 +60,9 @@ def test_salesforce_lead_sample_and_dynamics_sample_use_their_builtins(
     assert result.returncode == 0, result.stderr
     assert "DoNotCall' or 'Do Not Call', which salesforce_Lead.csv lacks" in result.stdout
     assert "dynamics_Contact.csv (utf-8, comma-separated)" in result.stdout
+
+
+def test_every_builtin_has_a_vendor_fixture() -> None:
+    from connector.mapping import builtin_names
+
+    assert {layout.mapping for layout in LAYOUTS.values()} == set(builtin_names())
