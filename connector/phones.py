@@ -15,6 +15,7 @@ import pycountry
 
 _SCIENTIFIC = re.compile(r"^[+-]?\d+(?:[.,]\d+)?[eE][+-]?\d+$")
 _FLOAT_TAIL = re.compile(r"^(\+?\d+)\.0+$")
+_TEXT_FORMULA = re.compile(r'^="(.*)"$')
 # A spreadsheet drops the "+" of an international number; only numbers this long are retried
 # with it, so a short national number is never read as a foreign one.
 _MIN_INTERNATIONAL_DIGITS = 11
@@ -91,7 +92,7 @@ def region_for(country: str) -> str | None:
 
 def parse_phone(raw: str, region: str) -> PhoneKey | PhoneProblem | None:
     """Parse one cell. None for an empty cell; a ``PhoneProblem`` for a value that is not usable."""
-    value = raw.translate(_INVISIBLE).strip()
+    value = _unwrap(raw.translate(_INVISIBLE).strip())
     if not value:
         return None
     if _SCIENTIFIC.match(value):
@@ -110,6 +111,14 @@ def parse_phone(raw: str, region: str) -> PhoneKey | PhoneProblem | None:
         country_code=f"+{number.country_code}",
         extension=number.extension or "",
     )
+
+
+def _unwrap(value: str) -> str:
+    """What spreadsheet tricks leave around a number kept as text: ``="0151…"`` or ``'+44…``."""
+    wrapped = _TEXT_FORMULA.match(value)
+    if wrapped:
+        return wrapped[1].strip()
+    return value[1:].strip() if value.startswith("'") else value
 
 
 def _valid(value: str, region: str) -> phonenumbers.PhoneNumber | None:
