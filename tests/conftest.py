@@ -7,12 +7,13 @@ import secrets
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from sqlalchemy import create_engine, text
+from sqlalchemy import Engine, create_engine, text
 
 from connector.kore.sandbox import DEFAULT_ACCOUNT_ID, DEFAULT_CLIENT_ID, DEFAULT_SECRET, Sandbox
 
@@ -83,41 +84,45 @@ def _server_url(variable: str) -> str:
     return url
 
 
-@pytest.fixture
-def postgres_url() -> Iterator[str]:
-    """A PostgreSQL URL whose search_path is a schema of this test's own, dropped afterwards."""
-    base = _server_url("CONNECTOR_TEST_POSTGRES_URL")
-    schema = f"t_{secrets.token_hex(6)}"
+@contextmanager
+def _scratch(variable: str, create: str, drop: str) -> Iterator[Engine]:
+    """A server from ``variable``; ``create`` runs before the test and ``drop`` after it."""
+    base = _server_url(variable)
     engine = create_engine(base)
     try:
         with engine.begin() as conn:
-            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+            conn.execute(text(create))
     except Exception as exc:
-        pytest.fail(f"PostgreSQL at {base} is unreachable: {exc}")
-    separator = "&" if "?" in base else "?"
+        pytest.fail(f"{variable}: the server at {base} is unreachable: {exc}")
     try:
-        yield f"{base}{separator}options=-csearch_path%3D{schema}"
+        yield engine
     finally:
         with engine.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+            conn.execute(text(drop))
         engine.dispose()
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A PostgreSQL URL whose search_path is a schema of this test's own, dropped afterwards."""
+    schema = f"t_{secrets.token_hex(6)}"
+    with _scratch(
+        "CONNECTOR_TEST_POSTGRES_URL",
+        f'CREATE SCHEMA "{schema}"',
+        f'DROP SCHEMA "{schema}" CASCADE',
+    ) as engine:
+        base = engine.url.render_as_string(hide_password=False)
+        separator = "&" if "?" in base else "?"
+        yield f"{base}{separator}options=-csearch_path%3D{schema}"
 
 
 @pytest.fixture
 def mariadb_url() -> Iterator[str]:
     """A MariaDB/MySQL URL to a database of this test's own, dropped afterwards."""
-    base = _server_url("CONNECTOR_TEST_MARIADB_URL")
     name = f"t_{secrets.token_hex(6)}"
-    engine = create_engine(base)
-    try:
-        with engine.begin() as conn:
-            conn.execute(text(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4"))
-    except Exception as exc:
-        pytest.fail(f"MariaDB at {base} is unreachable: {exc}")
-    url = engine.url.set(database=name).render_as_string(hide_password=False)
-    try:
-        yield url
-    finally:
-        with engine.begin() as conn:
-            conn.execute(text(f"DROP DATABASE `{name}`"))
-        engine.dispose()
+    with _scratch(
+        "CONNECTOR_TEST_MARIADB_URL",
+        f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4",
+        f"DROP DATABASE `{name}`",
+    ) as engine:
+        yield engine.url.set(database=name).render_as_string(hide_password=False)
