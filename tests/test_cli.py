@@ -224,3 +224,23 @@ def test_demo_runs_on_embedded_defaults(tmp_path: Path) -> None:
     first, second = (line for line in result.stdout.splitlines() if "completed" in line)
     assert "16 sent (16 created), 9 rejected" in first
     assert "0 sent (0 created)" in second and "16 already delivered" in second
+
+
+def test_json_logs_mask_phone_numbers(tmp_path: Path) -> None:
+    import json
+
+    from connector.kore.sandbox import Faults
+
+    export = tmp_path / "contacts.csv"
+    expected = write_export(export, valid=60, seed=6)
+    refused = frozenset(sorted(expected.contacts)[:3])
+    with Sandbox(faults=Faults(refuse=refused, fail_every=2)) as sandbox:
+        config = write_config(tmp_path, {"acme": tenant_config(sandbox, export, batch_size=20)})
+        result = run_cli("sync", "-v", "--log-format", "json", config=config)
+
+    assert result.returncode == 0, result.stderr
+    entries = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
+    assert any("Kore refused" in e["message"] for e in entries)
+    assert any("retry 1 of" in e["message"] for e in entries)
+    for key in expected.contacts:
+        assert key[-9:] not in result.stderr, "no number, whole or national, reaches a log"
