@@ -285,7 +285,16 @@ def next_run(tenant: TenantSettings, last_start: datetime | None) -> str:
         return f"{fire.isoformat(timespec='seconds')} (cron {schedule.cron}, when the daemon runs)"
     every = schedule.every or timedelta(minutes=15)
     due = max(now, last_start + every) if last_start else now
-    return f"{due.isoformat(timespec='seconds')} (every {every}, when the daemon runs)"
+    return f"{due.isoformat(timespec='seconds')} (every {_duration(every)}, when the daemon runs)"
+
+
+def _duration(span: timedelta) -> str:
+    """``15m``, ``2h``, ``1d`` or ``90s``: the way the config file writes it."""
+    seconds = int(span.total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds and seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
 
 
 # sandbox and demo

@@ -177,6 +177,10 @@ def test_status_shows_last_run_delivered_and_next_run(tmp_path: Path, sandbox: S
     config = write_config(tmp_path, {"acme": tenant})
     before = run_cli("status", config=config)
     assert "last run:       never" in before.stdout
+    hourly = tmp_path / "hourly"
+    hourly.mkdir()
+    every = write_config(hourly, {"acme": {**tenant, "schedule": {"every": "2h"}}})
+    assert "(every 2h, when the daemon runs)" in run_cli("status", config=every).stdout
 
     assert run_cli("sync", config=config).returncode == 0
     after = run_cli("status", config=config)
