@@ -42,7 +42,11 @@ def kore_row(contact: Contact, settings: KoreSettings) -> tuple[str, ...]:
 
 
 class KoreDirectory:
-    """Kore's list of contacts by phone key, fetched only when an outcome must be looked up."""
+    """Kore's list of contacts by phone key, fetched only when an outcome must be looked up.
+
+    The list is read once per run and kept up to date with what this run creates; it is read
+    again only after a try whose outcome is unknown, which may have created contacts unseen.
+    """
 
     def __init__(self, client: KoreClient) -> None:
         self._client = client
@@ -50,6 +54,10 @@ class KoreDirectory:
 
     def invalidate(self) -> None:
         self._index = None
+
+    def remember(self, created: dict[str, str | None]) -> None:
+        if self._index is not None:
+            self._index.update(created)
 
     def find(self, keys: Sequence[str]) -> dict[str, str | None]:
         if self._index is None:
@@ -119,7 +127,6 @@ class Deliverer:
             return
         finally:
             self.counters["uploads"] += 1
-        self.directory.invalidate()
         self._uncertain = self._uncertain or result.uncertain
         created: dict[str, str | None] = {}
         for item in result.created:
@@ -127,6 +134,10 @@ class Deliverer:
             key = join_key(str(phone.get("phoneNumber") or ""), str(phone.get("countryCode") or ""))
             if key:
                 created[key] = item.get("id")
+        if result.uncertain:
+            self.directory.invalidate()
+        else:
+            self.directory.remember(created)
         missing = []
         for contact in contacts:
             if contact.key in created:

@@ -67,6 +67,7 @@ class SandboxState:
     contacts: dict[str, dict[str, Any]] = field(default_factory=dict)
     by_phone: dict[str, str] = field(default_factory=dict)
     uploads: int = 0
+    listings: int = 0
     upload_log: list[Upload] = field(default_factory=list)
     seen_jti: set[str] = field(default_factory=set)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -262,6 +263,8 @@ def _handler_for(sandbox: Sandbox) -> type[BaseHTTPRequestHandler]:
             if method == "POST" and rest == "contacts/import-contacts":
                 return self._import(body)
             if method == "GET" and rest == "contacts":
+                with sandbox.state.lock:
+                    sandbox.state.listings += 1
                 return self._reply(200, {"results": sandbox.state.active()})
             if method == "PUT" and rest == "contacts/bulk-update":
                 return self._reply(*sandbox.bulk_update(_loads(body)))
