@@ -130,6 +130,8 @@ class Deliverer:
         self._uncertain = self._uncertain or result.uncertain
         created: dict[str, str | None] = {}
         for item in result.created:
+            if item.get("status", "ACTIVE") != "ACTIVE" or item.get("error") or item.get("errors"):
+                continue  # an answer that lists refused rows too: they were not created
             phone = item.get("cellPhone") or {}
             key = join_key(str(phone.get("phoneNumber") or ""), str(phone.get("countryCode") or ""))
             if key:

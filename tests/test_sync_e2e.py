@@ -330,3 +330,56 @@ def test_international_numbers_and_defaults_reach_the_batch_files_and_kore(
         "+14152011001": ("Ann", "Lee", "Mx"),
         "+447912345678": ("Bo", "Kim", "Dr"),
     }
+
+
+def test_an_answer_that_lists_refused_rows_too_is_not_taken_as_created(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another reading of the docs: the answer holds every row, refused ones marked as such."""
+    import httpx
+
+    from connector.kore.client import KoreClient
+    from connector.pipeline import run_once
+    from connector.settings import load_settings
+
+    export = tmp_path / "contacts.csv"
+    export.write_text(
+        "Id,FirstName,LastName,MobilePhone\n1,Ann,Lee,+1 415 201 1001\n2,Bo,Kim,+1 415 201 1002\n",
+        encoding="utf-8",
+    )
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.method == "GET":
+            return httpx.Response(200, json={"results": []})
+        return httpx.Response(
+            200,
+            json=[
+                {"id": "k1", "status": "ACTIVE", "cellPhone": {"phoneNumber": "+14152011001"}},
+                {
+                    "status": "FAILED",
+                    "error": "duplicate",
+                    "cellPhone": {"phoneNumber": "+14152011002"},
+                },
+            ],
+        )
+
+    with Sandbox() as sandbox:
+        config = write_config(tmp_path, {"acme": tenant_config(sandbox, export)})
+    monkeypatch.setenv("TEST_KORE_SECRET", DEFAULT_SECRET)
+    settings = load_settings(config)
+    store = Store(settings.state_url)
+    result = run_once(
+        "acme",
+        settings.tenants["acme"],
+        settings=settings,
+        store=store,
+        base_dir=tmp_path,
+        client_factory=lambda t: KoreClient(t.kore, transport=httpx.MockTransport(answer)),
+    )
+    delivered = store.delivered("acme", ["+14152011001", "+14152011002"])
+    store.close()
+
+    assert result.status == "completed"
+    assert {k: d.kore_id for k, d in delivered.items()} == {"+14152011001": "k1"}
+    assert result.counters["created"] == 1
+    assert result.counters["kore_refused"] == 1
