@@ -83,21 +83,18 @@ class CsvFile(ExportFile):
     delimiter: str | None
 
     def describe(self) -> str:
-        delimiter = {",": "comma", ";": "semicolon", "\t": "tab"}.get(self._delimiter(), "?")
-        return f"{self.path} ({self.encoding}, {delimiter}-separated)"
-
-    def _delimiter(self) -> str:
-        """The declared delimiter, else Excel's ``sep=`` hint line, else the header's commonest."""
         with self._open() as handle:
-            first = handle.readline()
+            delimiter, _ = self._dialect(handle.readline())
+        name = {",": "comma", ";": "semicolon", "\t": "tab"}.get(delimiter, repr(delimiter))
+        return f"{self.path} ({self.encoding}, {name}-separated)"
+
+    def _dialect(self, first: str) -> tuple[str, bool]:
+        """The delimiter (declared, else Excel's ``sep=`` hint, else the header's commonest) and
+        whether ``first`` is such a hint line, to be skipped."""
         hint = _SEP_HINT.match(first)
         if self.delimiter:
-            return self.delimiter
-        return hint[1] if hint else max(_DELIMITERS, key=first.count)
-
-    def _skips_hint(self) -> bool:
-        with self._open() as handle:
-            return _SEP_HINT.match(handle.readline()) is not None
+            return self.delimiter, hint is not None
+        return (hint[1] if hint else max(_DELIMITERS, key=first.count)), hint is not None
 
     def _open(self) -> TextIO:
         try:
@@ -117,13 +114,13 @@ class CsvFile(ExportFile):
         yield from records
 
     def _records(self) -> Iterator[SourceRow]:
-        delimiter = self._delimiter()
-        skip_hint = self._skips_hint()
         with self._open() as handle:
-            line = 1
-            if skip_hint:
-                handle.readline()
-                line = 2
+            first = handle.readline()
+            delimiter, skip_hint = self._dialect(first)
+            skipped = 1 if skip_hint else 0
+            if not skip_hint:
+                handle.seek(0)
+            line = 1 + skipped
             reader = csv.reader(handle, delimiter=delimiter, strict=False)
             while True:
                 try:
@@ -132,7 +129,7 @@ class CsvFile(ExportFile):
                     return
                 except csv.Error as exc:
                     yield SourceRow([], line, f"unreadable CSV record: {exc}")
-                    line = reader.line_num + 1 + skip_hint
+                    line = reader.line_num + 1 + skipped
                     continue
                 except UnicodeDecodeError:
                     raise SourceError(
@@ -140,4 +137,4 @@ class CsvFile(ExportFile):
                     ) from None
                 if values:
                     yield SourceRow(values, line)
-                line = reader.line_num + 1 + skip_hint
+                line = reader.line_num + 1 + skipped
