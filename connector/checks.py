@@ -23,7 +23,7 @@ def check_tenant(
     mapping = load_mapping(tenant.mapping, base=base_dir)
     print(f"{name}:", file=out)
     print(f"  mapping:  {mapping.name}", file=out)
-    units = open_source(name, tenant.source, store=None, id_columns=mapping.spec.id_columns).units()
+    units = open_source(tenant.source, state=None, id_columns=mapping.spec.id_columns).units()
     if not units:
         print("  source:   no file matches yet", file=out)
     for unit in units:

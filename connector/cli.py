@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import logging
 import signal
 import sys
-from collections import Counter
+import threading
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from connector import __version__, logs
-from connector.cli_output import describe
+from connector.cli_output import describe, print_error, say, status_of
 from connector.errors import ConfigError, ConnectorError
 from connector.kore.sandbox import (
     DEFAULT_ACCOUNT_ID,
@@ -23,9 +24,11 @@ from connector.kore.sandbox import (
     Faults,
     Sandbox,
 )
-from connector.pipeline import run_once
 from connector.settings import Settings, TenantSettings, config_path, load_settings
 from connector.state import Store
+from connector.sync.context import Event, Observer, Progress
+from connector.sync.observers import log_event
+from connector.sync.run import run_tenant
 
 log = logging.getLogger("connector")
 
@@ -82,6 +85,16 @@ def build_parser() -> argparse.ArgumentParser:
         "status", parents=[common], help="last run and counters per tenant"
     )
     status.add_argument("--tenant", action="append", default=[])
+    status.add_argument("--json", action="store_true", help="one JSON document")
+
+    daemon = commands.add_parser(
+        "daemon", parents=[common], help="run every tenant on its schedule until stopped"
+    )
+    daemon.add_argument(
+        "--listen",
+        metavar="HOST:PORT",
+        help="serve /healthz, /readyz and /metrics there (e.g. 127.0.0.1:9108)",
+    )
 
     sandbox = commands.add_parser("sandbox", parents=[common], help="a local Kore contacts API")
     sandbox.add_argument("--port", type=int, default=8765)
@@ -130,12 +143,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             "sync": cmd_sync,
             "check": cmd_check,
             "status": cmd_status,
+            "daemon": cmd_daemon,
             "sandbox": cmd_sandbox,
             "demo": cmd_demo,
         }[args.command]
         return handler(args)
     except ConnectorError as exc:
-        _print_error(exc, verbose)
+        print_error(exc, verbose=verbose)
         return exc.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
@@ -148,14 +162,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return FAILED
-
-
-def _print_error(exc: ConnectorError, verbose: bool) -> None:
-    print(f"error: {exc.message}", file=sys.stderr)
-    if exc.hint:
-        print(f"hint: {exc.hint}", file=sys.stderr)
-    if verbose and exc.__cause__ is not None:
-        log.debug("cause", exc_info=exc.__cause__)
 
 
 def _load(args: argparse.Namespace) -> tuple[Settings, Path]:
@@ -180,47 +186,79 @@ def cmd_sync(args: argparse.Namespace) -> int:
     settings, base = _load(args)
     tenants = _tenants(settings, args.tenant)
     store = Store(settings.state_url)
-    progress = (
-        _Progress()
-        if sys.stderr.isatty() and getattr(args, "log_format", "text") == "text"
-        else None
-    )
+    observers: list[Observer] = [log_event]
+    progress = _Progress() if sys.stderr.isatty() and logs.current_format() == "text" else None
+    if progress:
+        observers.append(progress)
+    stop = threading.Event()
     codes = []
-    try:
-        for name, tenant in tenants.items():
-            result = run_once(
-                name,
-                tenant,
-                settings=settings,
-                store=store,
-                base_dir=base,
-                dry_run=args.dry_run,
-                full=args.full,
-                progress=progress,
-            )
-            if progress:
-                progress.done()
-            print(describe(result, dry_run=args.dry_run))
-            for warning in result.warnings:
-                print(f"warning: {result.tenant}: {warning}", file=sys.stderr)
-            if result.error is not None:
-                _print_error(result.error, getattr(args, "verbose", False))
-                codes.append(result.error.exit_code)
-    finally:
-        store.close()
+    with _stopping_on_signals(stop):
+        try:
+            for name in tenants:
+                if stop.is_set():
+                    break
+                try:
+                    result = run_tenant(
+                        store,
+                        name,
+                        settings=settings,
+                        base_dir=base,
+                        stop=stop,
+                        dry_run=args.dry_run,
+                        full=args.full,
+                        observers=observers,
+                    )
+                except ConnectorError as exc:
+                    print_error(exc, verbose=getattr(args, "verbose", False))
+                    codes.append(exc.exit_code)
+                    continue
+                if progress:
+                    progress.done()
+                say(describe(result, dry_run=args.dry_run), result=result)
+                for warning in result.warnings:
+                    say(f"warning: {result.tenant}: {warning}", error=True, level="warning")
+                if result.error is not None:
+                    print_error(result.error, verbose=getattr(args, "verbose", False))
+                    codes.append(result.error.exit_code)
+        finally:
+            store.close()
     return max(codes, default=OK)
+
+
+@contextlib.contextmanager
+def _stopping_on_signals(stop: threading.Event) -> Any:
+    """Ctrl-C or SIGTERM: the run stops at its next batch boundary and is recorded as
+    ``interrupted``; a second Ctrl-C stops at once."""
+
+    def first(signum: int, _frame: FrameType | None) -> None:
+        print(
+            "stopping after the batch in flight (Ctrl-C again to stop at once)",
+            file=sys.stderr,
+            flush=True,
+        )
+        stop.set()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    previous = {s: signal.signal(s, first) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 class _Progress:
     def __init__(self) -> None:
         self._shown = False
 
-    def __call__(self, tenant: str, counters: Counter[str]) -> None:
+    def __call__(self, event: Event) -> None:
+        if not isinstance(event, Progress):
+            return
+        c = event.counters
         self._shown = True
         sys.stderr.write(
-            f"\r{tenant}: {counters['rows_read']:,} rows read, "
-            f"{counters['sent']:,} sent, {sum(counters[k] for k in ('created', 'adopted')):,}"
-            " confirmed "
+            f"\r{event.tenant}: {c.rows_read:,} rows read, "
+            f"{c.sent:,} sent, {c.created + c.adopted:,} confirmed "
         )
         sys.stderr.flush()
 
@@ -243,7 +281,7 @@ def cmd_check(args: argparse.Namespace) -> int:
             check_tenant(name, tenant, base_dir=base, online=args.online, out=sys.stdout)
         except ConnectorError as exc:
             print(f"{name}: FAILED")
-            _print_error(exc, getattr(args, "verbose", False))
+            print_error(exc, verbose=getattr(args, "verbose", False))
             code = max(code, exc.exit_code)
     return code
 
@@ -255,46 +293,43 @@ def cmd_status(args: argparse.Namespace) -> int:
     settings, _ = _load(args)
     store = Store(settings.state_url)
     try:
-        for name, tenant in _tenants(settings, args.tenant).items():
-            last = store.last_run(name)
-            print(f"{name}:")
-            if last is None:
-                print("  last run:       never")
-            else:
-                finished = (
-                    last.finished_at.isoformat(timespec="seconds") if last.finished_at else "-"
-                )
-                print(f"  last run:       {last.id} {last.status} (finished {finished})")
-                shown = ", ".join(f"{k} {v:,}" for k, v in last.counters.items() if v)
-                print(f"  its counters:   {shown or '-'}")
-            print(f"  delivered:      {store.delivered_count(name):,} contacts")
-            print(f"  pending:        {store.pending_count(name):,} rows in flight")
-            print(f"  next run:       {next_run(tenant, last.started_at if last else None)}")
+        found = {
+            name: status_of(store, name, tenant)
+            for name, tenant in _tenants(settings, args.tenant).items()
+        }
     finally:
         store.close()
+    if args.json:
+        print(json.dumps({"tenants": found}, indent=2, default=str))
+        return OK
+    for name, item in found.items():
+        print(f"{name}:")
+        last = item["last_run"]
+        if last is None:
+            print("  last run:       never")
+        else:
+            print(
+                f"  last run:       {last['id']} {last['status']} (finished {last['finished_at'] or '-'})"
+            )
+            shown = ", ".join(f"{k} {v:,}" for k, v in last["counters"].items() if v)
+            print(f"  its counters:   {shown or '-'}")
+        print(f"  delivered:      {item['delivered']:,} contacts")
+        print(f"  pending:        {item['pending']:,} rows in flight")
+        print(f"  next run:       {item['next_run']}")
+        lease = item["lease"]
+        holder = f"{lease['holder']} until {lease['expires_at']}" if lease else "nobody"
+        print(f"  held by:        {holder}")
     return OK
 
 
-def next_run(tenant: TenantSettings, last_start: datetime | None) -> str:
-    now = datetime.now(UTC)
-    schedule = tenant.schedule
-    if schedule.cron:
-        from apscheduler.triggers.cron import CronTrigger
-
-        fire = CronTrigger.from_crontab(schedule.cron, timezone=UTC).get_next_fire_time(None, now)
-        return f"{fire.isoformat(timespec='seconds')} (cron {schedule.cron}, when the daemon runs)"
-    every = schedule.every or timedelta(minutes=15)
-    due = max(now, last_start + every) if last_start else now
-    return f"{due.isoformat(timespec='seconds')} (every {_duration(every)}, when the daemon runs)"
+# daemon
 
 
-def _duration(span: timedelta) -> str:
-    """``15m``, ``2h``, ``1d`` or ``90s``: the way the config file writes it."""
-    seconds = int(span.total_seconds())
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds and seconds % size == 0:
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s"
+def cmd_daemon(args: argparse.Namespace) -> int:
+    from connector.daemon.service import serve
+
+    path = config_path(getattr(args, "config", None))
+    return serve(path, listen=args.listen)
 
 
 # sandbox and demo

@@ -11,7 +11,6 @@ refused it (``kore_refused``). A 400 for the whole file is narrowed down to the 
 from __future__ import annotations
 
 import logging
-from collections import Counter
 from collections.abc import Sequence
 
 from connector.errors import KoreRejected
@@ -20,7 +19,8 @@ from connector.mapping import Contact
 from connector.phones import join_key, mask
 from connector.report import Report, batch_csv
 from connector.settings import KoreSettings
-from connector.state import PendingBatch, Store
+from connector.state import PendingBatch
+from connector.sync.context import BatchSettled, RunContext
 
 log = logging.getLogger(__name__)
 
@@ -73,52 +73,48 @@ class KoreDirectory:
 
 
 class Deliverer:
-    def __init__(
-        self,
-        *,
-        tenant: str,
-        run_id: str,
-        store: Store,
-        client: KoreClient,
-        report: Report,
-        counters: Counter[str],
-        settings: KoreSettings,
-    ) -> None:
-        self.tenant = tenant
-        self.run_id = run_id
-        self.store = store
+    """Uploads a run's batches to Kore and settles each in the tenant's (fenced) state."""
+
+    def __init__(self, ctx: RunContext, *, client: KoreClient, report: Report) -> None:
+        self.ctx = ctx
+        self.state = ctx.state
         self.client = client
         self.report = report
-        self.counters = counters
-        self.settings = settings
+        self.counters = ctx.counters
+        self.settings: KoreSettings = ctx.settings.kore
         self.directory = KoreDirectory(client)
         self._uncertain = False
 
     def send(self, contacts: Sequence[Contact]) -> None:
         """A new batch: recorded as pending, uploaded, settled."""
-        batch_id = self.store.add_batch(self.tenant, self.run_id, contacts)
-        self.counters["batches"] += 1
-        self.counters["sent"] += len(contacts)
-        self._settle(batch_id, contacts, uncertain=False)
+        batch_id = self.state.add_batch(self.ctx.run_id, contacts)
+        self.counters.batches += 1
+        self.counters.sent += len(contacts)
+        self._settle(batch_id, contacts, uncertain=False, resent=False)
 
     def resume(self, batch: PendingBatch) -> None:
         """A batch an earlier run left pending: sent again, its rows adopted where Kore has them."""
         log.info(
             "re-sending batch %d of run %s (%d rows)", batch.id, batch.run_id, len(batch.contacts)
         )
-        self.counters["pending_resent"] += len(batch.contacts)
-        self._settle(batch.id, batch.contacts, uncertain=batch.attempts > 0)
+        self.counters.pending_resent += len(batch.contacts)
+        self._settle(batch.id, batch.contacts, uncertain=batch.attempts > 0, resent=True)
 
-    def _settle(self, batch_id: int, contacts: Sequence[Contact], *, uncertain: bool) -> None:
+    def _settle(
+        self, batch_id: int, contacts: Sequence[Contact], *, uncertain: bool, resent: bool
+    ) -> None:
         self._uncertain = uncertain
         delivered: list[Delivery] = []
         self._upload(batch_id, contacts, delivered)
-        self.store.settle_batch(self.tenant, batch_id, self.run_id, delivered)
+        self.state.settle_batch(batch_id, self.ctx.run_id, delivered)
+        self.ctx.emit(
+            BatchSettled(self.ctx.tenant, batch_id, len(contacts), len(delivered), resent)
+        )
 
     def _upload(
         self, batch_id: int, contacts: Sequence[Contact], delivered: list[Delivery]
     ) -> None:
-        self.store.note_attempt(batch_id)
+        self.state.note_attempt(batch_id)
         body = batch_csv([kore_row(c, self.settings) for c in contacts])
         try:
             result = self.client.import_contacts(body)
@@ -126,7 +122,7 @@ class Deliverer:
             self._narrow(batch_id, contacts, delivered, exc)
             return
         finally:
-            self.counters["uploads"] += 1
+            self.counters.uploads += 1
         self._uncertain = self._uncertain or result.uncertain
         created: dict[str, str | None] = {}
         for item in result.created:
@@ -144,7 +140,7 @@ class Deliverer:
         for contact in contacts:
             if contact.key in created:
                 delivered.append((contact.key, created[contact.key], contact.fingerprint))
-                self.counters["created"] += 1
+                self.counters.created += 1
             else:
                 missing.append(contact)
         if missing:
@@ -190,7 +186,7 @@ class Deliverer:
                 continue
             delivered.append((contact.key, found[contact.key], contact.fingerprint))
             if self._uncertain:
-                self.counters["adopted"] += 1
+                self.counters.adopted += 1
                 log.debug(
                     "%s row %d: adopted %s, created by an earlier try",
                     contact.source,
@@ -198,10 +194,10 @@ class Deliverer:
                     mask(contact.key),
                 )
             else:
-                log.info(
+                log.debug(
                     "%s row %d: Kore already had %s", contact.source, contact.row, mask(contact.key)
                 )
-                self.counters["already_in_kore"] += 1
+                self.counters.already_in_kore += 1
                 self.report.reject_contact(
                     contact,
                     "already_in_kore",
@@ -209,7 +205,7 @@ class Deliverer:
                 )
 
     def _refused(self, contact: Contact, detail: str) -> None:
-        self.counters["kore_refused"] += 1
+        self.counters.kore_refused += 1
         log.warning(
             "%s row %d: Kore refused %s: %s", contact.source, contact.row, mask(contact.key), detail
         )
@@ -237,7 +233,5 @@ class Deliverer:
                     for c, kore_id in chunk
                 ]
             )
-            self.store.record_updates(
-                self.tenant, self.run_id, [(c.key, c.fingerprint) for c, _ in chunk]
-            )
-            self.counters["updated"] += len(chunk)
+            self.state.record_updates(self.ctx.run_id, [(c.key, c.fingerprint) for c, _ in chunk])
+            self.counters.updated += len(chunk)

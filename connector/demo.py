@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
 from importlib.resources import as_file, files
 from pathlib import Path
 
 from connector.cli_output import describe
 from connector.kore.sandbox import DEFAULT_SECRET, Sandbox
-from connector.pipeline import run_once
 from connector.settings import load_settings
 from connector.state import Store
+from connector.sync.run import run_tenant
 
 
 def run_demo(output: Path) -> int:
@@ -36,12 +37,12 @@ def run_demo(output: Path) -> int:
         store = Store(settings.state_url)
         try:
             for label in ("first sync", "second sync (--full: read the file again)"):
-                result = run_once(
+                result = run_tenant(
+                    store,
                     "demo",
-                    settings.tenants["demo"],
                     settings=settings,
-                    store=store,
                     base_dir=config.parent,
+                    stop=threading.Event(),
                     full=label.startswith("second"),
                 )
                 print(f"demo: {label}:\n  {describe(result, dry_run=False)}")

@@ -6,6 +6,9 @@
     ├── ConfigError                exit 2: bad usage, config or mapping; nothing was sent
     ├── SourceError                a source file or table cannot be read
     ├── StateError                 the state database cannot be used
+    │   └── LeaseLost              another process took the tenant over (state.leases)
+    ├── TenantBusy                 another process is running the tenant now
+    ├── RunInterrupted             a signal stopped the run at a batch boundary or a wait
     └── KoreError                  the Kore API refused or could not be reached
         ├── KoreAuthError          401/403: the credentials are wrong
         ├── KoreUnavailable        retries exhausted on timeouts, 5xx, 429
@@ -41,6 +44,14 @@ class SourceError(ConnectorError):
 
 
 class StateError(ConnectorError):
+    pass
+
+
+class TenantBusy(ConnectorError):
+    pass
+
+
+class RunInterrupted(ConnectorError):
     pass
 
 

@@ -1,23 +1,33 @@
 """Run reports: ``reports/<tenant>/<run-id>/rejected.csv`` and ``summary.json``.
 
 Rejected rows are written as they happen (streamed). Cells a spreadsheet would evaluate as a
-formula are prefixed with a quote here, in the report only, never in uploads.
+formula are prefixed with a quote here, in the report only, never in uploads. The folder is made
+when the run first has something to say; a run that read and sent nothing leaves none (its
+counters are in the runs table), so a daemon on a short schedule does not fill the disk with
+empty folders. ``prune`` removes folders older than the configured number of days.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import logging
+import shutil
 from collections import Counter
 from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 from io import StringIO
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from connector.errors import ConnectorError
 from connector.mapping import KORE_COLUMNS, Contact, Rejection
 
+log = logging.getLogger(__name__)
+
 REJECTED_COLUMNS = ("source", "row", "record_id", "reason", "detail", "values")
+RUN_ID_TIME = "%Y%m%dT%H%M%S.%fZ"
+"""How a run id starts: its start time, so ids sort by it and old folders can be told apart."""
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
@@ -28,22 +38,32 @@ def neutralise(cell: str) -> str:
 class Report:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
+        self.reasons: Counter[str] = Counter()
+        self._batches = 0
+        self._rejected_file: IO[str] | None = None
+        self._rejected: Any = None
+
+    @property
+    def written(self) -> bool:
+        return self.directory.is_dir()
+
+    def _open(self) -> None:
         try:
-            directory.mkdir(parents=True, exist_ok=True)
-            self._rejected_file = (directory / "rejected.csv").open(
+            self.directory.mkdir(parents=True, exist_ok=True)
+            self._rejected_file = (self.directory / "rejected.csv").open(
                 "w", encoding="utf-8", newline=""
             )
         except OSError as exc:
             raise ConnectorError(
-                f"cannot write the report to {directory}: {exc.strerror}",
+                f"cannot write the report to {self.directory}: {exc.strerror}",
                 hint="check reports_dir and its permissions",
             ) from None
         self._rejected = csv.writer(self._rejected_file)
         self._rejected.writerow(REJECTED_COLUMNS)
-        self.reasons: Counter[str] = Counter()
-        self._batches = 0
 
     def reject(self, rejection: Rejection) -> None:
+        if self._rejected is None:
+            self._open()
         self.reasons[rejection.reason] += 1
         values = json.dumps(rejection.values, ensure_ascii=False) if rejection.values else ""
         self._rejected.writerow(
@@ -74,17 +94,51 @@ class Report:
 
     def write_batch(self, body: bytes) -> Path:
         """Keep a batch file (dry runs): what would have been uploaded, byte for byte."""
+        if self._rejected is None:
+            self._open()
         self._batches += 1
         path = self.directory / f"batch-{self._batches:04d}.csv"
         path.write_bytes(body)
         return path
 
-    def close(self, summary: dict[str, Any]) -> None:
+    def close(self, summary: dict[str, Any], *, keep: bool) -> bool:
+        """Write ``summary.json`` if the folder exists or ``keep`` asks for it; say whether."""
+        if keep and self._rejected is None:
+            self._open()
+        if self._rejected_file is None:
+            return False
         self._rejected_file.close()
         summary = {**summary, "rejected_by_reason": dict(sorted(self.reasons.items()))}
-        (self.directory / "summary.json").write_text(
-            json.dumps(summary, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8"
-        )
+        try:
+            (self.directory / "summary.json").write_text(
+                json.dumps(summary, indent=2, sort_keys=True, default=str) + "\n",
+                encoding="utf-8",
+            )
+        except OSError as exc:
+            raise ConnectorError(
+                f"cannot write the report to {self.directory}: {exc.strerror}",
+                hint="check reports_dir and its permissions",
+            ) from None
+        return True
+
+
+def prune(tenant_dir: Path, *, keep_days: int) -> int:
+    """Remove run folders that started more than ``keep_days`` ago (0 keeps every folder)."""
+    if keep_days <= 0 or not tenant_dir.is_dir():
+        return 0
+    oldest = datetime.now(UTC) - timedelta(days=keep_days)
+    removed = 0
+    for folder in tenant_dir.iterdir():
+        try:
+            started = datetime.strptime(folder.name.split("-")[0], RUN_ID_TIME).replace(tzinfo=UTC)
+        except ValueError:
+            continue  # not a run folder: never touched
+        if folder.is_dir() and started < oldest:
+            shutil.rmtree(folder, ignore_errors=True)
+            removed += 1
+    if removed:
+        log.info("removed %d report folder(s) older than %d days", removed, keep_days)
+    return removed
 
 
 def batch_csv(rows: Sequence[Sequence[str]]) -> bytes:

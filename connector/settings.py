@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 import yaml
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     SecretStr,
@@ -136,19 +137,32 @@ SourceSettings = Annotated[
 ]
 
 
-class ScheduleSettings(_Strict):
-    every: timedelta | None = None
-    cron: str | None = None
+def _parse_duration(value: Any) -> Any:
+    if isinstance(value, str):
+        match = _DURATION.match(value)
+        if not match:
+            raise ValueError("must look like 30s, 15m, 2h or 1d")
+        value = timedelta(seconds=int(match[1]) * _UNITS[match[2]])
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        value = timedelta(seconds=value)
+    if isinstance(value, timedelta) and value <= timedelta(0):
+        raise ValueError("must be longer than zero, e.g. 30s or 15m")
+    return value
 
-    @field_validator("every", mode="before")
-    @classmethod
-    def _duration(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            match = _DURATION.match(value)
-            if not match:
-                raise ValueError("must look like 30s, 15m, 2h or 1d")
-            return timedelta(seconds=int(match[1]) * _UNITS[match[2]])
-        return value
+
+Duration = Annotated[timedelta, BeforeValidator(_parse_duration)]
+"""``30s``, ``15m``, ``2h``, ``1d`` (or a number of seconds); zero and negative are refused."""
+
+
+class ScheduleSettings(_Strict):
+    """When the daemon runs a tenant: ``every`` or ``cron`` (UTC), with optional ``jitter``
+    (a random delay of up to that much, so replicas and tenants do not all fire at once) and
+    ``misfire_grace`` (how late a run may still start; by default one period)."""
+
+    every: Duration | None = None
+    cron: str | None = None
+    jitter: Duration | None = None
+    misfire_grace: Duration | None = None
 
     @field_validator("cron")
     @classmethod
@@ -169,6 +183,14 @@ class ScheduleSettings(_Strict):
         return self
 
 
+class DaemonSettings(_Strict):
+    """How the daemon (and every ``sync``) holds tenants, and how it stops."""
+
+    lease_seconds: float = Field(default=60.0, ge=2)
+    stop_grace_seconds: float = Field(default=30.0, ge=0)
+    workers: int = Field(default=4, ge=1, le=64)
+
+
 class TenantSettings(_Strict):
     kore: KoreSettings
     source: SourceSettings
@@ -187,6 +209,8 @@ class Settings(BaseSettings):
 
     state_url: str = "sqlite:///connector-state.db"
     reports_dir: Path = Path("reports")
+    reports_keep_days: int = Field(default=30, ge=0)
+    daemon: DaemonSettings = DaemonSettings()
     tenants: dict[Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$")], TenantSettings]
 
     @classmethod

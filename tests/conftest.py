@@ -50,12 +50,20 @@ def tenant_config(
     }
 
 
-def write_config(directory: Path, tenants: dict[str, Any], *, state_url: str | None = None) -> Path:
-    config = {
+def write_config(
+    directory: Path,
+    tenants: dict[str, Any],
+    *,
+    state_url: str | None = None,
+    daemon: dict[str, Any] | None = None,
+) -> Path:
+    config: dict[str, Any] = {
         "state_url": state_url or f"sqlite:///{directory / 'state.db'}",
         "reports_dir": str(directory / "reports"),
         "tenants": tenants,
     }
+    if daemon:
+        config["daemon"] = daemon
     path = directory / "connector.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
     return path

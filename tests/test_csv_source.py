@@ -7,7 +7,7 @@ import pytest
 
 from connector.errors import SourceError
 from connector.settings import CsvSourceSettings
-from connector.sources import SourceUnit
+from connector.sources import SourceStats, SourceUnit
 from connector.sources.files import FileSource
 
 ROWS = [
@@ -19,7 +19,7 @@ ROWS = [
 
 def _discover(path: str, **settings: str) -> list[SourceUnit]:
     return FileSource(
-        "t", CsvSourceSettings(kind="csv", path=path, **settings), store=None, full=True
+        CsvSourceSettings(kind="csv", path=path, **settings), state=None, full=True
     ).units()
 
 
@@ -57,11 +57,11 @@ def test_a_glob_finds_each_file_and_the_hash_follows_content(tmp_path: Path) -> 
     (tmp_path / "b.csv").write_text("x\n1\n")
     (tmp_path / "c.csv").write_text("x\n2\n")
     source = FileSource(
-        "t", CsvSourceSettings(kind="csv", path=str(tmp_path / "*.csv")), store=None, full=True
+        CsvSourceSettings(kind="csv", path=str(tmp_path / "*.csv")), state=None, full=True
     )
     found = source.units()
     assert [f.name for f in found] == ["a.csv", "c.csv"], "the same content twice is read once"
-    assert source.stats == {"files_seen": 3, "files_skipped": 1, "files_read": 2}
+    assert source.stats == SourceStats(files_seen=3, files_read=2, files_skipped=1)
 
 
 def test_a_missing_or_empty_file_is_a_source_error_naming_it(tmp_path: Path) -> None:

@@ -128,9 +128,8 @@ def test_sql_sources_read_in_a_read_only_transaction(
     with engine.begin() as conn:
         conn.execute(text("CREATE TABLE people (id INTEGER PRIMARY KEY, name VARCHAR(20))"))
     source = SqlSource(
-        "t",
         SqlSourceSettings(kind="sql", url=url, table="people"),
-        store=None,
+        state=None,
         full=False,
         id_columns=["id"],
     )

@@ -9,7 +9,8 @@ import pytest
 from pydantic import SecretStr
 
 from connector.errors import KoreAuthError, KoreRejected, KoreUnavailable
-from connector.kore.client import KoreClient, Pacer
+from connector.kore.client import KoreClient
+from connector.kore.pacing import Pacer
 from connector.kore.sandbox import (
     DEFAULT_ACCOUNT_ID,
     DEFAULT_CLIENT_ID,

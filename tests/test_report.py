@@ -15,7 +15,7 @@ def test_formula_cells_are_neutralised_in_reports_only(tmp_path: Path) -> None:
             "phone_invalid", "not valid", "=cmd|'/C calc'!A0", 3, "+SUM(A1)", {"Phone": "=1+1"}
         )
     )
-    report.close({"status": "completed"})
+    report.close({"status": "completed"}, keep=True)
 
     with (tmp_path / "run" / "rejected.csv").open(encoding="utf-8", newline="") as handle:
         (row,) = list(csv.DictReader(handle))

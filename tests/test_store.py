@@ -10,7 +10,7 @@ from sqlalchemy import inspect
 
 from connector.mapping import Contact
 from connector.phones import PhoneKey
-from connector.state import Store
+from connector.state import Checkpoint, Store, TenantState
 from connector.state.tables import metadata
 
 
@@ -23,6 +23,12 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
     opened = Store(url)
     yield opened
     opened.close()
+
+
+def held_state(store: Store, tenant: str) -> TenantState:
+    lease = store.leases.acquire(tenant, seconds=60)
+    assert lease is not None
+    return store.tenant(tenant, lease)
 
 
 def _contact(n: int) -> Contact:
@@ -49,62 +55,67 @@ def test_migrations_create_exactly_the_declared_schema(store: Store) -> None:
 
 
 def test_a_batch_is_pending_until_settled(store: Store) -> None:
+    acme = held_state(store, "acme")
     contacts = [_contact(n) for n in range(3)]
-    batch_id = store.add_batch("acme", "run-1", contacts)
-    store.note_attempt(batch_id)
-    (pending,) = store.pending_batches("acme")
+    batch_id = acme.add_batch("run-1", contacts)
+    acme.note_attempt(batch_id)
+    (pending,) = acme.pending_batches()
     assert pending.attempts == 1
     assert [c.key for c in pending.contacts] == [c.key for c in contacts]
     assert pending.contacts[1].first_name == "First1" and pending.contacts[1].row == 3
-    assert store.pending_count("acme") == 3
+    assert acme.pending_count() == 3
 
-    store.settle_batch(
-        "acme", batch_id, "run-1", [(c.key, f"k{i}", c.fingerprint) for i, c in enumerate(contacts)]
+    acme.settle_batch(
+        batch_id, "run-1", [(c.key, f"k{i}", c.fingerprint) for i, c in enumerate(contacts)]
     )
 
-    assert store.pending_batches("acme") == []
-    assert store.pending_count("acme") == 0
-    found = store.delivered("acme", [c.key for c in contacts] + ["+19999999999"])
+    assert acme.pending_batches() == []
+    assert acme.pending_count() == 0
+    found = acme.delivered([c.key for c in contacts] + ["+19999999999"])
     assert {k: d.kore_id for k, d in found.items()} == {
         c.key: f"k{i}" for i, c in enumerate(contacts)
     }
 
 
 def test_delivered_lookups_are_chunked_and_tenants_are_isolated(store: Store) -> None:
+    acme, other = held_state(store, "acme"), store.tenant("other")
     contacts = [_contact(n) for n in range(1200)]
-    batch_id = store.add_batch("acme", "run-1", contacts)
-    store.settle_batch("acme", batch_id, "run-1", [(c.key, None, c.fingerprint) for c in contacts])
-    assert len(store.delivered("acme", [c.key for c in contacts])) == 1200
-    assert store.delivered("other", [c.key for c in contacts]) == {}
-    assert store.delivered_count("acme") == 1200
-    assert store.delivered_count("other") == 0
+    batch_id = acme.add_batch("run-1", contacts)
+    acme.settle_batch(batch_id, "run-1", [(c.key, None, c.fingerprint) for c in contacts])
+    assert len(acme.delivered([c.key for c in contacts])) == 1200
+    assert other.delivered([c.key for c in contacts]) == {}
+    assert acme.delivered_count() == 1200
+    assert other.delivered_count() == 0
 
 
 def test_settling_a_key_twice_keeps_one_row(store: Store) -> None:
+    acme = held_state(store, "acme")
     contact = _contact(1)
     for run in ("run-1", "run-2"):
-        batch_id = store.add_batch("acme", run, [contact])
-        store.settle_batch("acme", batch_id, run, [(contact.key, run, contact.fingerprint)])
-    assert store.delivered("acme", [contact.key])[contact.key].kore_id == "run-2"
-    assert store.delivered_count("acme") == 1
+        batch_id = acme.add_batch(run, [contact])
+        acme.settle_batch(batch_id, run, [(contact.key, run, contact.fingerprint)])
+    assert acme.delivered([contact.key])[contact.key].kore_id == "run-2"
+    assert acme.delivered_count() == 1
 
 
 def test_processed_files_and_runs(store: Store) -> None:
-    store.mark_processed("acme", [("h1", "a.csv", 10), ("h2", "b.csv", 5)])
-    store.mark_processed("acme", [("h1", "a.csv", 10)])
-    assert store.processed_hashes("acme") == {"h1", "h2"}
-    assert store.processed_hashes("other") == set()
+    acme, other = held_state(store, "acme"), store.tenant("other")
+    acme.commit_checkpoint(Checkpoint(processed=[("h1", "a.csv", 10), ("h2", "b.csv", 5)]))
+    acme.commit_checkpoint(Checkpoint(processed=[("h1", "a.csv", 10)], cursors={"sql:t": "[1]"}))
+    assert acme.processed_hashes() == {"h1", "h2"}
+    assert acme.cursor("sql:t") == "[1]"
+    assert other.processed_hashes() == set()
 
-    store.start_run("acme", "r1", dry_run=False)
-    store.finish_run("r1", status="completed", counters={"created": 3})
-    last = store.last_run("acme")
+    acme.start_run("r1")
+    acme.finish_run("r1", status="completed", counters={"created": 3})
+    last = acme.last_run()
     assert last is not None
     assert (last.id, last.status, last.counters) == ("r1", "completed", {"created": 3})
     assert last.started_at.tzinfo is not None
-    assert store.last_run("other") is None
+    assert other.last_run() is None
 
 
 def test_opening_twice_is_idempotent(store: Store) -> None:
     again = Store(store.engine.url.render_as_string(hide_password=False))
-    assert again.processed_hashes("acme") == set()
+    assert again.tenant("acme").processed_hashes() == set()
     again.close()

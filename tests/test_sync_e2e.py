@@ -49,15 +49,18 @@ def test_messy_export_creates_every_valid_contact_once_and_reports_the_rest(
     assert "2,000 sent" in first.stdout
 
     second = run_cli("sync", config=config)
+    quiet = json.loads(run_cli("status", "--json", config=config).stdout)["tenants"]["acme"]
     full = run_cli("sync", "--full", config=config)
 
     assert second.returncode == 0 and full.returncode == 0
     assert len(sandbox.state.upload_log) == len(range(0, 2000, 250))
+    assert quiet["last_run"]["counters"]["files_skipped"] == 1
+    assert quiet["last_run"]["counters"]["sent"] == 0
+    assert "no report (nothing was read or sent)" in second.stdout
     later = runs(tmp_path, "acme")[1:]
-    assert summary(later[0])["counters"]["files_skipped"] == 1
+    assert len(later) == 1, "the run that read nothing left no report folder"
+    assert summary(later[0])["counters"]["already_delivered"] == len(expected.contacts)
     assert summary(later[0])["counters"].get("sent", 0) == 0
-    assert summary(later[1])["counters"]["already_delivered"] == len(expected.contacts)
-    assert summary(later[1])["counters"].get("sent", 0) == 0
 
 
 @pytest.mark.parametrize("duplicates", ["skip", "reject-file"])
@@ -86,7 +89,7 @@ def test_failing_and_dropping_sandbox_loses_nothing_and_creates_nothing_twice(
     assert total(tmp_path, "acme", "already_in_kore") == 0
     ids = {c["cellPhone"]["phoneNumber"]: c["id"] for c in sandbox.state.active()}
     store = Store(f"sqlite:///{tmp_path / 'state.db'}")
-    recorded = store.delivered("acme", ids)
+    recorded = store.tenant("acme").delivered(ids)
     store.close()
     assert {k: d.kore_id for k, d in recorded.items()} == ids
 
@@ -95,7 +98,11 @@ def test_kill_9_during_an_upload_resends_only_the_batch_in_flight(tmp_path: Path
     export = tmp_path / "contacts.csv"
     expected = write_export(export, valid=1000, seed=5)
     with Sandbox(faults=Faults(delay_seconds=0.4)) as sandbox:
-        config = write_config(tmp_path, {"acme": tenant_config(sandbox, export, batch_size=100)})
+        config = write_config(
+            tmp_path,
+            {"acme": tenant_config(sandbox, export, batch_size=100)},
+            daemon={"lease_seconds": 4},
+        )
         env = {**os.environ, "TEST_KORE_SECRET": DEFAULT_SECRET}
         child = subprocess.Popen(
             [sys.executable, "-m", "connector", "sync", "--config", str(config)],
@@ -112,13 +119,17 @@ def test_kill_9_during_an_upload_resends_only_the_batch_in_flight(tmp_path: Path
         time.sleep(0.5)  # the sandbox finishes storing the upload the child was waiting on
 
         store = Store(f"sqlite:///{tmp_path / 'state.db'}")
-        delivered_before = len(store.delivered("acme", expected.contacts))
-        in_flight = store.pending_count("acme")
+        delivered_before = len(store.tenant("acme").delivered(expected.contacts))
+        in_flight = store.tenant("acme").pending_count()
         store.close()
         assert in_flight == 100, "the killed run left exactly its batch in flight"
         uploads_before = len(sandbox.state.upload_log)
 
         sandbox.faults.delay_seconds = 0
+        busy = run_cli("sync", config=config)
+        assert busy.returncode == 1, "the dead process's lease has not expired yet"
+        assert "tenant acme is being run by another process" in busy.stderr
+        time.sleep(4.2)
         again = run_cli("sync", config=config)
 
         assert again.returncode == 0, again.stderr
@@ -336,11 +347,12 @@ def test_an_answer_that_lists_refused_rows_too_is_not_taken_as_created(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Another reading of the docs: the answer holds every row, refused ones marked as such."""
+    import threading
+
     import httpx
 
-    from connector.kore.client import KoreClient
-    from connector.pipeline import run_once
     from connector.settings import load_settings
+    from connector.sync.run import run_tenant
 
     export = tmp_path / "contacts.csv"
     export.write_text(
@@ -368,18 +380,18 @@ def test_an_answer_that_lists_refused_rows_too_is_not_taken_as_created(
     monkeypatch.setenv("TEST_KORE_SECRET", DEFAULT_SECRET)
     settings = load_settings(config)
     store = Store(settings.state_url)
-    result = run_once(
+    result = run_tenant(
+        store,
         "acme",
-        settings.tenants["acme"],
         settings=settings,
-        store=store,
         base_dir=tmp_path,
-        client_factory=lambda t: KoreClient(t.kore, transport=httpx.MockTransport(answer)),
+        stop=threading.Event(),
+        transport=httpx.MockTransport(answer),
     )
-    delivered = store.delivered("acme", ["+14152011001", "+14152011002"])
+    delivered = store.tenant("acme").delivered(["+14152011001", "+14152011002"])
     store.close()
 
     assert result.status == "completed"
     assert {k: d.kore_id for k, d in delivered.items()} == {"+14152011001": "k1"}
-    assert result.counters["created"] == 1
-    assert result.counters["kore_refused"] == 1
+    assert result.counters.created == 1
+    assert result.counters.kore_refused == 1

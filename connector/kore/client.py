@@ -10,9 +10,7 @@ from __future__ import annotations
 import email.utils
 import logging
 import random
-import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +19,7 @@ import httpx
 
 from connector.errors import KoreAuthError, KoreRejected, KoreUnavailable
 from connector.kore.auth import JwtAuth
+from connector.kore.pacing import Limits, Pacer, Pacing
 from connector.settings import KoreSettings
 
 log = logging.getLogger(__name__)
@@ -28,53 +27,20 @@ log = logging.getLogger(__name__)
 RATE_LIMIT_MESSAGE = "rate limit for this api has been reached"
 MAX_BACKOFF_SECONDS = 60.0
 MAX_RETRY_AFTER_SECONDS = 600.0
-_PACERS: dict[tuple[str, str], Pacer] = {}
-_PACERS_LOCK = threading.Lock()
 
 
-class Pacer:
-    """Sliding-window limits shared by every client of one bot in this process."""
+@dataclass(frozen=True)
+class Answer:
+    """One HTTP exchange with Kore, for metrics: ``status`` 0 when no answer came."""
 
-    def __init__(
-        self,
-        limits: list[tuple[float, int]],
-        *,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> None:
-        self._limits = limits
-        self._sent: deque[float] = deque()
-        self._clock = clock
-        self._sleep = sleep
-        self._lock = threading.Lock()
-
-    def wait(self) -> None:
-        with self._lock:
-            while True:
-                now = self._clock()
-                longest = max(window for window, _ in self._limits)
-                while self._sent and self._sent[0] <= now - longest:
-                    self._sent.popleft()
-                delay = 0.0
-                for window, allowed in self._limits:
-                    recent = [t for t in self._sent if t > now - window]
-                    if len(recent) >= allowed:
-                        delay = max(delay, recent[-allowed] + window - now)
-                if delay <= 0:
-                    self._sent.append(now)
-                    return
-                log.info("pacing uploads: waiting %.1fs for the bot's rate limit", delay)
-                self._sleep(delay)
+    method: str
+    path: str
+    status: int
+    seconds: float
 
 
-def pacer_for(settings: KoreSettings) -> Pacer:
-    key = (settings.host, settings.bot_id)
-    with _PACERS_LOCK:
-        if key not in _PACERS:
-            _PACERS[key] = Pacer(
-                [(60.0, settings.uploads_per_minute), (3600.0, settings.uploads_per_hour)]
-            )
-        return _PACERS[key]
+def limits_of(settings: KoreSettings) -> Limits:
+    return [(60.0, settings.uploads_per_minute), (3600.0, settings.uploads_per_hour)]
 
 
 @dataclass(frozen=True)
@@ -92,11 +58,16 @@ class KoreClient:
         *,
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
-        pacer: Pacer | None = None,
+        pacer: Pacing | None = None,
+        observe: Callable[[Answer], None] | None = None,
     ) -> None:
+        """``sleep`` waits between tries (a run passes one that stops early); ``pacer`` keeps
+        to the bot's limits (a run passes the budget shared through the state database);
+        ``observe`` sees every exchange."""
         self.settings = settings
         self._sleep = sleep
-        self._pacer = pacer or pacer_for(settings)
+        self._pacer = pacer or Pacer(limits_of(settings), sleep=sleep)
+        self._observe = observe
         self._http = httpx.Client(
             base_url=f"{settings.host}/agentassist/api/v1/public/{settings.bot_id}",
             auth=JwtAuth(
@@ -163,21 +134,31 @@ class KoreClient:
         for attempt in range(attempts):
             self._pacer.wait()
             wait: float | None = None
+            started = time.monotonic()
             try:
                 response = self._http.request(method, path, **kwargs)
             except httpx.ConnectError as exc:
+                self._observed(method, path, 0, started)
                 last = f"cannot connect ({exc})"
             except (httpx.TimeoutException, httpx.TransportError) as exc:
+                self._observed(method, path, 0, started)
                 uncertain = True
                 last = f"{type(exc).__name__}: {exc or 'no response'}"
             else:
                 status = response.status_code
-                if status < 400 and not _rate_limit_object(response):
+                detail = _detail(response) if status >= 400 else ""
+                if (
+                    status == 429
+                    or RATE_LIMIT_MESSAGE in detail.lower()
+                    or (status < 400 and _rate_limit_object(response))
+                ):
+                    status = 429
+                self._observed(method, path, status, started)
+                if status < 400:
                     return response, uncertain
-                detail = _detail(response)
-                if status == 429 or RATE_LIMIT_MESSAGE in detail.lower():
+                if status == 429:
                     wait = _retry_after(response)
-                    last = f"rate limited ({status})"
+                    last = f"rate limited ({response.status_code})"
                 elif status >= 500:
                     uncertain = True
                     last = f"HTTP {status}: {detail}"
@@ -211,6 +192,10 @@ class KoreClient:
             f"Kore at {self.settings.host} did not answer {method} {path} after {attempts} tries: {last}",
             hint="nothing is lost: the next run re-sends whatever was in flight",
         )
+
+    def _observed(self, method: str, path: str, status: int, started: float) -> None:
+        if self._observe is not None:
+            self._observe(Answer(method, path, status, time.monotonic() - started))
 
 
 def _backoff(base: float, attempt: int) -> float:

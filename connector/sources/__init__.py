@@ -1,14 +1,14 @@
 """Sources: where contacts come from. Every kind yields units of plain string rows.
 
 A unit is what is remembered as read: a file (by its content hash) or a table (by its cursor).
-``Source.units()`` returns only what this run must read; ``Source.checkpoint()`` remembers it once
-the run has completed, so a failed or killed run reads the same rows again. Nothing holds a whole
-file or table in memory.
+``Source.units()`` returns only what this run must read; ``Source.checkpoint()`` says what to
+remember, and the run commits that once it has completed, so a failed or killed run reads the
+same rows again. Sources read the tenant's state and never write it. Nothing holds a whole file or
+table in memory.
 """
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Generator, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, time
@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from connector.settings import SourceSettings
-    from connector.state import Store
+    from connector.state import Checkpoint, TenantState
 
 
 _EXACT_FLOAT_DIGITS = 15
@@ -93,28 +93,34 @@ class SourceUnit(Protocol):
     def rows(self) -> Generator[SourceRow, None, None]: ...
 
 
+@dataclass
+class SourceStats:
+    files_seen: int = 0
+    files_read: int = 0
+    files_skipped: int = 0
+
+
 class Source(Protocol):
-    stats: Counter[str]
+    stats: SourceStats
 
     def units(self) -> list[SourceUnit]: ...
 
-    def checkpoint(self, rows: Mapping[str, int]) -> None:
-        """Remember the units read by a completed run (``rows`` by unit ident)."""
+    def checkpoint(self, rows: Mapping[str, int]) -> Checkpoint:
+        """What a completed run read (``rows`` by unit ident), for the run to commit."""
 
 
 def open_source(
-    tenant: str,
     settings: SourceSettings,
     *,
-    store: Store | None,
+    state: TenantState | None,
     full: bool = False,
     id_columns: list[str] | None = None,
 ) -> Source:
-    """The source a tenant's settings name. Without a store, every unit is read (``check``)."""
+    """The source a tenant's settings name. Without state, every unit is read (``check``)."""
     if settings.kind == "sql":
         from connector.sources.sql import SqlSource
 
-        return SqlSource(tenant, settings, store=store, full=full, id_columns=id_columns or [])
+        return SqlSource(settings, state=state, full=full, id_columns=id_columns or [])
     from connector.sources.files import FileSource
 
-    return FileSource(tenant, settings, store=store, full=full)
+    return FileSource(settings, state=state, full=full)

@@ -3,35 +3,33 @@
 from __future__ import annotations
 
 import glob
-from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from connector.errors import SourceError
 from connector.settings import CsvSourceSettings, XlsxSourceSettings
-from connector.sources import SourceUnit
+from connector.sources import SourceStats, SourceUnit
 from connector.sources.csv_files import inspect_csv
 from connector.sources.xlsx_files import inspect_xlsx
+from connector.state import Checkpoint
 
 if TYPE_CHECKING:
-    from connector.state import Store
+    from connector.state import TenantState
 
 
 class FileSource:
     def __init__(
         self,
-        tenant: str,
         settings: CsvSourceSettings | XlsxSourceSettings,
         *,
-        store: Store | None,
+        state: TenantState | None,
         full: bool,
     ) -> None:
-        self.tenant = tenant
         self.settings = settings
-        self.store = store
+        self.state = state
         self.full = full
-        self.stats: Counter[str] = Counter()
+        self.stats = SourceStats()
         self._read: list[SourceUnit] = []
 
     def paths(self) -> list[Path]:
@@ -45,19 +43,17 @@ class FileSource:
 
     def units(self) -> list[SourceUnit]:
         """The files not read before (all with ``--full``), each content once."""
-        seen = (
-            set() if self.full or self.store is None else self.store.processed_hashes(self.tenant)
-        )
+        seen = set() if self.full or self.state is None else self.state.processed_hashes()
         units: list[SourceUnit] = []
         for path in self.paths():
-            self.stats["files_seen"] += 1
+            self.stats.files_seen += 1
             unit = self._inspect(path)
             if unit.ident in seen:
-                self.stats["files_skipped"] += 1
+                self.stats.files_skipped += 1
                 continue
             seen.add(unit.ident)
             units.append(unit)
-        self.stats["files_read"] = len(units)
+        self.stats.files_read = len(units)
         self._read = units
         return units
 
@@ -66,8 +62,5 @@ class FileSource:
             return inspect_xlsx(path, self.settings)
         return inspect_csv(path, self.settings)
 
-    def checkpoint(self, rows: Mapping[str, int]) -> None:
-        if self.store is not None:
-            self.store.mark_processed(
-                self.tenant, [(u.ident, u.name, rows.get(u.ident, 0)) for u in self._read]
-            )
+    def checkpoint(self, rows: Mapping[str, int]) -> Checkpoint:
+        return Checkpoint(processed=[(u.ident, u.name, rows.get(u.ident, 0)) for u in self._read])

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections import Counter
 from collections.abc import Generator, Mapping
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -37,10 +36,11 @@ from sqlalchemy.sql.expression import ColumnClause
 from connector.errors import ConfigError, SourceError
 from connector.mapping import normalise_header
 from connector.settings import SqlSourceSettings
-from connector.sources import SourceRow, SourceUnit, as_text
+from connector.sources import SourceRow, SourceStats, SourceUnit, as_text
+from connector.state import Checkpoint
 
 if TYPE_CHECKING:
-    from connector.state import Store
+    from connector.state import TenantState
 
 Position = tuple[Any, Any]
 
@@ -48,19 +48,17 @@ Position = tuple[Any, Any]
 class SqlSource:
     def __init__(
         self,
-        tenant: str,
         settings: SqlSourceSettings,
         *,
-        store: Store | None,
+        state: TenantState | None,
         full: bool,
         id_columns: list[str],
     ) -> None:
-        self.tenant = tenant
         self.settings = settings
-        self.store = store
+        self.state = state
         self.full = full
         self.id_columns = id_columns
-        self.stats: Counter[str] = Counter()
+        self.stats = SourceStats()
         self.key = _source_key(settings)
         self._unit: SqlTable | None = None
 
@@ -72,16 +70,17 @@ class SqlSource:
                 hint="add id: <record id column> to the mapping",
             )
         position = None
-        if self.settings.cursor and self.store is not None and not self.full:
-            saved = self.store.cursor(self.tenant, self.key)
+        if self.settings.cursor and self.state is not None and not self.full:
+            saved = self.state.cursor(self.key)
             position = decode_position(saved) if saved else None
         self._unit = SqlTable(_engine(self.settings), self.settings, position, self.id_columns)
         return [self._unit]
 
-    def checkpoint(self, rows: Mapping[str, int]) -> None:
+    def checkpoint(self, rows: Mapping[str, int]) -> Checkpoint:
         unit = self._unit
-        if self.store is not None and unit is not None and unit.last is not None:
-            self.store.save_cursor(self.tenant, self.key, encode_position(unit.last))
+        if unit is None or unit.last is None:
+            return Checkpoint()
+        return Checkpoint(cursors={self.key: encode_position(unit.last)})
 
 
 def _source_key(settings: SqlSourceSettings) -> str:

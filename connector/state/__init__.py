@@ -1,5 +1,19 @@
-"""Durable state: what was delivered, what is in flight, what was read, and every run."""
+"""Durable state: what was delivered, what is in flight, what was read, every run, who holds
+each tenant, and how much of each bot's upload budget is spent."""
 
-from connector.state.store import Delivered, PendingBatch, RunRecord, Store
+from connector.state.leases import PROCESS_ID, Lease, LeaseInfo, LeaseLost
+from connector.state.store import Store
+from connector.state.tenant import Checkpoint, Delivered, PendingBatch, RunRecord, TenantState
 
-__all__ = ["Delivered", "PendingBatch", "RunRecord", "Store"]
+__all__ = [
+    "PROCESS_ID",
+    "Checkpoint",
+    "Delivered",
+    "Lease",
+    "LeaseInfo",
+    "LeaseLost",
+    "PendingBatch",
+    "RunRecord",
+    "Store",
+    "TenantState",
+]

@@ -30,6 +30,7 @@ runs = Table(
     Column("status", String(20), nullable=False),
     Column("dry_run", Boolean, nullable=False),
     Column("counters", Text, nullable=False),
+    Column("holder", String(200)),
     Index("ix_runs_tenant_started", "tenant", "started_at"),
 )
 
@@ -91,4 +92,30 @@ source_cursors = Table(
     Column("source", String(200), primary_key=True),
     Column("position", Text, nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+leases = Table(
+    "leases",
+    metadata,
+    Column("tenant", String(100), primary_key=True),
+    Column("holder", String(200), nullable=False),
+    Column("token", Integer, nullable=False),
+    Column("acquired_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+)
+
+bot_budgets = Table(
+    "bot_budgets",
+    metadata,
+    Column("bot", String(300), primary_key=True),
+)
+"""One row per bot, locked while an upload slot is taken, so processes take turns."""
+
+bot_uploads = Table(
+    "bot_uploads",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("bot", String(300), nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Index("ix_bot_uploads_bot_at", "bot", "at"),
 )

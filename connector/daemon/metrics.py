@@ -1,0 +1,108 @@
+"""Prometheus metrics, per tenant (label ``tenant``), fed by the runs' events."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from connector.sync.context import Event, KoreAnswered, RunFinished, RunStarted
+
+ROW_OUTCOMES = (
+    "rows_read",
+    "sent",
+    "created",
+    "adopted",
+    "already_delivered",
+    "already_in_kore",
+    "kore_refused",
+    "changed_skipped",
+    "updated",
+    "rejected",
+)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.runs = Counter(
+            "kore_connector_runs", "Runs, by how they ended", ["tenant", "status"], registry=r
+        )
+        self.rows = Counter(
+            "kore_connector_rows", "Rows, by outcome", ["tenant", "outcome"], registry=r
+        )
+        self.rejected = Counter(
+            "kore_connector_rejected_rows",
+            "Rejected rows, by reason",
+            ["tenant", "reason"],
+            registry=r,
+        )
+        self.in_flight = Gauge(
+            "kore_connector_contacts_in_flight",
+            "Rows handed to Kore whose outcome is not yet settled",
+            ["tenant"],
+            registry=r,
+        )
+        self.last_success = Gauge(
+            "kore_connector_last_success_timestamp_seconds",
+            "When the tenant's last completed run ended (Unix time)",
+            ["tenant"],
+            registry=r,
+        )
+        self.upload_seconds = Histogram(
+            "kore_connector_upload_seconds",
+            "How long Kore took to answer an upload",
+            ["tenant"],
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+            registry=r,
+        )
+        self.kore_errors = Counter(
+            "kore_connector_kore_errors",
+            "Kore answers that were not a success: rate_limited (429), server_error (5xx), "
+            "no_answer (timeouts, refused or dropped connections)",
+            ["tenant", "kind"],
+            registry=r,
+        )
+        self.lease_held = Gauge(
+            "kore_connector_lease_held",
+            "1 while this process holds the tenant's lease",
+            ["tenant"],
+            registry=r,
+        )
+
+    def known(self, tenant: str) -> None:
+        """Show a configured tenant from the start, before its first run."""
+        self.lease_held.labels(tenant).set(0)
+        for kind in ("rate_limited", "server_error", "no_answer"):
+            self.kore_errors.labels(tenant, kind)
+
+    def observe(self, event: Event) -> None:
+        if isinstance(event, RunStarted):
+            self.lease_held.labels(event.tenant).set(1)
+        elif isinstance(event, KoreAnswered):
+            self._answered(event)
+        elif isinstance(event, RunFinished):
+            self._finished(event)
+
+    def _answered(self, event: KoreAnswered) -> None:
+        if event.status == 429:
+            self.kore_errors.labels(event.tenant, "rate_limited").inc()
+        elif event.status >= 500:
+            self.kore_errors.labels(event.tenant, "server_error").inc()
+        elif event.status == 0:
+            self.kore_errors.labels(event.tenant, "no_answer").inc()
+        elif event.path.endswith("/import-contacts"):
+            self.upload_seconds.labels(event.tenant).observe(event.seconds)
+
+    def _finished(self, event: RunFinished) -> None:
+        tenant = event.tenant
+        self.runs.labels(tenant, event.status).inc()
+        counters = event.counters.as_dict()
+        for outcome in ROW_OUTCOMES:
+            self.rows.labels(tenant, outcome).inc(counters[outcome])
+        for reason, count in event.rejected_by_reason.items():
+            self.rejected.labels(tenant, reason).inc(count)
+        if event.pending is not None:
+            self.in_flight.labels(tenant).set(event.pending)
+        if event.status in ("completed", "empty"):
+            self.last_success.labels(tenant).set_to_current_time()
+        self.lease_held.labels(tenant).set(0)

@@ -1,0 +1,361 @@
+"""One tenant's state: every read and write of it, each write fenced by the tenant's lease.
+
+Every method works on this tenant only, so tenants never see each other's rows. A write opens
+its transaction by renewing the lease with the holder's token (``leases.fence``): a process
+that lost its lease raises ``LeaseLost`` there, and nothing of that transaction is committed.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Connection, bindparam, delete, func, insert, select, update
+
+from connector.mapping import Contact
+from connector.phones import PhoneKey
+from connector.state.leases import Lease, fence
+from connector.state.store import aware, now
+from connector.state.tables import (
+    batch_rows,
+    batches,
+    deliveries,
+    processed_files,
+    runs,
+    source_cursors,
+)
+
+if TYPE_CHECKING:
+    from connector.state.store import Store
+
+_CHUNK = 500
+
+
+@dataclass(frozen=True, slots=True)
+class Delivered:
+    kore_id: str | None
+    fingerprint: str
+
+
+@dataclass(frozen=True)
+class PendingBatch:
+    id: int
+    run_id: str
+    attempts: int
+    contacts: list[Contact]
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    id: str
+    tenant: str
+    started_at: datetime
+    finished_at: datetime | None
+    status: str
+    holder: str | None
+    counters: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """What a completed run lets a source skip next time: files read (content hash, name,
+    rows) and the positions of incremental tables. Sources return it; the run commits it."""
+
+    processed: list[tuple[str, str, int]] = field(default_factory=list)
+    cursors: dict[str, str] = field(default_factory=dict)
+
+
+class TenantState:
+    def __init__(self, store: Store, tenant: str, lease: Lease | None) -> None:
+        self.store = store
+        self.tenant = tenant
+        self.lease = lease
+
+    def __repr__(self) -> str:
+        return f"TenantState({self.tenant!r}, token={self.lease.token if self.lease else None})"
+
+    @contextmanager
+    def _write(self) -> Iterator[Connection]:
+        if self.lease is None:
+            raise RuntimeError(f"tenant {self.tenant}: a state write without its lease")
+        with self.store.transaction() as conn:
+            fence(conn, self.lease)
+            yield conn
+
+    # runs
+
+    def start_run(self, run_id: str) -> None:
+        """Record a run; runs of this tenant still marked running were left by a process that
+        died or lost the lease (this one holds it now), and are marked abandoned."""
+        with self._write() as conn:
+            conn.execute(
+                update(runs)
+                .where(runs.c.tenant == self.tenant, runs.c.status == "running")
+                .values(status="abandoned")
+            )
+            conn.execute(
+                insert(runs).values(
+                    id=run_id,
+                    tenant=self.tenant,
+                    started_at=now(),
+                    status="running",
+                    dry_run=False,
+                    counters="{}",
+                    holder=self.lease.holder if self.lease else None,
+                )
+            )
+
+    def finish_run(self, run_id: str, *, status: str, counters: dict[str, Any]) -> None:
+        with self._write() as conn:
+            conn.execute(
+                update(runs)
+                .where(runs.c.id == run_id)
+                .values(
+                    status=status,
+                    finished_at=now(),
+                    counters=json.dumps(counters, sort_keys=True),
+                )
+            )
+
+    def last_run(self) -> RunRecord | None:
+        with self.store.transaction() as conn:
+            row = conn.execute(
+                select(runs)
+                .where(runs.c.tenant == self.tenant, runs.c.dry_run.is_(False))
+                .order_by(runs.c.started_at.desc(), runs.c.id.desc())
+                .limit(1)
+            ).first()
+        if row is None:
+            return None
+        return RunRecord(
+            id=row.id,
+            tenant=row.tenant,
+            started_at=aware(row.started_at) or now(),
+            finished_at=aware(row.finished_at),
+            status=row.status,
+            holder=row.holder,
+            counters=json.loads(row.counters),
+        )
+
+    # delivered keys
+
+    def delivered(self, keys: Iterable[str]) -> dict[str, Delivered]:
+        """Which of ``keys`` were delivered before, in chunked ``IN`` queries."""
+        found: dict[str, Delivered] = {}
+        key_list = list(keys)
+        with self.store.transaction() as conn:
+            for start in range(0, len(key_list), _CHUNK):
+                chunk = key_list[start : start + _CHUNK]
+                result = conn.execute(
+                    select(
+                        deliveries.c.phone_key, deliveries.c.kore_id, deliveries.c.fingerprint
+                    ).where(deliveries.c.tenant == self.tenant, deliveries.c.phone_key.in_(chunk))
+                )
+                for key, kore_id, print_ in result:
+                    found[key] = Delivered(kore_id, print_)
+        return found
+
+    def delivered_count(self) -> int:
+        with self.store.transaction() as conn:
+            count = conn.execute(
+                select(func.count())
+                .select_from(deliveries)
+                .where(deliveries.c.tenant == self.tenant)
+            ).scalar_one()
+        return int(count)
+
+    def record_updates(self, run_id: str, updated: Sequence[tuple[str, str]]) -> None:
+        """New fingerprints for keys whose Kore contact was updated in place (one executemany)."""
+        if not updated:
+            return
+        statement = (
+            update(deliveries)
+            .where(deliveries.c.tenant == self.tenant, deliveries.c.phone_key == bindparam("k"))
+            .values(fingerprint=bindparam("f"), run_id=run_id, delivered_at=now())
+        )
+        with self._write() as conn:
+            conn.execute(statement, [{"k": key, "f": print_} for key, print_ in updated])
+
+    # batches in flight
+
+    def add_batch(self, run_id: str, contacts: Sequence[Contact]) -> int:
+        """Record a batch as pending, before its upload: a crash after this costs a retry only."""
+        with self._write() as conn:
+            inserted = conn.execute(
+                insert(batches).values(
+                    tenant=self.tenant,
+                    run_id=run_id,
+                    status="pending",
+                    attempts=0,
+                    created_at=now(),
+                )
+            ).inserted_primary_key
+            assert inserted is not None
+            batch_id = inserted[0]
+            conn.execute(
+                insert(batch_rows),
+                [
+                    {
+                        "batch_id": batch_id,
+                        "position": i,
+                        "phone_key": c.key,
+                        "first_name": c.first_name,
+                        "last_name": c.last_name,
+                        "salutation": c.salutation,
+                        "number": c.phone.national,
+                        "country_code": c.phone.country_code,
+                        "extension": c.phone.extension,
+                        "source": c.source,
+                        "row_no": c.row,
+                        "record_id": c.record_id,
+                    }
+                    for i, c in enumerate(contacts)
+                ],
+            )
+        return int(batch_id)
+
+    def note_attempt(self, batch_id: int) -> None:
+        with self._write() as conn:
+            conn.execute(
+                update(batches)
+                .where(batches.c.id == batch_id)
+                .values(attempts=batches.c.attempts + 1)
+            )
+
+    def pending_batches(self) -> list[PendingBatch]:
+        with self.store.transaction() as conn:
+            heads = conn.execute(
+                select(batches.c.id, batches.c.run_id, batches.c.attempts)
+                .where(batches.c.tenant == self.tenant, batches.c.status == "pending")
+                .order_by(batches.c.id)
+            ).all()
+            rows = conn.execute(
+                select(batch_rows)
+                .where(batch_rows.c.batch_id.in_([head.id for head in heads]))
+                .order_by(batch_rows.c.batch_id, batch_rows.c.position)
+            ).all()
+        by_batch: dict[int, list[Contact]] = {head.id: [] for head in heads}
+        for r in rows:
+            by_batch[r.batch_id].append(
+                Contact(
+                    key=r.phone_key,
+                    first_name=r.first_name,
+                    last_name=r.last_name,
+                    salutation=r.salutation,
+                    phone=PhoneKey(r.phone_key, r.number, r.country_code, r.extension),
+                    source=r.source,
+                    row=r.row_no,
+                    record_id=r.record_id,
+                    updated_at=None,
+                )
+            )
+        return [PendingBatch(h.id, h.run_id, h.attempts, by_batch[h.id]) for h in heads]
+
+    def pending_count(self) -> int:
+        with self.store.transaction() as conn:
+            count = conn.execute(
+                select(func.count())
+                .select_from(batch_rows)
+                .join(batches)
+                .where(batches.c.tenant == self.tenant, batches.c.status == "pending")
+            ).scalar_one()
+        return int(count)
+
+    def settle_batch(
+        self, batch_id: int, run_id: str, delivered: Sequence[tuple[str, str | None, str]]
+    ) -> None:
+        """Record ``(key, kore_id, fingerprint)`` as delivered and close the batch, atomically."""
+        stamp = now()
+        with self._write() as conn:
+            keys = [key for key, _, _ in delivered]
+            for start in range(0, len(keys), _CHUNK):
+                conn.execute(
+                    delete(deliveries).where(
+                        deliveries.c.tenant == self.tenant,
+                        deliveries.c.phone_key.in_(keys[start : start + _CHUNK]),
+                    )
+                )
+            if delivered:
+                conn.execute(
+                    insert(deliveries),
+                    [
+                        {
+                            "tenant": self.tenant,
+                            "phone_key": key,
+                            "kore_id": kore_id,
+                            "fingerprint": print_,
+                            "run_id": run_id,
+                            "delivered_at": stamp,
+                        }
+                        for key, kore_id, print_ in delivered
+                    ],
+                )
+            conn.execute(delete(batch_rows).where(batch_rows.c.batch_id == batch_id))
+            conn.execute(
+                update(batches)
+                .where(batches.c.id == batch_id)
+                .values(status="settled", settled_at=stamp)
+            )
+
+    # what sources may skip
+
+    def processed_hashes(self) -> set[str]:
+        with self.store.transaction() as conn:
+            result = conn.execute(
+                select(processed_files.c.content_hash).where(
+                    processed_files.c.tenant == self.tenant
+                )
+            )
+            return {h for (h,) in result}
+
+    def cursor(self, source: str) -> str | None:
+        """Where an incremental source stopped: an opaque string the source wrote."""
+        with self.store.transaction() as conn:
+            value = conn.execute(
+                select(source_cursors.c.position).where(
+                    source_cursors.c.tenant == self.tenant, source_cursors.c.source == source
+                )
+            ).scalar_one_or_none()
+        return None if value is None else str(value)
+
+    def commit_checkpoint(self, checkpoint: Checkpoint) -> None:
+        """Remember what a completed run read, in one transaction."""
+        if not checkpoint.processed and not checkpoint.cursors:
+            return
+        stamp = now()
+        with self._write() as conn:
+            if checkpoint.processed:
+                conn.execute(
+                    delete(processed_files).where(
+                        processed_files.c.tenant == self.tenant,
+                        processed_files.c.content_hash.in_([h for h, _, _ in checkpoint.processed]),
+                    )
+                )
+                conn.execute(
+                    insert(processed_files),
+                    [
+                        {
+                            "tenant": self.tenant,
+                            "content_hash": h,
+                            "name": name,
+                            "rows": rows,
+                            "processed_at": stamp,
+                        }
+                        for h, name, rows in checkpoint.processed
+                    ],
+                )
+            for source, position in checkpoint.cursors.items():
+                conn.execute(
+                    delete(source_cursors).where(
+                        source_cursors.c.tenant == self.tenant, source_cursors.c.source == source
+                    )
+                )
+                conn.execute(
+                    insert(source_cursors).values(
+                        tenant=self.tenant, source=source, position=position, updated_at=stamp
+                    )
+                )

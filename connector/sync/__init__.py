@@ -1,0 +1,1 @@
+"""One run of one tenant: ``run_once`` and the ``RunContext`` it carries."""

@@ -1,0 +1,140 @@
+"""What a run carries: its tenant, id, state (fenced by the lease), stop event, typed counters,
+and the stream of events that the report's progress line, the logs and the metrics observe."""
+
+from __future__ import annotations
+
+import secrets
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
+from datetime import UTC, datetime
+from pathlib import Path
+
+from connector.errors import RunInterrupted
+from connector.report import RUN_ID_TIME
+from connector.settings import Settings, TenantSettings
+from connector.state import TenantState
+
+
+@dataclass
+class Counters:
+    """Every counter a summary carries, zero or not, so scripts can read them without guessing."""
+
+    files_seen: int = 0
+    files_read: int = 0
+    files_skipped: int = 0
+    rows_read: int = 0
+    contacts: int = 0
+    rejected: int = 0
+    already_delivered: int = 0
+    changed_skipped: int = 0
+    updated: int = 0
+    sent: int = 0
+    would_send: int = 0
+    would_update: int = 0
+    created: int = 0
+    adopted: int = 0
+    already_in_kore: int = 0
+    kore_refused: int = 0
+    pending_resent: int = 0
+    batches: int = 0
+    uploads: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+# Events. Observers are plain functions of one event; they must not raise.
+
+
+@dataclass(frozen=True)
+class RunStarted:
+    tenant: str
+    run_id: str
+
+
+@dataclass(frozen=True)
+class UnitRead:
+    """A file or table was read to its end."""
+
+    tenant: str
+    name: str
+    rows: int
+
+
+@dataclass(frozen=True)
+class Progress:
+    tenant: str
+    counters: Counters
+
+
+@dataclass(frozen=True)
+class BatchSettled:
+    tenant: str
+    batch_id: int
+    rows: int
+    delivered: int
+    resent: bool
+
+
+@dataclass(frozen=True)
+class KoreAnswered:
+    """One HTTP exchange with Kore; ``status`` 0 when no answer came, 429 for rate limits."""
+
+    tenant: str
+    method: str
+    path: str
+    status: int
+    seconds: float
+
+
+@dataclass(frozen=True)
+class RunFinished:
+    tenant: str
+    run_id: str
+    status: str
+    counters: Counters
+    rejected_by_reason: dict[str, int]
+    pending: int | None
+    error: str | None
+
+
+Event = RunStarted | UnitRead | Progress | BatchSettled | KoreAnswered | RunFinished
+Observer = Callable[[Event], None]
+
+
+def new_run_id() -> str:
+    """Sortable by start time (to the microsecond), unique across processes."""
+    return datetime.now(UTC).strftime(RUN_ID_TIME) + "-" + secrets.token_hex(3)
+
+
+@dataclass
+class RunContext:
+    """One run of one tenant. ``state`` carries the lease (none for a dry run); ``stop`` is set
+    by a signal or a lost lease, and every sleep and batch boundary of the run heeds it."""
+
+    tenant: str
+    settings: TenantSettings
+    app: Settings
+    state: TenantState
+    base_dir: Path
+    dry_run: bool = False
+    full: bool = False
+    stop: threading.Event = field(default_factory=threading.Event)
+    observers: list[Observer] = field(default_factory=list)
+    run_id: str = field(default_factory=new_run_id)
+    counters: Counters = field(default_factory=Counters)
+
+    def emit(self, event: Event) -> None:
+        for observe in self.observers:
+            observe(event)
+
+    def sleep(self, seconds: float) -> None:
+        """Wait, unless the run is told to stop: then raise ``RunInterrupted`` at once."""
+        if self.stop.wait(max(0.0, seconds)):
+            raise RunInterrupted(f"tenant {self.tenant}: stopped while waiting")
+
+    def check_stop(self) -> None:
+        """A batch boundary: stop here if told to."""
+        if self.stop.is_set():
+            raise RunInterrupted(f"tenant {self.tenant}: stopped between batches")

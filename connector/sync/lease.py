@@ -1,0 +1,66 @@
+"""Holding a tenant's lease for the length of a run, renewed in the background.
+
+The keeper renews the lease every third of its time. If the lease was taken over, or cannot be
+renewed before it expires (the state database is unreachable), the run's stop event is set: the
+run stops at its next batch boundary, and its fenced writes commit nothing in any case.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from connector.errors import ConnectorError, TenantBusy
+from connector.state import Lease, LeaseLost, Store
+
+log = logging.getLogger(__name__)
+
+
+@contextmanager
+def held(store: Store, tenant: str, *, seconds: float, stop: threading.Event) -> Iterator[Lease]:
+    lease = store.leases.acquire(tenant, seconds=seconds)
+    if lease is None:
+        current = store.leases.current(tenant)
+        who = f"{current.holder} until {current.expires_at:%H:%M:%S} UTC" if current else "?"
+        raise TenantBusy(
+            f"tenant {tenant} is being run by another process ({who})",
+            hint="wait for that run to end; a lease whose holder died expires after "
+            "daemon.lease_seconds",
+        )
+    log.info("lease on tenant %s taken (token %d)", tenant, lease.token)
+    done = threading.Event()
+    keeper = threading.Thread(
+        target=_keep, args=(store, lease, stop, done), name=f"lease-{tenant}", daemon=True
+    )
+    keeper.start()
+    try:
+        yield lease
+    finally:
+        done.set()
+        keeper.join()
+        try:
+            store.leases.release(lease)
+            log.info("lease on tenant %s released", tenant)
+        except ConnectorError as exc:
+            log.warning("lease on tenant %s not released (%s); it expires by itself", tenant, exc)
+
+
+def _keep(store: Store, lease: Lease, stop: threading.Event, done: threading.Event) -> None:
+    deadline = time.monotonic() + lease.seconds
+    while not done.wait(lease.seconds / 3):
+        try:
+            store.leases.renew(lease)
+            deadline = time.monotonic() + lease.seconds
+        except LeaseLost as exc:
+            log.error("%s", exc.message)
+            stop.set()
+            return
+        except ConnectorError as exc:
+            if time.monotonic() >= deadline:
+                log.error("lease on tenant %s expired unrenewed (%s); stopping", lease.tenant, exc)
+                stop.set()
+                return
+            log.warning("lease on tenant %s not renewed yet: %s", lease.tenant, exc)

@@ -1,0 +1,319 @@
+"""One run for one tenant: source -> mapping -> keys & dedupe -> batches -> Kore -> state -> report.
+
+``run_tenant`` is what both ``sync`` and the daemon call: it takes the tenant's lease (a dry run
+needs none), keeps it alive while the run lives, and hands a ``RunContext`` to ``run_once``.
+Batches an earlier run left in flight are settled first; then every new file is read, mapped and
+deduplicated; numbers delivered before are skipped; the rest go out in batches. What the source
+read is committed only when the run completes, so a crash costs a re-read, never a lost row.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from connector import logs
+from connector.errors import ConnectorError, RunInterrupted
+from connector.mapping import BoundMapping, Contact, Rejection, load_mapping
+from connector.report import Report, prune
+from connector.settings import Settings
+from connector.sources import SourceUnit, open_source
+from connector.staging import Staging
+from connector.state import LeaseLost, Store
+from connector.sync.context import (
+    Counters,
+    Observer,
+    Progress,
+    RunContext,
+    RunFinished,
+    RunStarted,
+    UnitRead,
+)
+from connector.sync.lease import held
+from connector.sync.sinks import DryRunSink, KoreSink, Sink
+
+log = logging.getLogger(__name__)
+
+_PROGRESS_EVERY = 2000
+_STATE_CHUNK = 1000
+
+
+@dataclass
+class RunResult:
+    tenant: str
+    run_id: str
+    status: str
+    counters: Counters
+    report_dir: Path | None
+    error: ConnectorError | None = None
+    warnings: list[str] = field(default_factory=list)
+
+
+def run_tenant(
+    store: Store,
+    name: str,
+    *,
+    settings: Settings,
+    base_dir: Path,
+    stop: threading.Event,
+    dry_run: bool = False,
+    full: bool = False,
+    observers: Sequence[Observer] = (),
+    transport: httpx.BaseTransport | None = None,
+) -> RunResult:
+    """One run of a tenant under its lease. Raises ``TenantBusy`` while another process runs it."""
+    tenant = settings.tenants[name]
+
+    def context(lease_state: Any) -> RunContext:
+        return RunContext(
+            tenant=name,
+            settings=tenant,
+            app=settings,
+            state=lease_state,
+            base_dir=base_dir,
+            dry_run=dry_run,
+            full=full,
+            stop=stop,
+            observers=list(observers),
+        )
+
+    if dry_run:
+        return run_once(context(store.tenant(name)), store=store, transport=transport)
+    with held(store, name, seconds=settings.daemon.lease_seconds, stop=stop) as lease:
+        return run_once(context(store.tenant(name, lease)), store=store, transport=transport)
+
+
+def run_once(
+    ctx: RunContext, *, store: Store, transport: httpx.BaseTransport | None = None
+) -> RunResult:
+    """Run one tenant once. User errors end the run as ``failed`` and are returned, not raised;
+    a stop ends it as ``interrupted`` at the next batch boundary or wait."""
+    scope = contextvars.copy_context()
+    return scope.run(_run, ctx, store, transport)
+
+
+def _run(ctx: RunContext, store: Store, transport: httpx.BaseTransport | None) -> RunResult:
+    logs.bind(tenant=ctx.tenant, run_id=ctx.run_id)
+    report = Report(ctx.app.reports_dir / ctx.tenant / ctx.run_id)
+    counters = ctx.counters
+    result = RunResult(ctx.tenant, ctx.run_id, "running", counters, None)
+    started = datetime.now(UTC)
+    ctx.emit(RunStarted(ctx.tenant, ctx.run_id))
+    sink: Sink | None = None
+    try:
+        if not ctx.dry_run:
+            ctx.state.start_run(ctx.run_id)
+        mapping = load_mapping(ctx.settings.mapping, base=ctx.base_dir)
+        source = open_source(
+            ctx.settings.source, state=ctx.state, full=ctx.full, id_columns=mapping.spec.id_columns
+        )
+        units = source.units()
+        counters.files_seen = source.stats.files_seen
+        counters.files_read = source.stats.files_read
+        counters.files_skipped = source.stats.files_skipped
+        bound = {u.ident: _bind(mapping.bind, u, result.warnings) for u in units}
+        sink = (
+            DryRunSink(ctx, report, result.warnings)
+            if ctx.dry_run
+            else KoreSink(ctx, report, store, transport=transport)
+        )
+        sink.resume()
+        unit_rows: Counter[str] = Counter()
+        with Staging() as staging:
+            _read(ctx, units, bound, report, unit_rows, staging)
+            for loser, source_name, row in staging.duplicates():
+                report.reject_contact(
+                    loser, "duplicate_in_source", f"same number as {source_name} row {row}"
+                )
+            _dispatch(ctx, staging, sink)
+        if not ctx.dry_run:
+            ctx.state.commit_checkpoint(source.checkpoint(unit_rows))
+        result.status = _drift(ctx, units, unit_rows, result.warnings)
+    except RunInterrupted as exc:
+        result.status = "interrupted"
+        result.error = exc
+    except ConnectorError as exc:
+        result.status = "failed"
+        result.error = exc
+    finally:
+        if sink is not None:
+            sink.close()
+        _finish(ctx, report, result, started)
+    return result
+
+
+def _finish(ctx: RunContext, report: Report, result: RunResult, started: datetime) -> None:
+    """Write the summary (when there is something to say), record the run, tell observers."""
+    counters = ctx.counters
+    counters.rejected = sum(report.reasons.values())
+    public = counters.as_dict()
+    summary: dict[str, Any] = {
+        "run_id": ctx.run_id,
+        "tenant": ctx.tenant,
+        "status": result.status,
+        "dry_run": ctx.dry_run,
+        "full": ctx.full,
+        "started_at": started.isoformat(),
+        "finished_at": datetime.now(UTC).isoformat(),
+        "counters": public,
+        "error": result.error.message if result.error else None,
+        "warnings": result.warnings,
+    }
+    busy = counters.rows_read or counters.uploads or counters.pending_resent or counters.updated
+    keep = ctx.dry_run or bool(busy) or result.status != "completed" or bool(result.warnings)
+    pending = None
+    try:
+        if report.close(summary, keep=keep):
+            result.report_dir = report.directory
+        prune(ctx.app.reports_dir / ctx.tenant, keep_days=ctx.app.reports_keep_days)
+        if not ctx.dry_run:
+            ctx.state.finish_run(ctx.run_id, status=result.status, counters=public)
+            pending = ctx.state.pending_count()
+    except LeaseLost as exc:
+        log.error("%s", exc.message)
+        result.status, result.error = "failed", result.error or exc
+    except ConnectorError as exc:
+        result.status, result.error = "failed", result.error or exc
+    ctx.emit(
+        RunFinished(
+            ctx.tenant,
+            ctx.run_id,
+            result.status,
+            counters,
+            dict(report.reasons),
+            pending,
+            result.error.message if result.error else None,
+        )
+    )
+
+
+def _drift(
+    ctx: RunContext, units: list[SourceUnit], unit_rows: Counter[str], warnings: list[str]
+) -> str:
+    """``completed``, or ``empty`` when a source that produced contacts before produced no rows.
+
+    A new export with a header only, or a whole table that is now empty, is how a broken CRM
+    export job looks from here; it must not pass for a quiet success.
+    """
+    counters = ctx.counters
+    empty = [u.name for u in units if u.expect_rows and unit_rows[u.ident] == 0]
+    if counters.rows_read and not counters.contacts:
+        warnings.append(
+            f"all {counters.rows_read:,} rows were rejected; see rejected.csv for the reasons"
+        )
+    if empty and not counters.rows_read and ctx.state.delivered_count():
+        warnings.append(
+            f"{', '.join(empty)} produced no rows, although this tenant's source produced "
+            "contacts before; check the CRM's export"
+        )
+        return "empty"
+    return "completed"
+
+
+def _bind(
+    bind: Callable[[list[str], str], BoundMapping], unit: SourceUnit, warnings: list[str]
+) -> BoundMapping:
+    bound = bind(unit.header(), unit.name)
+    warnings.extend(w for w in bound.warnings if w not in warnings)
+    return bound
+
+
+def _read(
+    ctx: RunContext,
+    units: list[SourceUnit],
+    bound: dict[str, BoundMapping],
+    report: Report,
+    unit_rows: Counter[str],
+    staging: Staging,
+) -> None:
+    """Map every row: rejections go to the report, contacts to the staging file."""
+    for unit in units:
+        mapping = bound[unit.ident]
+        for item in _mapped(ctx, unit, mapping, unit_rows):
+            if ctx.counters.rows_read % _PROGRESS_EVERY == 0:
+                ctx.check_stop()
+                ctx.emit(Progress(ctx.tenant, ctx.counters))
+            if isinstance(item, Rejection):
+                report.reject(item)
+            else:
+                staging.add(item)
+        ctx.emit(UnitRead(ctx.tenant, unit.name, unit_rows[unit.ident]))
+        ctx.emit(Progress(ctx.tenant, ctx.counters))
+
+
+def _fresh(
+    ctx: RunContext, staging: Staging
+) -> Iterator[tuple[list[Contact], list[tuple[Contact, str]]]]:
+    """Each chunk of distinct contacts split into the never delivered and the delivered whose
+    names changed since (with their Kore id); delivered and unchanged ones are only counted."""
+    for chunk in staging.winners(_STATE_CHUNK):
+        ctx.counters.contacts += len(chunk)
+        delivered = ctx.state.delivered([c.key for c in chunk])
+        fresh: list[Contact] = []
+        changed: list[tuple[Contact, str]] = []
+        for contact in chunk:
+            before = delivered.get(contact.key)
+            if before is None:
+                fresh.append(contact)
+                continue
+            ctx.counters.already_delivered += 1
+            if before.fingerprint != contact.fingerprint and before.kore_id:
+                changed.append((contact, before.kore_id))
+        yield fresh, changed
+
+
+def _dispatch(ctx: RunContext, staging: Staging, sink: Sink) -> None:
+    """Hand new contacts to the sink in batches, and renamed ones as updates; a stop is
+    heeded before every batch."""
+    size = ctx.settings.kore.batch_size
+    waiting: list[Contact] = []
+    changed: list[tuple[Contact, str]] = []
+    for fresh, renamed in _fresh(ctx, staging):
+        waiting += fresh
+        changed += renamed
+        while len(waiting) >= size:
+            ctx.check_stop()
+            sink.send(waiting[:size])
+            del waiting[:size]
+            ctx.emit(Progress(ctx.tenant, ctx.counters))
+        if len(changed) >= size:
+            ctx.check_stop()
+            sink.update(changed)
+            changed.clear()
+    if waiting:
+        ctx.check_stop()
+        sink.send(waiting)
+    if changed:
+        ctx.check_stop()
+        sink.update(changed)
+
+
+def _mapped(
+    ctx: RunContext, unit: SourceUnit, mapping: BoundMapping, unit_rows: Counter[str]
+) -> Iterator[Contact | Rejection]:
+    width = len(mapping.header)
+    region = ctx.settings.default_region
+    for row in unit.rows():
+        ctx.counters.rows_read += 1
+        unit_rows[unit.ident] += 1
+        if row.error or len(row.values) != width:
+            detail = row.error or f"{len(row.values)} cells where the header has {width}"
+            yield Rejection(
+                "malformed_row",
+                detail,
+                unit.name,
+                row.line,
+                "",
+                {"cells": " | ".join(row.values)[:500]} if row.values else {},
+            )
+            continue
+        yield mapping.apply(row.values, source=unit.name, row=row.line, default_region=region)

@@ -1,0 +1,102 @@
+"""Where a run's batches go: to Kore, or (a dry run) to batch files. A dry run is a choice of
+sink, not a branch in the run."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import httpx
+
+from connector.delivery import Deliverer, kore_row
+from connector.kore.client import Answer, KoreClient, limits_of
+from connector.mapping import Contact
+from connector.report import Report, batch_csv
+from connector.state import Store
+from connector.state.budget import SharedPacer
+from connector.sync.context import KoreAnswered, RunContext
+
+Changed = list[tuple[Contact, str]]
+
+
+class Sink(Protocol):
+    def resume(self) -> None:
+        """Settle what an earlier run left in flight, before anything new."""
+
+    def send(self, contacts: list[Contact]) -> None: ...
+
+    def update(self, changed: Changed) -> None:
+        """Delivered numbers whose names changed since (with their Kore id)."""
+
+    def close(self) -> None: ...
+
+
+class KoreSink:
+    def __init__(
+        self,
+        ctx: RunContext,
+        report: Report,
+        store: Store,
+        *,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.ctx = ctx
+        kore = ctx.settings.kore
+        pacer = SharedPacer(store, f"{kore.host}|{kore.bot_id}", limits_of(kore), sleep=ctx.sleep)
+        self.client = KoreClient(
+            kore, transport=transport, sleep=ctx.sleep, pacer=pacer, observe=self._answered
+        )
+        self.deliverer = Deliverer(ctx, client=self.client, report=report)
+
+    def _answered(self, answer: Answer) -> None:
+        self.ctx.emit(
+            KoreAnswered(self.ctx.tenant, answer.method, answer.path, answer.status, answer.seconds)
+        )
+
+    def resume(self) -> None:
+        for batch in self.ctx.state.pending_batches():
+            self.ctx.check_stop()
+            self.deliverer.resume(batch)
+
+    def send(self, contacts: list[Contact]) -> None:
+        self.deliverer.send(contacts)
+
+    def update(self, changed: Changed) -> None:
+        if self.ctx.settings.kore.update_changed:
+            self.deliverer.update(changed)
+        else:
+            self.ctx.counters.changed_skipped += len(changed)
+
+    def close(self) -> None:
+        self.client.close()
+
+
+class DryRunSink:
+    """Batch files, exactly as they would be uploaded; nothing sent, no state changed."""
+
+    def __init__(self, ctx: RunContext, report: Report, warnings: list[str]) -> None:
+        self.ctx = ctx
+        self.report = report
+        self.warnings = warnings
+
+    def resume(self) -> None:
+        in_flight = self.ctx.state.pending_count()
+        if in_flight:
+            self.warnings.append(
+                f"{in_flight:,} rows of an interrupted run are in flight; "
+                "a real run re-sends them before anything else"
+            )
+
+    def send(self, contacts: list[Contact]) -> None:
+        kore = self.ctx.settings.kore
+        self.report.write_batch(batch_csv([kore_row(c, kore) for c in contacts]))
+        self.ctx.counters.batches += 1
+        self.ctx.counters.would_send += len(contacts)
+
+    def update(self, changed: Changed) -> None:
+        if self.ctx.settings.kore.update_changed:
+            self.ctx.counters.would_update += len(changed)
+        else:
+            self.ctx.counters.changed_skipped += len(changed)
+
+    def close(self) -> None:
+        pass
