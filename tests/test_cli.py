@@ -243,7 +243,12 @@ def test_json_logs_mask_phone_numbers(tmp_path: Path) -> None:
         result = run_cli("sync", "-v", "--log-format", "json", config=config)
 
     assert result.returncode == 0, result.stderr
-    entries = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
+    entries = [json.loads(line) for line in result.stderr.splitlines()]
+    (done,) = [json.loads(line) for line in result.stdout.splitlines()]
+    assert done["counters"]["created"] == len(expected.contacts) - 3
+    assert done["tenant"] == "acme" and done["status"] == "completed"
+    assert all(e["tenant"] == "acme" for e in entries if "logger" in e)
+    assert any(e["message"] == "run started" and e["run_id"] == done["run_id"] for e in entries)
     assert any("Kore refused" in e["message"] for e in entries)
     assert any("retry 1 of" in e["message"] for e in entries)
     for key in expected.contacts:

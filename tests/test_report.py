@@ -33,3 +33,23 @@ def test_neutralise_leaves_plain_text_alone() -> None:
     assert neutralise("Ann") == "Ann"
     assert neutralise("-5") == "'-5"
     assert neutralise("\tx") == "'\tx"
+
+
+def test_old_run_folders_are_pruned_and_nothing_else_is_touched(tmp_path: Path) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from connector.report import RUN_ID_TIME, prune
+
+    def folder(age_days: float) -> Path:
+        started = datetime.now(UTC) - timedelta(days=age_days)
+        path = tmp_path / f"{started.strftime(RUN_ID_TIME)}-abcdef"
+        path.mkdir()
+        return path
+
+    old, recent = folder(31), folder(29)
+    other = tmp_path / "keep-me"
+    other.mkdir()
+
+    assert prune(tmp_path, keep_days=30) == 1
+    assert not old.exists() and recent.exists() and other.exists()
+    assert prune(tmp_path, keep_days=0) == 0, "0 keeps every folder"

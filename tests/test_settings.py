@@ -60,6 +60,9 @@ def test_environment_overrides_settings_that_are_not_per_tenant(
         (lambda t: t["kore"].pop("client_id"), "tenants.acme.kore.client_id is required"),
         (lambda t: t["kore"].update(host="http://kore.example.com"), "must be https"),
         (lambda t: t.update(schedule={"every": "soon"}), "must look like 30s"),
+        (lambda t: t.update(schedule={"every": "0m"}), "schedule.every must be longer than zero"),
+        (lambda t: t.update(schedule={"every": "1m", "jitter": "0s"}), "jitter must be longer"),
+        (lambda t: t.update(schedule={"every": "1m", "cron": "* * * * *"}), "exactly one"),
         (lambda t: t.update(schedule={"cron": "not a cron"}), "not a crontab"),
         (lambda t: t["source"].update(kind="ftp"), "tenants.acme.source"),
     ],
@@ -95,3 +98,19 @@ def test_missing_file_and_bad_yaml_are_config_errors(tmp_path: Path) -> None:
     bad.write_text("tenants: [unclosed\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_settings(bad)
+
+
+def test_daemon_settings_and_report_retention_have_defaults_and_limits(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ACME_SECRET", "x")
+    data = yaml.safe_load(yaml.safe_dump(BASE))
+    settings = load_settings(_write(tmp_path, data))
+    assert (settings.daemon.lease_seconds, settings.daemon.stop_grace_seconds) == (60, 30)
+    assert settings.reports_keep_days == 30
+    data["daemon"] = {"lease_seconds": 1}
+    with pytest.raises(ConfigError, match=r"daemon\.lease_seconds"):
+        load_settings(_write(tmp_path, data))
+    data["daemon"] = {"lease_secs": 10}
+    with pytest.raises(ConfigError, match=r"daemon\.lease_secs is not a known setting"):
+        load_settings(_write(tmp_path, data))

@@ -395,3 +395,39 @@ def test_an_answer_that_lists_refused_rows_too_is_not_taken_as_created(
     assert {k: d.kore_id for k, d in delivered.items()} == {"+14152011001": "k1"}
     assert result.counters.created == 1
     assert result.counters.kore_refused == 1
+
+
+def test_ctrl_c_during_a_sync_settles_the_batch_in_flight_and_records_interrupted(
+    tmp_path: Path,
+) -> None:
+    export = tmp_path / "contacts.csv"
+    expected = write_export(export, valid=500, seed=21)
+    with Sandbox(faults=Faults(delay_seconds=1)) as sandbox:
+        config = write_config(tmp_path, {"acme": tenant_config(sandbox, export, batch_size=100)})
+        env = {**os.environ, "TEST_KORE_SECRET": DEFAULT_SECRET}
+        child = subprocess.Popen(
+            [sys.executable, "-m", "connector", "sync", "--config", str(config)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        deadline = time.monotonic() + 60
+        while sandbox.state.uploads < 1 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        child.send_signal(signal.SIGINT)
+        out, err = child.communicate(timeout=30)
+
+        assert child.returncode == 1
+        assert "stopping after the batch in flight" in err
+        assert "Traceback" not in err
+        assert ": interrupted - " in out
+        status = json.loads(run_cli("status", "--json", config=config).stdout)["tenants"]["acme"]
+        assert status["last_run"]["status"] == "interrupted"
+        assert status["pending"] == 0 and status["lease"] is None
+        assert len(held(sandbox)) == 100, "the batch in flight was settled, no other was sent"
+
+        sandbox.faults.delay_seconds = 0
+        assert run_cli("sync", config=config).returncode == 0
+        assert held(sandbox) == expected.contacts
+        assert sum(u.received for u in sandbox.state.upload_log) == len(expected.contacts)

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+)
 
 from connector.sync.context import Event, KoreAnswered, RunFinished, RunStarted
 
@@ -22,6 +28,7 @@ ROW_OUTCOMES = (
 
 class Metrics:
     def __init__(self) -> None:
+        disable_created_metrics()  # the *_created series only double what scrapers keep
         self.registry = CollectorRegistry()
         r = self.registry
         self.runs = Counter(

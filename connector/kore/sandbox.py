@@ -13,6 +13,7 @@ import io
 import json
 import logging
 import socket
+import sys
 import threading
 import time
 import uuid
@@ -77,6 +78,13 @@ class SandboxState:
             return [dict(c) for c in self.contacts.values() if c["status"] == "ACTIVE"]
 
 
+class _Server(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that went away mid-answer (killed, timed out) is no server error."""
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
 class Sandbox:
     """Run with ``start()``/``stop()`` or as a context manager; ``url`` is the host to configure."""
 
@@ -94,7 +102,7 @@ class Sandbox:
         self.account_id = account_id
         self.faults = faults or Faults()
         self.state = SandboxState()
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), _handler_for(self))
+        self._server = _Server(("127.0.0.1", port), _handler_for(self))
         self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
 

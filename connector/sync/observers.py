@@ -29,9 +29,9 @@ def log_event(event: Event) -> None:
         shown = ", ".join(f"{k} {v:,}" for k, v in event.counters.as_dict().items() if v)
         log.log(
             logging.INFO if event.status in ("completed", "empty") else logging.WARNING,
-            "run %s: %s%s",
+            "run %s%s%s",
             event.status,
-            shown or "nothing to do",
+            f": {shown}" if shown else "",
             f" ({event.error})" if event.error else "",
             extra={"status": event.status, "counters": event.counters.as_dict()},
         )

@@ -70,7 +70,28 @@ def run_tenant(
     observers: Sequence[Observer] = (),
     transport: httpx.BaseTransport | None = None,
 ) -> RunResult:
-    """One run of a tenant under its lease. Raises ``TenantBusy`` while another process runs it."""
+    """One run of a tenant under its lease. Raises ``TenantBusy`` while another process runs it.
+
+    Everything it logs, the lease's comings and goings included, carries the tenant (and, once
+    the run has begun, its run id)."""
+    scope = contextvars.copy_context()
+    return scope.run(
+        _run_tenant, store, name, settings, base_dir, stop, dry_run, full, observers, transport
+    )
+
+
+def _run_tenant(
+    store: Store,
+    name: str,
+    settings: Settings,
+    base_dir: Path,
+    stop: threading.Event,
+    dry_run: bool,
+    full: bool,
+    observers: Sequence[Observer],
+    transport: httpx.BaseTransport | None,
+) -> RunResult:
+    logs.bind(tenant=name)
     tenant = settings.tenants[name]
 
     def context(lease_state: Any) -> RunContext:
@@ -97,11 +118,6 @@ def run_once(
 ) -> RunResult:
     """Run one tenant once. User errors end the run as ``failed`` and are returned, not raised;
     a stop ends it as ``interrupted`` at the next batch boundary or wait."""
-    scope = contextvars.copy_context()
-    return scope.run(_run, ctx, store, transport)
-
-
-def _run(ctx: RunContext, store: Store, transport: httpx.BaseTransport | None) -> RunResult:
     logs.bind(tenant=ctx.tenant, run_id=ctx.run_id)
     report = Report(ctx.app.reports_dir / ctx.tenant / ctx.run_id)
     counters = ctx.counters
