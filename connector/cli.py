@@ -231,10 +231,10 @@ def _stopping_on_signals(stop: threading.Event) -> Any:
     ``interrupted``; a second Ctrl-C stops at once."""
 
     def first(signum: int, _frame: FrameType | None) -> None:
-        print(
+        say(
             "stopping after the batch in flight (Ctrl-C again to stop at once)",
-            file=sys.stderr,
-            flush=True,
+            error=True,
+            level="warning",
         )
         stop.set()
         signal.signal(signal.SIGINT, signal.default_int_handler)
