@@ -152,14 +152,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         print_error(exc, verbose=verbose)
         return exc.exit_code
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        say("interrupted", error=True, level="error")
         return FAILED
     except Exception as exc:  # a bug: say so in one line; -v shows where
         if verbose:
             raise
-        print(
+        say(
             f"internal error: {type(exc).__name__}: {exc} (run with -v for the traceback)",
-            file=sys.stderr,
+            error=True,
+            level="error",
         )
         return FAILED
 

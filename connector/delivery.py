@@ -17,10 +17,10 @@ from connector.errors import KoreRejected
 from connector.kore.client import KoreClient
 from connector.mapping import Contact
 from connector.phones import join_key, mask
-from connector.report import Report, batch_csv
+from connector.report import batch_csv, contact_rejection
 from connector.settings import KoreSettings
 from connector.state import PendingBatch
-from connector.sync.context import BatchSettled, RunContext
+from connector.sync.context import BatchSettled, RowRejected, RunContext
 
 log = logging.getLogger(__name__)
 
@@ -75,11 +75,10 @@ class KoreDirectory:
 class Deliverer:
     """Uploads a run's batches to Kore and settles each in the tenant's (fenced) state."""
 
-    def __init__(self, ctx: RunContext, *, client: KoreClient, report: Report) -> None:
+    def __init__(self, ctx: RunContext, *, client: KoreClient) -> None:
         self.ctx = ctx
         self.state = ctx.state
         self.client = client
-        self.report = report
         self.counters = ctx.counters
         self.settings: KoreSettings = ctx.settings.kore
         self.directory = KoreDirectory(client)
@@ -198,7 +197,7 @@ class Deliverer:
                     "%s row %d: Kore already had %s", contact.source, contact.row, mask(contact.key)
                 )
                 self.counters.already_in_kore += 1
-                self.report.reject_contact(
+                self._reject(
                     contact,
                     "already_in_kore",
                     "Kore already had a contact with this number; this row was not created",
@@ -209,7 +208,10 @@ class Deliverer:
         log.warning(
             "%s row %d: Kore refused %s: %s", contact.source, contact.row, mask(contact.key), detail
         )
-        self.report.reject_contact(contact, "kore_refused", detail)
+        self._reject(contact, "kore_refused", detail)
+
+    def _reject(self, contact: Contact, reason: str, detail: str) -> None:
+        self.ctx.emit(RowRejected(self.ctx.tenant, contact_rejection(contact, reason, detail)))
 
     def update(self, changed: Sequence[tuple[Contact, str]]) -> None:
         """Opt-in: bring Kore contacts whose names changed in the CRM up to date."""

@@ -22,12 +22,12 @@ from typing import IO, Any
 
 from connector.errors import ConnectorError
 from connector.mapping import KORE_COLUMNS, Contact, Rejection
+from connector.sync.context import RUN_ID_TIME, Event, RowRejected
 
 log = logging.getLogger(__name__)
 
 REJECTED_COLUMNS = ("source", "row", "record_id", "reason", "detail", "values")
-RUN_ID_TIME = "%Y%m%dT%H%M%S.%fZ"
-"""How a run id starts: its start time, so ids sort by it and old folders can be told apart."""
+
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
@@ -80,17 +80,10 @@ class Report:
             ]
         )
 
-    def reject_contact(self, contact: Contact, reason: str, detail: str) -> None:
-        self.reject(
-            Rejection(
-                reason,
-                detail,
-                contact.source,
-                contact.row,
-                contact.record_id,
-                dict(zip(KORE_COLUMNS, contact.csv_row(), strict=True)),
-            )
-        )
+    def observe(self, event: Event) -> None:
+        """The report is an observer of the run: it writes every ``RowRejected``."""
+        if isinstance(event, RowRejected):
+            self.reject(event.rejection)
 
     def write_batch(self, body: bytes) -> Path:
         """Keep a batch file (dry runs): what would have been uploaded, byte for byte."""
@@ -139,6 +132,18 @@ def prune(tenant_dir: Path, *, keep_days: int) -> int:
     if removed:
         log.info("removed %d report folder(s) older than %d days", removed, keep_days)
     return removed
+
+
+def contact_rejection(contact: Contact, reason: str, detail: str) -> Rejection:
+    """A contact that was mapped but is not sent, with the six columns it would have had."""
+    return Rejection(
+        reason,
+        detail,
+        contact.source,
+        contact.row,
+        contact.record_id,
+        dict(zip(KORE_COLUMNS, contact.csv_row(), strict=True)),
+    )
 
 
 def batch_csv(rows: Sequence[Sequence[str]]) -> bytes:

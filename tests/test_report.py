@@ -38,7 +38,8 @@ def test_neutralise_leaves_plain_text_alone() -> None:
 def test_old_run_folders_are_pruned_and_nothing_else_is_touched(tmp_path: Path) -> None:
     from datetime import UTC, datetime, timedelta
 
-    from connector.report import RUN_ID_TIME, prune
+    from connector.report import prune
+    from connector.sync.context import RUN_ID_TIME
 
     def folder(age_days: float) -> Path:
         started = datetime.now(UTC) - timedelta(days=age_days)

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from connector.errors import RunInterrupted
-from connector.report import RUN_ID_TIME
+from connector.mapping import Rejection
 from connector.settings import Settings, TenantSettings
 from connector.state import TenantState
 
@@ -63,6 +63,14 @@ class UnitRead:
 
 
 @dataclass(frozen=True)
+class RowRejected:
+    """A row that is not sent, and why: the report writes it, the counters count it."""
+
+    tenant: str
+    rejection: Rejection
+
+
+@dataclass(frozen=True)
 class Progress:
     tenant: str
     counters: Counters
@@ -99,8 +107,12 @@ class RunFinished:
     error: str | None
 
 
-Event = RunStarted | UnitRead | Progress | BatchSettled | KoreAnswered | RunFinished
+Event = RunStarted | UnitRead | RowRejected | Progress | BatchSettled | KoreAnswered | RunFinished
 Observer = Callable[[Event], None]
+
+
+RUN_ID_TIME = "%Y%m%dT%H%M%S.%fZ"
+"""How a run id starts: its start time, so ids sort by it and old report folders can be told."""
 
 
 def new_run_id() -> str:

@@ -24,7 +24,7 @@ import httpx
 from connector import logs
 from connector.errors import ConnectorError, RunInterrupted
 from connector.mapping import BoundMapping, Contact, Rejection, load_mapping
-from connector.report import Report, prune
+from connector.report import Report, contact_rejection, prune
 from connector.settings import Settings
 from connector.sources import SourceUnit, open_source
 from connector.staging import Staging
@@ -33,6 +33,7 @@ from connector.sync.context import (
     Counters,
     Observer,
     Progress,
+    RowRejected,
     RunContext,
     RunFinished,
     RunStarted,
@@ -120,6 +121,7 @@ def run_once(
     a stop ends it as ``interrupted`` at the next batch boundary or wait."""
     logs.bind(tenant=ctx.tenant, run_id=ctx.run_id)
     report = Report(ctx.app.reports_dir / ctx.tenant / ctx.run_id)
+    ctx.observers.insert(0, report.observe)
     counters = ctx.counters
     result = RunResult(ctx.tenant, ctx.run_id, "running", counters, None)
     started = datetime.now(UTC)
@@ -140,15 +142,16 @@ def run_once(
         sink = (
             DryRunSink(ctx, report, result.warnings)
             if ctx.dry_run
-            else KoreSink(ctx, report, store, transport=transport)
+            else KoreSink(ctx, store, transport=transport)
         )
         sink.resume()
         unit_rows: Counter[str] = Counter()
         with Staging() as staging:
-            _read(ctx, units, bound, report, unit_rows, staging)
+            _read(ctx, units, bound, unit_rows, staging)
             for loser, source_name, row in staging.duplicates():
-                report.reject_contact(
-                    loser, "duplicate_in_source", f"same number as {source_name} row {row}"
+                detail = f"same number as {source_name} row {row}"
+                ctx.emit(
+                    RowRejected(ctx.tenant, contact_rejection(loser, "duplicate_in_source", detail))
                 )
             _dispatch(ctx, staging, sink)
         if not ctx.dry_run:
@@ -247,7 +250,6 @@ def _read(
     ctx: RunContext,
     units: list[SourceUnit],
     bound: dict[str, BoundMapping],
-    report: Report,
     unit_rows: Counter[str],
     staging: Staging,
 ) -> None:
@@ -259,7 +261,7 @@ def _read(
                 ctx.check_stop()
                 ctx.emit(Progress(ctx.tenant, ctx.counters))
             if isinstance(item, Rejection):
-                report.reject(item)
+                ctx.emit(RowRejected(ctx.tenant, item))
             else:
                 staging.add(item)
         ctx.emit(UnitRead(ctx.tenant, unit.name, unit_rows[unit.ident]))

@@ -32,12 +32,7 @@ class Sink(Protocol):
 
 class KoreSink:
     def __init__(
-        self,
-        ctx: RunContext,
-        report: Report,
-        store: Store,
-        *,
-        transport: httpx.BaseTransport | None = None,
+        self, ctx: RunContext, store: Store, *, transport: httpx.BaseTransport | None = None
     ) -> None:
         self.ctx = ctx
         kore = ctx.settings.kore
@@ -45,7 +40,7 @@ class KoreSink:
         self.client = KoreClient(
             kore, transport=transport, sleep=ctx.sleep, pacer=pacer, observe=self._answered
         )
-        self.deliverer = Deliverer(ctx, client=self.client, report=report)
+        self.deliverer = Deliverer(ctx, client=self.client)
 
     def _answered(self, answer: Answer) -> None:
         self.ctx.emit(
