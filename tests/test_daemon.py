@@ -67,3 +67,14 @@ def test_a_reload_with_a_broken_mapping_keeps_everything(
     assert _jobs(running) == {"a": "interval[1:00:00]", "b": "interval[2:00:00]"}
     assert [r.message for r in caplog.records if "reload refused" in r.message]
     assert running.settings.tenants["a"].schedule.every == timedelta(hours=1)
+
+
+@pytest.mark.parametrize("listen", ["nonsense", "127.0.0.1:99999", "127.0.0.1:"])
+def test_a_bad_listen_address_is_one_line_and_exit_2(tmp_path: Path, listen: str) -> None:
+    from tests.conftest import run_cli
+
+    with Sandbox() as sandbox:
+        config = _config(tmp_path, sandbox, {"a": {"every": "1h"}})
+    result = run_cli("daemon", "--listen", listen, config=config, timeout=30)
+    assert result.returncode == 2
+    assert result.stderr.splitlines()[0] == f"error: --listen {listen}: expected HOST:PORT"

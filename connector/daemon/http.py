@@ -28,7 +28,7 @@ class HealthServer:
         registry: CollectorRegistry,
     ) -> None:
         host, _, port = listen.rpartition(":")
-        if not host or not port.isdigit():
+        if not host or not port.isdigit() or int(port) > 65535:
             raise ConfigError(
                 f"--listen {listen}: expected HOST:PORT", hint="e.g. --listen 127.0.0.1:9108"
             )
