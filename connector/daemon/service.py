@@ -131,6 +131,8 @@ class Daemon:
                 return
             stop = threading.Event()
             with self._lock:
+                if self._stopping:
+                    return
                 self._running[name] = stop
             try:
                 run_tenant(
@@ -161,10 +163,10 @@ class Daemon:
 
     def stop(self, grace: float) -> bool:
         """Stop scheduling, ask every run to stop, and wait for them; False if the grace ran out."""
-        self._stopping = True
-        self.scheduler.shutdown(wait=False)
         with self._lock:
+            self._stopping = True
             running = dict(self._running)
+        self.scheduler.shutdown(wait=False)
         for stop in running.values():
             stop.set()
         if running:
