@@ -32,6 +32,7 @@ def check_tenant(
         for warning in bound.warnings:
             print(f"  warning:  {warning}", file=out)
         reasons: Counter[str] = Counter()
+        countries: Counter[str] = Counter()
         examples: dict[str, int] = {}
         preview: list[Contact] = []
         read = 0
@@ -51,6 +52,8 @@ def check_tenant(
                 else:
                     reasons[item.reason] += 1
                     examples.setdefault(item.reason, item.row)
+                    if item.reason == "country_unknown":
+                        countries[item.subject] += 1
         print(
             f"  sample:   {read:,} rows, {read - sum(reasons.values()):,} would be sent"
             f" (before duplicates and numbers already delivered)",
@@ -58,6 +61,9 @@ def check_tenant(
         )
         for reason, count in reasons.most_common():
             print(f"  rejected: {count:,} {reason} (first at line {examples[reason]})", file=out)
+        if countries:
+            shown = ", ".join(f"'{name}' {count:,}" for name, count in countries.most_common())
+            print(f"  unknown countries: {shown}", file=out)
         if preview:
             _table(out, [KORE_COLUMNS, *(c.csv_row() for c in preview)])
     if online:

@@ -13,6 +13,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cached_property
 from importlib.resources import files
 from pathlib import Path
 from typing import Any, Literal
@@ -20,8 +21,9 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from connector.countries import region_for
 from connector.errors import ConfigError
-from connector.phones import PhoneKey, PhoneProblem, parse_phone, region_for
+from connector.phones import PhoneKey, PhoneProblem, parse_phone
 
 KORE_COLUMNS = (
     "firstName",
@@ -35,6 +37,49 @@ _SPACES = re.compile(r"\s+")
 _MULTI = " ::: "
 _INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff"), None)
 _US_DATES = ("%m/%d/%Y %I:%M %p", "%m/%d/%Y %H:%M:%S", "%m/%d/%Y %H:%M", "%m/%d/%Y")
+PLACEHOLDERS = (
+    "null",
+    "none",
+    "nil",
+    "n/a",
+    "n.a.",
+    "-",
+    "--",
+    "#n/a",
+    "#null!",
+    "(blank)",
+    "(none)",
+    "(empty)",
+    "undefined",
+)
+"""What exports write for "no value": read as empty in every column a mapping reads. ``na`` is
+not among them by default: it is a Korean surname."""
+SALUTATIONS = frozenset(
+    [
+        "mr",
+        "mrs",
+        "ms",
+        "miss",
+        "mx",
+        "dr",
+        "prof",
+        "sir",
+        "dame",
+        "rev",
+        "herr",
+        "frau",
+        "hr",
+        "mme",
+        "mlle",
+        "sr",
+        "sra",
+        "srta",
+        "sig",
+        "dott",
+    ]
+)
+"""Titles that may open a full name (with or without a dot): they go to the salutation."""
+NEVER_DIALLED = ("fax", "pager")
 
 
 def _columns(value: Any) -> Any:
@@ -66,7 +111,7 @@ class FieldSpec(_Spec):
     value: str | None = None
     map: dict[str, str] = Field(default_factory=dict)
     default: str = ""
-    split: Literal["first", "last"] | None = None
+    split: Literal["first", "last", "salutation"] | None = None
     case: Literal["upper", "lower", "title"] | None = None
     trim: bool = True
 
@@ -89,12 +134,16 @@ class SkipRule(_Spec):
 
 class PhoneSpec(_Spec):
     """Phone columns in order of preference. ``labels`` (parallel to ``from``) name columns that
-    say what each number is; numbers whose label holds one of ``prefer_labels`` are tried first."""
+    say what each number is; numbers whose label holds one of ``prefer_labels`` are tried first,
+    and numbers whose label holds one of ``never_labels`` (fax, pager) are never dialled. A ``*``
+    in a column name stands for a number: ``Phone * - Value`` is every ``Phone N - Value``, in
+    order of N, and ``Phone * - Label`` its label."""
 
     from_: list[str] = Field(alias="from", min_length=1)
     region_from: list[str] = Field(default_factory=list)
     labels: list[list[str]] = Field(default_factory=list)
     prefer_labels: list[str] = Field(default_factory=list)
+    never_labels: list[str] = Field(default_factory=lambda: list(NEVER_DIALLED))
 
     _normalise = field_validator("from_", "region_from", mode="before")(_columns)
 
@@ -113,12 +162,14 @@ class PhoneSpec(_Spec):
 class MappingSpec(_Spec):
     id: Columns | None = None
     updated_at: Columns | None = None
+    full_name: Columns | None = None
     skip_when: list[SkipRule] = Field(default_factory=list)
     fields: dict[Literal["firstName", "lastName", "salutation"], FieldSpec]
     phone: PhoneSpec
+    placeholders: list[str] = Field(default_factory=lambda: list(PLACEHOLDERS))
     description: str = ""
 
-    _normalise = field_validator("id", "updated_at", mode="before")(_columns_shorthand)
+    _normalise = field_validator("id", "updated_at", "full_name", mode="before")(_columns_shorthand)
 
     @property
     def id_columns(self) -> list[str]:
@@ -176,6 +227,8 @@ class Rejection:
     row: int
     record_id: str
     values: dict[str, str] = field(default_factory=dict)
+    subject: str = ""
+    """The one value at fault, where there is one (the country of ``country_unknown``)."""
 
 
 @dataclass(frozen=True)
@@ -203,7 +256,11 @@ class Mapping:
             for name, field_spec in spec.fields.items()
             if field_spec.from_
         ]
-        for where, columns in (("id", spec.id), ("updated_at", spec.updated_at)):
+        for where, columns in (
+            ("id", spec.id),
+            ("updated_at", spec.updated_at),
+            ("full_name", spec.full_name),
+        ):
             if columns:
                 uses.append(ColumnUse(where, columns.from_, columns.if_present))
         uses.append(ColumnUse("phone.from", spec.phone.from_, optional=False))
@@ -234,9 +291,10 @@ class Mapping:
             positions.setdefault(normalise_header(name), i)
         warnings: list[str] = []
         resolved: dict[str, list[int]] = {}
+        tokens: dict[int, str] = {}
         for use in self.columns():
             where, candidates = use.where, use.candidates
-            found = [positions[n] for n in map(normalise_header, candidates) if n in positions]
+            found = _find(candidates, header, positions, tokens)
             if not found and use.optional:
                 if use.warning:
                     warnings.append(
@@ -250,17 +308,77 @@ class Mapping:
                     hint=f"columns there: {', '.join(h.strip() for h in header)}",
                 )
             resolved[where] = found
+        self._need_a_name(resolved, header, source)
+        warnings += _repeated(header, resolved, source)
         labels: dict[int, int] = {}
         for column, label_columns in zip(
             self.spec.phone.from_, self.spec.phone.labels, strict=False
         ):
-            value_at = positions.get(normalise_header(column))
-            found_labels = [
-                positions[n] for n in map(normalise_header, label_columns) if n in positions
-            ]
-            if value_at is not None and found_labels:
-                labels[value_at] = found_labels[0]
+            for value_at in _find([column], header, positions, tokens):
+                token = tokens.get(value_at, "")
+                names = [n.replace("*", token) for n in label_columns]
+                found_labels = [
+                    positions[n] for n in map(normalise_header, names) if n in positions
+                ]
+                if found_labels:
+                    labels[value_at] = found_labels[0]
         return BoundMapping(self, tuple(header), resolved, tuple(warnings), labels)
+
+    def _need_a_name(
+        self, resolved: dict[str, list[int]], header: Sequence[str], source: str
+    ) -> None:
+        """Any one name column will do: the row rule (at least one name) decides per row."""
+        spec = self.spec
+        wheres = ["fields.firstName.from", "fields.lastName.from", "full_name"]
+        fixed = [fs for n, fs in spec.fields.items() if n != "salutation" and fs.value is not None]
+        if fixed or any(resolved.get(where) for where in wheres):
+            return
+        names = [c for n, fs in spec.fields.items() if n != "salutation" for c in fs.from_]
+        names += spec.full_name.from_ if spec.full_name else []
+        raise ConfigError(
+            f"mapping {self.name}: {source} has no name column ({_quoted(names)})",
+            hint=f"columns there: {', '.join(h.strip() for h in header)}",
+        )
+
+
+def _find(
+    candidates: Sequence[str],
+    header: Sequence[str],
+    positions: dict[str, int],
+    tokens: dict[int, str],
+) -> list[int]:
+    """Positions of the candidates present, in the candidates' order; a ``*`` matches a number
+    (``Phone * - Value``: every ``Phone N - Value`` by N), remembered in ``tokens``."""
+    found: list[int] = []
+    for candidate in map(normalise_header, candidates):
+        if "*" not in candidate:
+            if candidate in positions:
+                found.append(positions[candidate])
+            continue
+        pattern = re.compile(re.escape(candidate).replace(r"\*", r"(\d+)") + "$")
+        matches = []
+        for name, pos in positions.items():
+            match = pattern.match(name)
+            if match:
+                matches.append((int(match[1]), pos))
+                tokens[pos] = match[1]
+        found += [pos for _, pos in sorted(matches)]
+    return found
+
+
+def _repeated(header: Sequence[str], resolved: dict[str, list[int]], source: str) -> list[str]:
+    """A column the mapping reads that the header has twice (HubSpot repeats ``Phone Number``
+    for the company): the first is used, and the run says so."""
+    counts: dict[str, int] = {}
+    for name in header:
+        counts[normalise_header(name)] = counts.get(normalise_header(name), 0) + 1
+    read = sorted({p for found in resolved.values() for p in found})
+    return [
+        f"{source}: column '{header[p].strip()}' appears {counts[normalise_header(header[p])]} "
+        "times; the first is read"
+        for p in read
+        if counts[normalise_header(header[p])] > 1
+    ]
 
 
 def normalise_header(name: str) -> str:
@@ -288,6 +406,15 @@ class BoundMapping:
     warnings: tuple[str, ...]
     phone_labels: dict[int, int] = field(default_factory=dict)
 
+    @cached_property
+    def _placeholders(self) -> frozenset[str]:
+        return frozenset(p.strip().casefold() for p in self.mapping.spec.placeholders)
+
+    def _value(self, values: Sequence[str], pos: int) -> str:
+        """A cell as the mapping reads it: a placeholder (``null``, ``N/A``, ``-``) is empty."""
+        text = _cell(values, pos)
+        return "" if text.strip().casefold() in self._placeholders else text
+
     def apply(
         self, values: Sequence[str], *, source: str, row: int, default_region: str
     ) -> Contact | Rejection:
@@ -297,7 +424,7 @@ class BoundMapping:
         for i, rule in enumerate(spec.skip_when):
             wanted = {v.strip().casefold() for v in rule.in_}
             for pos in self.positions[f"skip_when.{i}.field"]:
-                if _cell(values, pos).strip().casefold() in wanted:
+                if self._value(values, pos).strip().casefold() in wanted:
                     column = self.header[pos].strip()
                     return self._reject(
                         "skip_when",
@@ -309,25 +436,25 @@ class BoundMapping:
                     )
         names = {name: self._field(name, fs, values) for name, fs in spec.fields.items()}
         first, last = names.get("firstName", ""), names.get("lastName", "")
+        salutation = names.get("salutation", "")
+        if not first and not last:
+            title, first, last = split_full_name(self._first("full_name", values))
+            if title and not salutation and "salutation" in spec.fields:
+                salutation = _lookup(spec.fields["salutation"].map, title)
         if not first and not last:
             return self._reject(
                 "name_missing", "first and last name are both empty", values, source, row, record_id
             )
-        region = default_region
-        for pos in self.positions.get("phone.region_from", []):
-            found = region_for(_cell(values, pos))
-            if found:
-                region = found
-                break
+        region, unknown = self._region(values, default_region)
         problem: PhoneProblem | None = None
         for candidate in self._phone_candidates(values):
-            parsed = parse_phone(candidate, region)
+            parsed = parse_phone(candidate, region or "ZZ")
             if isinstance(parsed, PhoneKey):
                 return Contact(
                     key=parsed.key,
                     first_name=first,
                     last_name=last,
-                    salutation=names.get("salutation", ""),
+                    salutation=salutation,
                     phone=parsed,
                     source=source,
                     row=row,
@@ -344,32 +471,63 @@ class BoundMapping:
                 row,
                 record_id,
             )
+        if problem.reason == "phone_invalid" and region is None:
+            return self._reject(
+                "country_unknown",
+                f"country '{unknown}' is not recognised, and the number has no country code",
+                values,
+                source,
+                row,
+                record_id,
+                subject=unknown,
+            )
         detail = {
             "phone_mangled": "a spreadsheet turned the number into scientific notation; digits are lost",
             "phone_invalid": f"not a valid number for region {region}",
         }[problem.reason]
         return self._reject(problem.reason, detail, values, source, row, record_id)
 
+    def _region(self, values: Sequence[str], default_region: str) -> tuple[str | None, str]:
+        """The row's region: the first country cell that names one; the default when no cell
+        has a country; None (and the value) when a country is given but names no region, since
+        guessing would key the number in the wrong country."""
+        unknown = ""
+        for pos in self.positions.get("phone.region_from", []):
+            text = self._value(values, pos).strip()
+            if not text:
+                continue
+            found = region_for(text)
+            if found:
+                return found, ""
+            unknown = unknown or text
+        return (None, unknown) if unknown else (default_region, "")
+
     def _phone_candidates(self, values: Sequence[str]) -> list[str]:
-        """Every number in the phone columns, preferred labels first; a cell may hold several
-        numbers joined by ``" ::: "`` (Google Contacts), a ``"* "`` marking the primary one."""
+        """Every number in the phone columns, preferred labels first and fax or pager lines left
+        out; a cell may hold several numbers joined by ``" ::: "`` (Google Contacts), a ``"* "``
+        marking the primary one."""
+        phone = self.mapping.spec.phone
+        never = [p.casefold() for p in phone.never_labels]
         found: list[tuple[str, str]] = []
         for pos in self.positions["phone.from"]:
-            parts = _cell(values, pos).split(_MULTI)
-            label = _cell(values, self.phone_labels[pos]) if pos in self.phone_labels else ""
+            parts = self._value(values, pos).split(_MULTI)
+            label = self._value(values, self.phone_labels[pos]) if pos in self.phone_labels else ""
             labels = label.split(_MULTI)
             for i, part in enumerate(parts):
-                found.append(
-                    (labels[i] if len(labels) == len(parts) else label, part.removeprefix("* "))
-                )
-        prefer = [p.casefold() for p in self.mapping.spec.phone.prefer_labels]
+                own = labels[i] if len(labels) == len(parts) else label
+                number = part.removeprefix("* ")
+                if any(word in own.casefold() for word in never):
+                    continue
+                if number.strip().casefold() not in self._placeholders:
+                    found.append((own, number))
+        prefer = [p.casefold() for p in phone.prefer_labels]
         if prefer:
             found.sort(key=lambda item: not any(p in item[0].casefold() for p in prefer))
         return [number for _, number in found]
 
     def _first(self, where: str, values: Sequence[str]) -> str:
         for pos in self.positions.get(where, []):
-            text = _cell(values, pos).strip()
+            text = self._value(values, pos).strip()
             if text:
                 return text
         return ""
@@ -379,7 +537,7 @@ class BoundMapping:
             return fs.value
         text = ""
         for pos in self.positions[f"fields.{name}.from"]:
-            text = _cell(values, pos).translate(_INVISIBLE)
+            text = self._value(values, pos).translate(_INVISIBLE)
             if fs.trim:
                 text = _SPACES.sub(" ", text).strip()
             if text:
@@ -393,11 +551,19 @@ class BoundMapping:
         return text or fs.default
 
     def _reject(
-        self, reason: str, detail: str, values: Sequence[str], source: str, row: int, record_id: str
+        self,
+        reason: str,
+        detail: str,
+        values: Sequence[str],
+        source: str,
+        row: int,
+        record_id: str,
+        *,
+        subject: str = "",
     ) -> Rejection:
         read = sorted({p for positions in self.positions.values() for p in positions})
         shown = {self.header[p].strip(): _cell(values, p) for p in read if _cell(values, p).strip()}
-        return Rejection(reason, detail, source, row, record_id, shown)
+        return Rejection(reason, detail, source, row, record_id, shown, subject)
 
 
 def _cell(values: Sequence[str], pos: int) -> str:
@@ -414,13 +580,26 @@ def _lookup(table: dict[str, str], text: str) -> str:
     return text
 
 
-def split_name(full: str, part: Literal["first", "last"]) -> str:
-    """``Ada King Lovelace`` -> first ``Ada``, last ``King Lovelace``; ``Lovelace, Ada`` too."""
-    if "," in full:
-        last, _, first = full.partition(",")
+def split_full_name(full: str) -> tuple[str, str, str]:
+    """``Mr. Ada King Lovelace`` -> (``Mr.``, ``Ada``, ``King Lovelace``); ``Lovelace, Ada``
+    -> ("", ``Ada``, ``Lovelace``); a title at the start is the salutation, never the name."""
+    text = _SPACES.sub(" ", full.translate(_INVISIBLE)).strip()
+    title = ""
+    head, _, rest = text.partition(" ")
+    if rest and head.rstrip(".").casefold() in SALUTATIONS:
+        title, text = head, rest.strip()
+    if "," in text:
+        last, _, first = text.partition(",")
     else:
-        first, _, last = full.partition(" ")
-    return (first if part == "first" else last).strip()
+        first, _, last = text.partition(" ")
+    return title, first.strip(), last.strip()
+
+
+def split_name(full: str, part: Literal["first", "last", "salutation"]) -> str:
+    """``Ada King Lovelace`` -> first ``Ada``, last ``King Lovelace``; ``Lovelace, Ada`` too;
+    a leading title (``Mr.``, ``Dr``, ``Herr``) is the salutation, neither first nor last."""
+    title, first, last = split_full_name(full)
+    return {"first": first, "last": last, "salutation": title}[part]
 
 
 def parse_timestamp(text: str) -> datetime | None:

@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from functools import lru_cache
 
 import phonenumbers
-import pycountry
 
 _SCIENTIFIC = re.compile(r"^[+-]?\d+(?:[.,]\d+)?[eE][+-]?\d+$")
 _FLOAT_TAIL = re.compile(r"^(\+?\d+)\.0+$")
@@ -20,40 +18,6 @@ _TEXT_FORMULA = re.compile(r'^="(.*)"$')
 # with it, so a short national number is never read as a foreign one.
 _MIN_INTERNATIONAL_DIGITS = 11
 _INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff"), None) | {0xA0: " "}
-
-_COUNTRY_ALIASES = {
-    "uk": "GB",
-    "u.k.": "GB",
-    "england": "GB",
-    "scotland": "GB",
-    "wales": "GB",
-    "northern ireland": "GB",
-    "great britain": "GB",
-    "britain": "GB",
-    "us": "US",
-    "u.s.": "US",
-    "u.s.a.": "US",
-    "america": "US",
-    "united states of america": "US",
-    "russia": "RU",
-    "south korea": "KR",
-    "korea": "KR",
-    "north korea": "KP",
-    "vietnam": "VN",
-    "iran": "IR",
-    "syria": "SY",
-    "laos": "LA",
-    "bolivia": "BO",
-    "venezuela": "VE",
-    "tanzania": "TZ",
-    "taiwan": "TW",
-    "czech republic": "CZ",
-    "turkey": "TR",
-    "holland": "NL",
-    "the netherlands": "NL",
-    "uae": "AE",
-    "ivory coast": "CI",
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,22 +36,6 @@ class PhoneProblem:
 
     reason: str
     value: str
-
-
-@lru_cache(maxsize=4096)
-def region_for(country: str) -> str | None:
-    """The ISO-2 region for a country name, ISO-2 or ISO-3 code; None when unknown."""
-    text = country.translate(_INVISIBLE).strip()
-    if not text:
-        return None
-    alias = _COUNTRY_ALIASES.get(text.casefold())
-    if alias:
-        return alias
-    try:
-        found = pycountry.countries.lookup(text)
-    except LookupError:
-        return None
-    return str(found.alpha_2)
 
 
 def parse_phone(raw: str, region: str) -> PhoneKey | PhoneProblem | None:

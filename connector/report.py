@@ -39,6 +39,7 @@ class Report:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         self.reasons: Counter[str] = Counter()
+        self.unknown_countries: Counter[str] = Counter()
         self._batches = 0
         self._rejected_file: IO[str] | None = None
         self._rejected: Any = None
@@ -65,6 +66,8 @@ class Report:
         if self._rejected is None:
             self._open()
         self.reasons[rejection.reason] += 1
+        if rejection.reason == "country_unknown":
+            self.unknown_countries[rejection.subject] += 1
         values = json.dumps(rejection.values, ensure_ascii=False) if rejection.values else ""
         self._rejected.writerow(
             [
@@ -101,7 +104,11 @@ class Report:
         if self._rejected_file is None:
             return False
         self._rejected_file.close()
-        summary = {**summary, "rejected_by_reason": dict(sorted(self.reasons.items()))}
+        summary = {
+            **summary,
+            "rejected_by_reason": dict(sorted(self.reasons.items())),
+            "unknown_countries": dict(self.unknown_countries.most_common()),
+        }
         try:
             (self.directory / "summary.json").write_text(
                 json.dumps(summary, indent=2, sort_keys=True, default=str) + "\n",

@@ -255,7 +255,8 @@ def write_export(path: Path, *, valid: int = 2000, seed: int = 7, cp1252: bool =
             expected.reasons[reason] += 1
 
     bad("phone_missing", 15, "")
-    for junk in ["n/a", "12345", "555-0100", "(000) 000-0000", "call me", "+1 415 555"]:
+    bad("phone_missing", 5, "n/a")  # a placeholder is no value at all
+    for junk in ["12345", "555-0100", "(000) 000-0000", "call me", "+1 415 555"]:
         bad("phone_invalid", 5, junk)
     bad("phone_mangled", 10, "4.15555E+09")
     bad("name_missing", 10, "+1 415 201 3344", names=False)

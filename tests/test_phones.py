@@ -2,7 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from connector.phones import PhoneKey, PhoneProblem, join_key, mask, parse_phone, region_for
+from connector.countries import region_for
+from connector.phones import PhoneKey, PhoneProblem, join_key, mask, parse_phone
 
 
 @pytest.mark.parametrize(
