@@ -15,7 +15,7 @@ from babel.languages import get_official_languages
 
 from connector.countries import fold
 from connector.kore.sandbox import Sandbox
-from connector.mapping import Contact, load_mapping
+from connector.mapping import Contact, builtin_names, load_mapping
 from connector.settings import CsvSourceSettings
 from connector.sources.files import FileSource
 from tests.conftest import SAMPLES, run_cli, tenant_config, write_config
@@ -288,3 +288,33 @@ def test_country_names_fold_case_accents_and_articles(value: str, region: str) -
     from connector.countries import region_for
 
     assert region_for(value) == region
+
+
+@pytest.mark.parametrize("name", builtin_names())
+def test_every_builtin_reads_an_export_with_one_name_column_of_any_kind(name: str) -> None:
+    spec = load_mapping(name).spec
+    phone = spec.phone.from_[0].replace("*", "1")
+    columns = [spec.fields["lastName"].from_[0], spec.fields["firstName"].from_[0]]
+    columns += spec.full_name.from_[:1] if spec.full_name else []
+    assert spec.full_name is not None, "a full-name column for exports without first and last"
+    for column in columns:
+        bound = load_mapping(name).bind([column, phone], "one-name.csv")
+        item = bound.apply(
+            ["Dr. Ada Lovelace", "+1 415 201 0501"], source="x", row=2, default_region="US"
+        )
+        assert isinstance(item, Contact), f"{name}: {column}: {item}"
+    assert not [c for c in spec.phone.from_ if any(w in c.casefold() for w in ("fax", "pager"))]
+
+
+def test_check_lists_the_countries_it_does_not_know(tmp_path: Path, sandbox: Sandbox) -> None:
+    export = tmp_path / "export.csv"
+    export.write_text(
+        "FirstName,LastName,MobilePhone,MailingCountry\n"
+        "A,B,555 0100 201,Atlantis\nC,D,555 0100 202,Atlantis\nE,F,555 0100 203,Lemuria\n",
+        encoding="utf-8",
+    )
+    config = write_config(tmp_path, {"t": tenant_config(sandbox, export)})
+    result = run_cli("check", config=config)
+    assert result.returncode == 0, result.stderr
+    assert "rejected: 3 country_unknown" in result.stdout
+    assert "unknown countries: 'Atlantis' 2, 'Lemuria' 1" in result.stdout
