@@ -7,15 +7,31 @@ callers (``phones.mask``) and only at DEBUG; names are never logged; secrets nev
 
 from __future__ import annotations
 
+import contextvars
+import functools
 import json
 import logging
 import sys
+from collections.abc import Callable
 from contextvars import ContextVar
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 _BOUND: ContextVar[dict[str, str] | None] = ContextVar("connector_log_fields", default=None)
 _STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "where"}
+
+
+def scoped(func: Callable[P, R]) -> Callable[P, R]:
+    """Run ``func`` in a copy of the caller's context: what it binds stays inside."""
+
+    @functools.wraps(func)
+    def inside(*args: P.args, **kwargs: P.kwargs) -> R:
+        return contextvars.copy_context().run(func, *args, **kwargs)
+
+    return inside
 
 
 def bind(**fields: str) -> None:

@@ -9,7 +9,6 @@ read is committed only when the run completes, so a crash costs a re-read, never
 
 from __future__ import annotations
 
-import contextvars
 import logging
 import threading
 from collections import Counter
@@ -28,7 +27,7 @@ from connector.report import Report, contact_rejection, prune
 from connector.settings import Settings
 from connector.sources import SourceUnit, open_source
 from connector.staging import Staging
-from connector.state import LeaseLost, Store
+from connector.state import LeaseLost, Store, TenantState
 from connector.sync.context import (
     Counters,
     Observer,
@@ -59,6 +58,7 @@ class RunResult:
     warnings: list[str] = field(default_factory=list)
 
 
+@logs.scoped
 def run_tenant(
     store: Store,
     name: str,
@@ -75,32 +75,15 @@ def run_tenant(
 
     Everything it logs, the lease's comings and goings included, carries the tenant (and, once
     the run has begun, its run id)."""
-    scope = contextvars.copy_context()
-    return scope.run(
-        _run_tenant, store, name, settings, base_dir, stop, dry_run, full, observers, transport
-    )
-
-
-def _run_tenant(
-    store: Store,
-    name: str,
-    settings: Settings,
-    base_dir: Path,
-    stop: threading.Event,
-    dry_run: bool,
-    full: bool,
-    observers: Sequence[Observer],
-    transport: httpx.BaseTransport | None,
-) -> RunResult:
     logs.bind(tenant=name)
     tenant = settings.tenants[name]
 
-    def context(lease_state: Any) -> RunContext:
+    def context(state: TenantState) -> RunContext:
         return RunContext(
             tenant=name,
             settings=tenant,
             app=settings,
-            state=lease_state,
+            state=state,
             base_dir=base_dir,
             dry_run=dry_run,
             full=full,
