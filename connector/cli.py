@@ -9,10 +9,9 @@ import logging
 import signal
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import FrameType
-from typing import Any
 
 from connector import __version__, logs
 from connector.cli_output import describe, print_error, say, status_of
@@ -227,7 +226,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
 
 
 @contextlib.contextmanager
-def _stopping_on_signals(stop: threading.Event) -> Any:
+def _stopping_on_signals(stop: threading.Event) -> Iterator[None]:
     """Ctrl-C or SIGTERM: the run stops at its next batch boundary and is recorded as
     ``interrupted``; a second Ctrl-C stops at once."""
 
