@@ -44,10 +44,6 @@ class Report:
         self._rejected_file: IO[str] | None = None
         self._rejected: Any = None
 
-    @property
-    def written(self) -> bool:
-        return self.directory.is_dir()
-
     def _open(self) -> None:
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
