@@ -186,8 +186,10 @@ def cmd_sync(args: argparse.Namespace) -> int:
     settings, base = _load(args)
     tenants = _tenants(settings, args.tenant)
     store = Store(settings.state_url)
-    observers: list[Observer] = [log_event]
-    progress = _Progress() if sys.stderr.isatty() and logs.current_format() == "text" else None
+    json_mode = logs.current_format() == "json"
+    records = json_mode or getattr(args, "verbose", False)
+    observers: list[Observer] = [log_event] if records else []
+    progress = _Progress() if sys.stderr.isatty() and not json_mode else None
     if progress:
         observers.append(progress)
     stop = threading.Event()

@@ -83,17 +83,33 @@ NEVER_DIALLED = ("fax", "pager")
 
 
 def _columns(value: Any) -> Any:
-    return [value] if isinstance(value, str) else value
+    return [value] if isinstance(value, str | dict) else value
 
 
 class _Spec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
+class AnyOf(_Spec):
+    """``{any: [MobilePhone, Mobile]}``: the same column under the names different export variants
+    give it. Any of them may be missing, as long as one of the group (or of the list) is there.
+    A plain name, by contrast, must be in the export: a typo is an error, never skipped."""
+
+    any_: list[str] = Field(alias="any", min_length=1)
+
+
+ColumnRef = str | AnyOf
+
+
+def names_of(refs: Sequence[ColumnRef]) -> list[str]:
+    """Every column name the references mention, in order."""
+    return [name for ref in refs for name in (ref.any_ if isinstance(ref, AnyOf) else [ref])]
+
+
 class Columns(_Spec):
     """Columns for ``id`` or ``updated_at``: the first non-empty wins; optional with if_present."""
 
-    from_: list[str] = Field(alias="from", min_length=1)
+    from_: list[ColumnRef] = Field(alias="from", min_length=1)
     if_present: bool = False
 
     _normalise_from = field_validator("from_", mode="before")(_columns)
@@ -106,7 +122,7 @@ def _columns_shorthand(value: Any) -> Any:
 class FieldSpec(_Spec):
     """One Kore column: where its value comes from and how it is cleaned."""
 
-    from_: list[str] = Field(default_factory=list, alias="from")
+    from_: list[ColumnRef] = Field(default_factory=list, alias="from")
     if_present: bool = False
     value: str | None = None
     map: dict[str, str] = Field(default_factory=dict)
@@ -125,7 +141,7 @@ class FieldSpec(_Spec):
 
 
 class SkipRule(_Spec):
-    field: list[str]
+    field: list[ColumnRef]
     in_: list[str] = Field(alias="in", min_length=1)
     if_present: bool = False
 
@@ -139,8 +155,8 @@ class PhoneSpec(_Spec):
     in a column name stands for a number: ``Phone * - Value`` is every ``Phone N - Value``, in
     order of N, and ``Phone * - Label`` its label."""
 
-    from_: list[str] = Field(alias="from", min_length=1)
-    region_from: list[str] = Field(default_factory=list)
+    from_: list[ColumnRef] = Field(alias="from", min_length=1)
+    region_from: list[ColumnRef] = Field(default_factory=list)
     labels: list[list[str]] = Field(default_factory=list)
     prefer_labels: list[str] = Field(default_factory=list)
     never_labels: list[str] = Field(default_factory=lambda: list(NEVER_DIALLED))
@@ -173,7 +189,7 @@ class MappingSpec(_Spec):
 
     @property
     def id_columns(self) -> list[str]:
-        return self.id.from_ if self.id else []
+        return names_of(self.id.from_) if self.id else []
 
     @field_validator("fields", mode="before")
     @classmethod
@@ -233,8 +249,12 @@ class Rejection:
 
 @dataclass(frozen=True)
 class ColumnUse:
+    """Where a mapping reads columns. A plain name must be in the export unless ``optional``
+    (``if_present: true``); when no column of the use is there at all, a use with a ``warning``
+    goes on with it (the region column, a do-not-call rule) and any other is an error."""
+
     where: str
-    candidates: list[str]
+    candidates: list[ColumnRef]
     optional: bool
     warning: str | None = None
 
@@ -269,7 +289,7 @@ class Mapping:
                 ColumnUse(
                     "phone.region_from",
                     spec.phone.region_from,
-                    optional=True,
+                    optional=False,
                     warning="every number is read in the default region",
                 )
             )
@@ -293,9 +313,19 @@ class Mapping:
         resolved: dict[str, list[int]] = {}
         tokens: dict[int, str] = {}
         for use in self.columns():
-            where, candidates = use.where, use.candidates
-            found = _find(candidates, header, positions, tokens)
-            if not found and use.optional:
+            where, candidates = use.where, names_of(use.candidates)
+            found: list[int] = []
+            for ref in use.candidates:
+                hits = _find(names_of([ref]), header, positions, tokens)
+                if not hits and isinstance(ref, str) and not use.optional:
+                    raise ConfigError(
+                        f"mapping {self.name}: {where} names '{ref}', which {source} lacks"
+                        f"{_closest([ref], header)}",
+                        hint="fix the name, or write alternatives as {any: [A, B]}; "
+                        f"columns there: {', '.join(h.strip() for h in header)}",
+                    )
+                found += hits
+            if not found and (use.optional or use.warning):
                 if use.warning:
                     warnings.append(
                         f"mapping {self.name}: {where} names {_quoted(candidates)}, "
@@ -311,10 +341,8 @@ class Mapping:
         self._need_a_name(resolved, header, source)
         warnings += _repeated(header, resolved, source)
         labels: dict[int, int] = {}
-        for column, label_columns in zip(
-            self.spec.phone.from_, self.spec.phone.labels, strict=False
-        ):
-            for value_at in _find([column], header, positions, tokens):
+        for ref, label_columns in zip(self.spec.phone.from_, self.spec.phone.labels, strict=False):
+            for value_at in _find(names_of([ref]), header, positions, tokens):
                 token = tokens.get(value_at, "")
                 names = [n.replace("*", token) for n in label_columns]
                 found_labels = [
@@ -333,8 +361,8 @@ class Mapping:
         fixed = [fs for n, fs in spec.fields.items() if n != "salutation" and fs.value is not None]
         if fixed or any(resolved.get(where) for where in wheres):
             return
-        names = [c for n, fs in spec.fields.items() if n != "salutation" for c in fs.from_]
-        names += spec.full_name.from_ if spec.full_name else []
+        refs = [c for n, fs in spec.fields.items() if n != "salutation" for c in fs.from_]
+        names = names_of(refs + (spec.full_name.from_ if spec.full_name else []))
         raise ConfigError(
             f"mapping {self.name}: {source} has no name column ({_quoted(names)})",
             hint=f"columns there: {', '.join(h.strip() for h in header)}",
@@ -658,7 +686,12 @@ def _parse(name: str, text: str) -> Mapping:
         return Mapping(name, MappingSpec.model_validate(data))
     except ValidationError as exc:
         error = exc.errors(include_input=False)[0]
-        where = ".".join(str(p) for p in error["loc"]).replace("from_", "from").replace("in_", "in")
+        where = (
+            ".".join(str(p) for p in error["loc"])
+            .replace("from_", "from")
+            .replace("in_", "in")
+            .replace("any_", "any")
+        )
         problem = {"missing": "is required", "extra_forbidden": "is not a mapping key"}.get(
             error["type"], error["msg"].removeprefix("Value error, ")
         )

@@ -118,10 +118,23 @@ def test_a_missing_column_names_the_closest_and_lists_the_rest(tmp_path: Path) -
             ["Id", "Full", "Surname", "Title", "Mobil", "Phon", "Country", "DNC", "Modified"],
             "export.csv",
         )
-    assert "phone.from names 'Mobile' or 'Phone', which export.csv lacks (closest: 'Mobil')" in str(
+    assert "phone.from names 'Mobile', which export.csv lacks (closest: 'Mobil')" in str(
         caught.value
     )
     assert "Modified" in (caught.value.hint or "")
+    assert "{any: [A, B]}" in (caught.value.hint or "")
+
+
+def test_alternatives_are_explicit_and_a_group_may_lack_some(tmp_path: Path) -> None:
+    spec = {**SPEC, "phone": {"from": [{"any": ["Cell", "Mobile"]}, "Phone"]}}
+    bound = _mapping(tmp_path, spec).bind(HEADER, "x.csv")
+    assert bound.positions["phone.from"] == [HEADER.index("Mobile"), HEADER.index("Phone")]
+
+    spec = {**SPEC, "phone": {"from": {"any": ["Cell", "Handy"]}}}
+    with pytest.raises(
+        ConfigError, match=r"phone\.from names 'Cell' or 'Handy', which x\.csv lacks"
+    ):
+        _mapping(tmp_path, spec).bind(HEADER, "x.csv")
 
 
 def test_headers_match_despite_case_spaces_and_bom(tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ from babel.languages import get_official_languages
 
 from connector.countries import fold
 from connector.kore.sandbox import Sandbox
-from connector.mapping import Contact, builtin_names, load_mapping
+from connector.mapping import Contact, builtin_names, load_mapping, names_of
 from connector.settings import CsvSourceSettings
 from connector.sources.files import FileSource
 from tests.conftest import SAMPLES, run_cli, tenant_config, write_config
@@ -293,17 +293,18 @@ def test_country_names_fold_case_accents_and_articles(value: str, region: str) -
 @pytest.mark.parametrize("name", builtin_names())
 def test_every_builtin_reads_an_export_with_one_name_column_of_any_kind(name: str) -> None:
     spec = load_mapping(name).spec
-    phone = spec.phone.from_[0].replace("*", "1")
-    columns = [spec.fields["lastName"].from_[0], spec.fields["firstName"].from_[0]]
-    columns += spec.full_name.from_[:1] if spec.full_name else []
+    phone = names_of(spec.phone.from_)[0].replace("*", "1")
+    columns = [names_of(spec.fields[f].from_)[0] for f in ("lastName", "firstName")]
     assert spec.full_name is not None, "a full-name column for exports without first and last"
+    columns += names_of(spec.full_name.from_)[:1]
     for column in columns:
         bound = load_mapping(name).bind([column, phone], "one-name.csv")
         item = bound.apply(
             ["Dr. Ada Lovelace", "+1 415 201 0501"], source="x", row=2, default_region="US"
         )
         assert isinstance(item, Contact), f"{name}: {column}: {item}"
-    assert not [c for c in spec.phone.from_ if any(w in c.casefold() for w in ("fax", "pager"))]
+    dialled = names_of(spec.phone.from_)
+    assert not [c for c in dialled if any(w in c.casefold() for w in ("fax", "pager"))]
 
 
 def test_check_lists_the_countries_it_does_not_know(tmp_path: Path, sandbox: Sandbox) -> None:
@@ -318,3 +319,26 @@ def test_check_lists_the_countries_it_does_not_know(tmp_path: Path, sandbox: San
     assert result.returncode == 0, result.stderr
     assert "rejected: 3 country_unknown" in result.stdout
     assert "unknown countries: 'Atlantis' 2, 'Lemuria' 1" in result.stdout
+
+
+def test_a_typo_inside_a_from_list_is_exit_2_naming_the_real_column(
+    tmp_path: Path, sandbox: Sandbox
+) -> None:
+    """Issue [5]: ``phone.from: [MobilPhone, Phone]`` once sent the business number silently."""
+    mapping = tmp_path / "typo.yaml"
+    mapping.write_text(
+        "fields: {firstName: FirstName, lastName: LastName}\n"
+        "phone: {from: [MobilPhone, Phone], region_from: MailingCountry}\n",
+        encoding="utf-8",
+    )
+    config = write_config(
+        tmp_path,
+        {"t": tenant_config(sandbox, SAMPLES / "salesforce_Contact.csv", mapping=str(mapping))},
+    )
+
+    result = run_cli("sync", config=config)
+
+    assert result.returncode == 2
+    (error,) = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert "phone.from names 'MobilPhone'" in error and "(closest: 'MobilePhone')" in error
+    assert sandbox.state.uploads == 0

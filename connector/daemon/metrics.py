@@ -10,7 +10,7 @@ from prometheus_client import (
     disable_created_metrics,
 )
 
-from connector.sync.context import Event, KoreAnswered, RunFinished, RunStarted
+from connector.sync.context import Event, KoreAnswered, LeaseChanged, RunFinished
 
 disable_created_metrics()  # type: ignore[no-untyped-call]  # *_created series add only noise
 
@@ -84,8 +84,8 @@ class Metrics:
             self.kore_errors.labels(tenant, kind)
 
     def observe(self, event: Event) -> None:
-        if isinstance(event, RunStarted):
-            self.lease_held.labels(event.tenant).set(1)
+        if isinstance(event, LeaseChanged):
+            self.lease_held.labels(event.tenant).set(1 if event.held else 0)
         elif isinstance(event, KoreAnswered):
             self._answered(event)
         elif isinstance(event, RunFinished):
@@ -113,4 +113,3 @@ class Metrics:
             self.in_flight.labels(tenant).set(event.pending)
         if event.status in ("completed", "empty"):
             self.last_success.labels(tenant).set_to_current_time()
-        self.lease_held.labels(tenant).set(0)

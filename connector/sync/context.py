@@ -48,6 +48,15 @@ class Counters:
 
 
 @dataclass(frozen=True)
+class LeaseChanged:
+    """This process took (``held``) or let go of a tenant's lease."""
+
+    tenant: str
+    held: bool
+    token: int
+
+
+@dataclass(frozen=True)
 class RunStarted:
     tenant: str
     run_id: str
@@ -107,7 +116,16 @@ class RunFinished:
     error: str | None
 
 
-Event = RunStarted | UnitRead | RowRejected | Progress | BatchSettled | KoreAnswered | RunFinished
+Event = (
+    LeaseChanged
+    | RunStarted
+    | UnitRead
+    | RowRejected
+    | Progress
+    | BatchSettled
+    | KoreAnswered
+    | RunFinished
+)
 Observer = Callable[[Event], None]
 
 

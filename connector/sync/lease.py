@@ -10,17 +10,25 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from connector.errors import ConnectorError, TenantBusy
 from connector.state import Lease, LeaseLost, Store
+from connector.sync.context import Event, LeaseChanged
 
 log = logging.getLogger(__name__)
 
 
 @contextmanager
-def held(store: Store, tenant: str, *, seconds: float, stop: threading.Event) -> Iterator[Lease]:
+def held(
+    store: Store,
+    tenant: str,
+    *,
+    seconds: float,
+    stop: threading.Event,
+    emit: Callable[[Event], None],
+) -> Iterator[Lease]:
     lease = store.leases.acquire(tenant, seconds=seconds)
     if lease is None:
         current = store.leases.current(tenant)
@@ -30,7 +38,7 @@ def held(store: Store, tenant: str, *, seconds: float, stop: threading.Event) ->
             hint="wait for that run to end; a lease whose holder died expires after "
             "daemon.lease_seconds",
         )
-    log.info("lease on tenant %s taken (token %d)", tenant, lease.token)
+    emit(LeaseChanged(tenant, True, lease.token))
     done = threading.Event()
     keeper = threading.Thread(
         target=_keep, args=(store, lease, stop, done), name=f"lease-{tenant}", daemon=True
@@ -43,9 +51,9 @@ def held(store: Store, tenant: str, *, seconds: float, stop: threading.Event) ->
         keeper.join()
         try:
             store.leases.release(lease)
-            log.info("lease on tenant %s released", tenant)
         except ConnectorError as exc:
             log.warning("lease on tenant %s not released (%s); it expires by itself", tenant, exc)
+        emit(LeaseChanged(tenant, False, lease.token))
 
 
 def _keep(store: Store, lease: Lease, stop: threading.Event, done: threading.Event) -> None:

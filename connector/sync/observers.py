@@ -6,13 +6,23 @@ from __future__ import annotations
 
 import logging
 
-from connector.sync.context import BatchSettled, Event, RunFinished, RunStarted, UnitRead
+from connector.sync.context import (
+    BatchSettled,
+    Event,
+    LeaseChanged,
+    RunFinished,
+    RunStarted,
+    UnitRead,
+)
 
 log = logging.getLogger("connector.run")
 
 
 def log_event(event: Event) -> None:
-    if isinstance(event, RunStarted):
+    if isinstance(event, LeaseChanged):
+        what = "taken" if event.held else "released"
+        log.info("lease on tenant %s %s (token %d)", event.tenant, what, event.token)
+    elif isinstance(event, RunStarted):
         log.info("run started")
     elif isinstance(event, UnitRead):
         log.info("read %s: %d rows", event.name, event.rows, extra={"rows": event.rows})

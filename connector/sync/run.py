@@ -30,6 +30,7 @@ from connector.staging import Staging
 from connector.state import LeaseLost, Store, TenantState
 from connector.sync.context import (
     Counters,
+    Event,
     Observer,
     Progress,
     RowRejected,
@@ -93,7 +94,12 @@ def run_tenant(
 
     if dry_run:
         return run_once(context(store.tenant(name)), store=store, transport=transport)
-    with held(store, name, seconds=settings.daemon.lease_seconds, stop=stop) as lease:
+
+    def emit(event: Event) -> None:
+        for observe in observers:
+            observe(event)
+
+    with held(store, name, seconds=settings.daemon.lease_seconds, stop=stop, emit=emit) as lease:
         return run_once(context(store.tenant(name, lease)), store=store, transport=transport)
 
 
