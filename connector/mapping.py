@@ -212,6 +212,8 @@ class Contact:
     row: int
     record_id: str
     updated_at: datetime | None
+    dnc_known: bool = True
+    """Whether the row's export says whether to call it (has its do-not-call column)."""
 
     def csv_row(self) -> tuple[str, str, str, str, str, str]:
         p = self.phone
@@ -245,6 +247,8 @@ class Rejection:
     values: dict[str, str] = field(default_factory=dict)
     subject: str = ""
     """The one value at fault, where there is one (the country of ``country_unknown``)."""
+    keys: tuple[str, ...] = ()
+    """The numbers of a row a ``skip_when`` rule flagged: no row sends them."""
 
 
 @dataclass(frozen=True)
@@ -461,6 +465,7 @@ class BoundMapping:
                         source,
                         row,
                         record_id,
+                        keys=self._keys(values, default_region),
                     )
         names = {name: self._field(name, fs, values) for name, fs in spec.fields.items()}
         first, last = names.get("firstName", ""), names.get("lastName", "")
@@ -488,6 +493,7 @@ class BoundMapping:
                     row=row,
                     record_id=record_id,
                     updated_at=parse_timestamp(self._first("updated_at", values)),
+                    dnc_known=self._dnc_known,
                 )
             problem = problem or parsed
         if problem is None:
@@ -514,6 +520,19 @@ class BoundMapping:
             "phone_invalid": f"not a valid number for region {region}",
         }[problem.reason]
         return self._reject(problem.reason, detail, values, source, row, record_id)
+
+    @cached_property
+    def _dnc_known(self) -> bool:
+        """Whether this export can say "do not call": some do-not-call rule found its column.
+        Only such an export can lift a flag an earlier export set."""
+        rules = range(len(self.mapping.spec.skip_when))
+        return any(self.positions.get(f"skip_when.{i}.field") for i in rules)
+
+    def _keys(self, values: Sequence[str], default_region: str) -> tuple[str, ...]:
+        """Every valid number of a row: a person who asked not to be called is called on none."""
+        region, _ = self._region(values, default_region)
+        parsed = (parse_phone(c, region or "ZZ") for c in self._phone_candidates(values))
+        return tuple(dict.fromkeys(p.key for p in parsed if isinstance(p, PhoneKey)))
 
     def _region(self, values: Sequence[str], default_region: str) -> tuple[str | None, str]:
         """The row's region: the first country cell that names one; the default when no cell
@@ -588,10 +607,11 @@ class BoundMapping:
         record_id: str,
         *,
         subject: str = "",
+        keys: tuple[str, ...] = (),
     ) -> Rejection:
         read = sorted({p for positions in self.positions.values() for p in positions})
         shown = {self.header[p].strip(): _cell(values, p) for p in read if _cell(values, p).strip()}
-        return Rejection(reason, detail, source, row, record_id, shown, subject)
+        return Rejection(reason, detail, source, row, record_id, shown, subject, keys)
 
 
 def _cell(values: Sequence[str], pos: int) -> str:

@@ -93,6 +93,13 @@ class Report:
         path.write_bytes(body)
         return path
 
+    def write_table(self, name: str, header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+        """One more CSV in the run's folder (``dnc_in_kore.csv``)."""
+        if self._rejected is None:
+            self._open()
+        with (self.directory / name).open("w", encoding="utf-8", newline="") as handle:
+            csv.writer(handle).writerows([header, *rows])
+
     def close(self, summary: dict[str, Any], *, keep: bool) -> bool:
         """Write ``summary.json`` if the folder exists or ``keep`` asks for it; say whether."""
         if keep and self._rejected is None:

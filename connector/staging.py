@@ -18,7 +18,7 @@ from connector.phones import PhoneKey
 _FLUSH = 5000
 _COLUMNS = (
     "key, first_name, last_name, salutation, national, country_code, extension, "
-    "source, row_no, record_id, updated"
+    "source, row_no, record_id, dnc_known, updated"
 )
 _RANKED = f"""
     WITH ranked AS (
@@ -26,7 +26,7 @@ _RANKED = f"""
                ROW_NUMBER() OVER (
                    PARTITION BY key ORDER BY updated IS NULL, updated DESC, ordinal
                ) AS place
-        FROM staged
+        FROM staged WHERE key NOT IN (SELECT key FROM flagged)
     )
 """
 
@@ -37,6 +37,7 @@ class Staging:
         self._db.executescript(
             "PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF;"
             f"CREATE TABLE staged (ordinal INTEGER PRIMARY KEY, {_COLUMNS});"
+            "CREATE TABLE flagged (key TEXT PRIMARY KEY, source TEXT, row_no INTEGER);"
         )
         self._pending: list[tuple[object, ...]] = []
 
@@ -64,6 +65,7 @@ class Staging:
                 contact.source,
                 contact.row,
                 contact.record_id,
+                contact.dnc_known,
                 updated,
             )
         )
@@ -73,10 +75,30 @@ class Staging:
     def _flush(self) -> None:
         if self._pending:
             self._db.executemany(
-                f"INSERT INTO staged ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                f"INSERT INTO staged ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 self._pending,
             )
             self._pending.clear()
+
+    def flag(self, keys: tuple[str, ...], source: str, row: int) -> None:
+        """Numbers a row flagged do-not-call: no row of this run sends them."""
+        self._db.executemany(
+            "INSERT OR IGNORE INTO flagged VALUES (?, ?, ?)", [(k, source, row) for k in keys]
+        )
+
+    def flagged(self) -> list[tuple[str, str, int]]:
+        """Every number flagged in this run, with the first row that flagged it."""
+        return list(self._db.execute("SELECT key, source, row_no FROM flagged ORDER BY key"))
+
+    def suppressed(self) -> Iterator[tuple[Contact, str, int]]:
+        """Every row whose number another row flagged: (row, flagging source, its row)."""
+        self._flush()
+        rows = self._db.execute(
+            f"""SELECT {_prefixed("s")}, f.source, f.row_no
+                FROM staged AS s JOIN flagged AS f ON f.key = s.key ORDER BY s.ordinal"""
+        )
+        for row in rows:
+            yield _contact(row[:11]), row[12], row[13]
 
     def duplicates(self) -> Iterator[tuple[Contact, str, int]]:
         """Every row that lost to another row with its number: (row, winner's source, its row)."""
@@ -88,7 +110,7 @@ class Staging:
                   WHERE lost.place > 1 ORDER BY lost.ordinal"""
         )
         for row in rows:
-            yield _contact(row[:10]), row[11], row[12]
+            yield _contact(row[:11]), row[12], row[13]
 
     def winners(self, chunk: int) -> Iterator[list[Contact]]:
         """One contact per number, in the order the rows were read, ``chunk`` at a time."""
@@ -105,7 +127,9 @@ def _prefixed(alias: str) -> str:
 
 
 def _contact(row: tuple[object, ...]) -> Contact:
-    key, first, last, salutation, national, code, extension, source, row_no, record_id = row[:10]
+    key, first, last, salutation, national, code, extension, source, row_no, record_id, known = row[
+        :11
+    ]
     return Contact(
         key=str(key),
         first_name=str(first),
@@ -116,4 +140,5 @@ def _contact(row: tuple[object, ...]) -> Contact:
         row=int(str(row_no)),
         record_id=str(record_id),
         updated_at=None,
+        dnc_known=bool(known),
     )

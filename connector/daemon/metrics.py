@@ -25,6 +25,7 @@ ROW_OUTCOMES = (
     "changed_skipped",
     "updated",
     "rejected",
+    "dnc_in_kore",
 )
 
 

@@ -119,3 +119,13 @@ bot_uploads = Table(
     Column("at", DateTime(timezone=True), nullable=False),
     Index("ix_bot_uploads_bot_at", "bot", "at"),
 )
+
+dnc_numbers = Table(
+    "dnc_numbers",
+    metadata,
+    Column("tenant", String(100), primary_key=True),
+    Column("phone_key", String(24), primary_key=True),
+    Column("source", Text, nullable=False),
+    Column("run_id", String(40), nullable=False),
+    Column("flagged_at", DateTime(timezone=True), nullable=False),
+)

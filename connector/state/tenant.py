@@ -24,6 +24,7 @@ from connector.state.tables import (
     batch_rows,
     batches,
     deliveries,
+    dnc_numbers,
     processed_files,
     runs,
     source_cursors,
@@ -301,6 +302,55 @@ class TenantState:
                 .values(status="settled", settled_at=stamp)
             )
 
+    # do-not-call
+
+    def flagged(self, keys: Sequence[str]) -> set[str]:
+        """Which of ``keys`` an earlier export flagged do-not-call (chunked ``IN`` queries)."""
+        found: set[str] = set()
+        with self.store.transaction() as conn:
+            for start in range(0, len(keys), _CHUNK):
+                found.update(
+                    conn.execute(
+                        select(dnc_numbers.c.phone_key).where(
+                            dnc_numbers.c.tenant == self.tenant,
+                            dnc_numbers.c.phone_key.in_(keys[start : start + _CHUNK]),
+                        )
+                    ).scalars()
+                )
+        return found
+
+    def _record_dnc(
+        self,
+        conn: Connection,
+        run_id: str,
+        flagged: Sequence[tuple[str, str]],
+        cleared: Sequence[str],
+    ) -> None:
+        """Flagged numbers are remembered (the newest flag wins); cleared ones are forgotten."""
+        stamp = now()
+        keys = [key for key, _ in flagged] + list(cleared)
+        for start in range(0, len(keys), _CHUNK):
+            conn.execute(
+                delete(dnc_numbers).where(
+                    dnc_numbers.c.tenant == self.tenant,
+                    dnc_numbers.c.phone_key.in_(keys[start : start + _CHUNK]),
+                )
+            )
+        if flagged:
+            conn.execute(
+                insert(dnc_numbers),
+                [
+                    {
+                        "tenant": self.tenant,
+                        "phone_key": key,
+                        "source": where,
+                        "run_id": run_id,
+                        "flagged_at": stamp,
+                    }
+                    for key, where in flagged
+                ],
+            )
+
     # what sources may skip
 
     def processed_hashes(self) -> set[str]:
@@ -322,12 +372,21 @@ class TenantState:
             ).scalar_one_or_none()
         return None if value is None else str(value)
 
-    def commit_checkpoint(self, checkpoint: Checkpoint) -> None:
-        """Remember what a completed run read, in one transaction."""
-        if not checkpoint.processed and not checkpoint.cursors:
+    def commit_checkpoint(
+        self,
+        checkpoint: Checkpoint,
+        *,
+        run_id: str = "",
+        flagged: Sequence[tuple[str, str]] = (),
+        cleared: Sequence[str] = (),
+    ) -> None:
+        """Remember what a completed run read, in one transaction: the source's checkpoint, the
+        numbers it flagged do-not-call (``(key, where)``) and those its export showed unflagged."""
+        if not checkpoint.processed and not checkpoint.cursors and not flagged and not cleared:
             return
         stamp = now()
         with self._write() as conn:
+            self._record_dnc(conn, run_id, flagged, cleared)
             if checkpoint.processed:
                 conn.execute(
                     delete(processed_files).where(

@@ -32,6 +32,7 @@ class Counters:
     sent: int = 0
     would_send: int = 0
     would_update: int = 0
+    dnc_in_kore: int = 0
     created: int = 0
     adopted: int = 0
     already_in_kore: int = 0

@@ -135,16 +135,21 @@ def run_once(
         )
         sink.resume()
         unit_rows: Counter[str] = Counter()
+        cleared: list[str] = []
         with Staging() as staging:
             _read(ctx, units, bound, unit_rows, staging)
+            flagged = [(key, f"{name} row {row}") for key, name, row in staging.flagged()]
+            _suppress(ctx, staging, report, [key for key, _ in flagged])
             for loser, source_name, row in staging.duplicates():
                 detail = f"same number as {source_name} row {row}"
                 ctx.emit(
                     RowRejected(ctx.tenant, contact_rejection(loser, "duplicate_in_source", detail))
                 )
-            _dispatch(ctx, staging, sink)
+            _dispatch(ctx, staging, sink, cleared)
         if not ctx.dry_run:
-            ctx.state.commit_checkpoint(source.checkpoint(unit_rows))
+            ctx.state.commit_checkpoint(
+                source.checkpoint(unit_rows), run_id=ctx.run_id, flagged=flagged, cleared=cleared
+            )
         result.status = _drift(ctx, units, unit_rows, result.warnings)
     except RunInterrupted as exc:
         result.status = "interrupted"
@@ -250,6 +255,8 @@ def _read(
                 ctx.check_stop()
                 ctx.emit(Progress(ctx.tenant, ctx.counters))
             if isinstance(item, Rejection):
+                if item.keys:
+                    staging.flag(item.keys, item.source, item.row)
                 ctx.emit(RowRejected(ctx.tenant, item))
             else:
                 staging.add(item)
@@ -257,12 +264,42 @@ def _read(
         ctx.emit(Progress(ctx.tenant, ctx.counters))
 
 
+def _suppress(ctx: RunContext, staging: Staging, report: Report, flagged: list[str]) -> None:
+    """Do-not-call belongs to the number: every row of a number some row flagged is held back,
+    and flagged numbers Kore already has (delivered before) are counted and listed."""
+    for contact, name, row in staging.suppressed():
+        detail = f"the number is flagged do-not-call by {name} row {row}"
+        ctx.emit(RowRejected(ctx.tenant, contact_rejection(contact, "skip_when", detail)))
+    in_kore = ctx.state.delivered(flagged)
+    ctx.counters.dnc_in_kore = len(in_kore)
+    if in_kore:
+        report.write_table(
+            "dnc_in_kore.csv",
+            ("phone_key", "kore_id"),
+            [(key, found.kore_id or "") for key, found in sorted(in_kore.items())],
+        )
+
+
 def _fresh(
-    ctx: RunContext, staging: Staging
+    ctx: RunContext, staging: Staging, cleared: list[str]
 ) -> Iterator[tuple[list[Contact], list[tuple[Contact, str]]]]:
     """Each chunk of distinct contacts split into the never delivered and the delivered whose
-    names changed since (with their Kore id); delivered and unchanged ones are only counted."""
-    for chunk in staging.winners(_STATE_CHUNK):
+    names changed since (with their Kore id); delivered and unchanged ones are only counted.
+
+    A number an earlier export flagged do-not-call stays held back, unless this export can say
+    "do not call" and does not: then the flag is lifted (``cleared``)."""
+    for rows in staging.winners(_STATE_CHUNK):
+        remembered = ctx.state.flagged([c.key for c in rows])
+        chunk = []
+        for contact in rows:
+            if contact.key not in remembered:
+                chunk.append(contact)
+            elif contact.dnc_known:
+                cleared.append(contact.key)
+                chunk.append(contact)
+            else:
+                detail = "flagged do-not-call by an earlier export; this one cannot lift the flag"
+                ctx.emit(RowRejected(ctx.tenant, contact_rejection(contact, "skip_when", detail)))
         ctx.counters.contacts += len(chunk)
         delivered = ctx.state.delivered([c.key for c in chunk])
         fresh: list[Contact] = []
@@ -278,13 +315,13 @@ def _fresh(
         yield fresh, changed
 
 
-def _dispatch(ctx: RunContext, staging: Staging, sink: Sink) -> None:
+def _dispatch(ctx: RunContext, staging: Staging, sink: Sink, cleared: list[str]) -> None:
     """Hand new contacts to the sink in batches, and renamed ones as updates; a stop is
     heeded before every batch."""
     size = ctx.settings.kore.batch_size
     waiting: list[Contact] = []
     changed: list[tuple[Contact, str]] = []
-    for fresh, renamed in _fresh(ctx, staging):
+    for fresh, renamed in _fresh(ctx, staging, cleared):
         waiting += fresh
         changed += renamed
         while len(waiting) >= size:
