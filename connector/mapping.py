@@ -442,10 +442,20 @@ class BoundMapping:
     def _placeholders(self) -> frozenset[str]:
         return frozenset(p.strip().casefold() for p in self.mapping.spec.placeholders)
 
+    @cached_property
+    def _labels(self) -> tuple[list[str], list[str]]:
+        """The phone labels to try first, and those never dialled, folded once."""
+        phone = self.mapping.spec.phone
+        return [p.casefold() for p in phone.prefer_labels], [
+            n.casefold() for n in phone.never_labels
+        ]
+
     def _value(self, values: Sequence[str], pos: int) -> str:
         """A cell as the mapping reads it: a placeholder (``null``, ``N/A``, ``-``) is empty."""
-        text = _cell(values, pos)
-        return "" if text.strip().casefold() in self._placeholders else text
+        text = values[pos] if pos < len(values) else ""
+        if text and text.strip().casefold() in self._placeholders:
+            return ""
+        return text
 
     def apply(
         self, values: Sequence[str], *, source: str, row: int, default_region: str
@@ -553,13 +563,18 @@ class BoundMapping:
         """Every number in the phone columns, preferred labels first and fax or pager lines left
         out; a cell may hold several numbers joined by ``" ::: "`` (Google Contacts), a ``"* "``
         marking the primary one."""
-        phone = self.mapping.spec.phone
-        never = [p.casefold() for p in phone.never_labels]
+        prefer, never = self._labels
         found: list[tuple[str, str]] = []
         for pos in self.positions["phone.from"]:
-            parts = self._value(values, pos).split(_MULTI)
+            cell = self._value(values, pos)
+            if not cell.strip():
+                continue
             label = self._value(values, self.phone_labels[pos]) if pos in self.phone_labels else ""
-            labels = label.split(_MULTI)
+            if _MULTI not in cell:
+                if not (label and any(word in label.casefold() for word in never)):
+                    found.append((label, cell.removeprefix("* ")))
+                continue
+            parts, labels = cell.split(_MULTI), label.split(_MULTI)
             for i, part in enumerate(parts):
                 own = labels[i] if len(labels) == len(parts) else label
                 number = part.removeprefix("* ")
@@ -567,7 +582,6 @@ class BoundMapping:
                     continue
                 if number.strip().casefold() not in self._placeholders:
                     found.append((own, number))
-        prefer = [p.casefold() for p in phone.prefer_labels]
         if prefer:
             found.sort(key=lambda item: not any(p in item[0].casefold() for p in prefer))
         return [number for _, number in found]
