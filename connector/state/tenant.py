@@ -14,7 +14,17 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, bindparam, delete, func, insert, select, update
+from sqlalchemy import (
+    Column,
+    Connection,
+    Table,
+    bindparam,
+    delete,
+    func,
+    insert,
+    select,
+    update,
+)
 
 from connector.mapping import Contact
 from connector.phones import PhoneKey
@@ -78,6 +88,30 @@ class TenantState:
 
     def __repr__(self) -> str:
         return f"TenantState({self.tenant!r}, token={self.lease.token if self.lease else None})"
+
+    def _by_keys(
+        self, conn: Connection, columns: Sequence[Column[Any]], keys: Sequence[str]
+    ) -> Iterator[tuple[Any, ...]]:
+        """This tenant's rows of the columns' table for ``keys``, ``_CHUNK`` keys a query."""
+        table = columns[0].table
+        for start in range(0, len(keys), _CHUNK):
+            rows = conn.execute(
+                select(*columns).where(
+                    table.c.tenant == self.tenant,
+                    table.c.phone_key.in_(keys[start : start + _CHUNK]),
+                )
+            )
+            yield from (tuple(row) for row in rows)
+
+    def _delete_keys(self, conn: Connection, table: Table, keys: Sequence[str]) -> None:
+        """Delete this tenant's rows of ``table`` for ``keys``, ``_CHUNK`` keys a statement."""
+        for start in range(0, len(keys), _CHUNK):
+            conn.execute(
+                delete(table).where(
+                    table.c.tenant == self.tenant,
+                    table.c.phone_key.in_(keys[start : start + _CHUNK]),
+                )
+            )
 
     @contextmanager
     def _write(self) -> Iterator[Connection]:
@@ -146,19 +180,12 @@ class TenantState:
 
     def delivered(self, keys: Iterable[str]) -> dict[str, Delivered]:
         """Which of ``keys`` were delivered before, in chunked ``IN`` queries."""
-        found: dict[str, Delivered] = {}
-        key_list = list(keys)
+        columns = (deliveries.c.phone_key, deliveries.c.kore_id, deliveries.c.fingerprint)
         with self.store.transaction() as conn:
-            for start in range(0, len(key_list), _CHUNK):
-                chunk = key_list[start : start + _CHUNK]
-                result = conn.execute(
-                    select(
-                        deliveries.c.phone_key, deliveries.c.kore_id, deliveries.c.fingerprint
-                    ).where(deliveries.c.tenant == self.tenant, deliveries.c.phone_key.in_(chunk))
-                )
-                for key, kore_id, print_ in result:
-                    found[key] = Delivered(kore_id, print_)
-        return found
+            return {
+                row[0]: Delivered(row[1], row[2])
+                for row in self._by_keys(conn, columns, list(keys))
+            }
 
     def delivered_count(self) -> int:
         with self.store.transaction() as conn:
@@ -272,14 +299,7 @@ class TenantState:
         """Record ``(key, kore_id, fingerprint)`` as delivered and close the batch, atomically."""
         stamp = now()
         with self._write() as conn:
-            keys = [key for key, _, _ in delivered]
-            for start in range(0, len(keys), _CHUNK):
-                conn.execute(
-                    delete(deliveries).where(
-                        deliveries.c.tenant == self.tenant,
-                        deliveries.c.phone_key.in_(keys[start : start + _CHUNK]),
-                    )
-                )
+            self._delete_keys(conn, deliveries, [key for key, _, _ in delivered])
             if delivered:
                 conn.execute(
                     insert(deliveries),
@@ -306,18 +326,8 @@ class TenantState:
 
     def flagged(self, keys: Sequence[str]) -> set[str]:
         """Which of ``keys`` an earlier export flagged do-not-call (chunked ``IN`` queries)."""
-        found: set[str] = set()
         with self.store.transaction() as conn:
-            for start in range(0, len(keys), _CHUNK):
-                found.update(
-                    conn.execute(
-                        select(dnc_numbers.c.phone_key).where(
-                            dnc_numbers.c.tenant == self.tenant,
-                            dnc_numbers.c.phone_key.in_(keys[start : start + _CHUNK]),
-                        )
-                    ).scalars()
-                )
-        return found
+            return {row[0] for row in self._by_keys(conn, (dnc_numbers.c.phone_key,), keys)}
 
     def _record_dnc(
         self,
@@ -328,14 +338,7 @@ class TenantState:
     ) -> None:
         """Flagged numbers are remembered (the newest flag wins); cleared ones are forgotten."""
         stamp = now()
-        keys = [key for key, _ in flagged] + list(cleared)
-        for start in range(0, len(keys), _CHUNK):
-            conn.execute(
-                delete(dnc_numbers).where(
-                    dnc_numbers.c.tenant == self.tenant,
-                    dnc_numbers.c.phone_key.in_(keys[start : start + _CHUNK]),
-                )
-            )
+        self._delete_keys(conn, dnc_numbers, [key for key, _ in flagged] + list(cleared))
         if flagged:
             conn.execute(
                 insert(dnc_numbers),
