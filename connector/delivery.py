@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 from connector.errors import KoreRejected
 from connector.kore.client import KoreClient
@@ -41,6 +43,18 @@ def kore_row(contact: Contact, settings: KoreSettings) -> tuple[str, ...]:
     )
 
 
+ADOPTION_SKEW = timedelta(seconds=60)
+"""How far Kore's clock may trail ours when judging whether a contact is younger than our batch."""
+
+
+@dataclass(frozen=True, slots=True)
+class Found:
+    """A contact in Kore's list: its id and when Kore says it was created (None when unsaid)."""
+
+    kore_id: str | None
+    created_at: datetime | None
+
+
 class KoreDirectory:
     """Kore's list of contacts by phone key, fetched only when an outcome must be looked up.
 
@@ -50,16 +64,17 @@ class KoreDirectory:
 
     def __init__(self, client: KoreClient) -> None:
         self._client = client
-        self._index: dict[str, str | None] | None = None
+        self._index: dict[str, Found] | None = None
 
     def invalidate(self) -> None:
         self._index = None
 
     def remember(self, created: dict[str, str | None]) -> None:
         if self._index is not None:
-            self._index.update(created)
+            stamp = datetime.now(UTC)
+            self._index.update({key: Found(kore_id, stamp) for key, kore_id in created.items()})
 
-    def find(self, keys: Sequence[str]) -> dict[str, str | None]:
+    def find(self, keys: Sequence[str]) -> dict[str, Found]:
         if self._index is None:
             self._index = {}
             for contact in self._client.list_contacts():
@@ -68,8 +83,16 @@ class KoreDirectory:
                     str(phone.get("phoneNumber") or ""), str(phone.get("countryCode") or "")
                 )
                 if key and contact.get("status", "ACTIVE") == "ACTIVE":
-                    self._index[key] = contact.get("id")
+                    self._index[key] = Found(contact.get("id"), _when(contact.get("createdAt")))
         return {key: self._index[key] for key in keys if key in self._index}
+
+
+def _when(value: object) -> datetime | None:
+    try:
+        stamp = datetime.fromisoformat(str(value))
+    except ValueError:
+        return None
+    return stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)
 
 
 class Deliverer:
@@ -83,13 +106,15 @@ class Deliverer:
         self.settings: KoreSettings = ctx.settings.kore
         self.directory = KoreDirectory(client)
         self._uncertain = False
+        self._pending_at = datetime.now(UTC)
 
     def send(self, contacts: Sequence[Contact]) -> None:
         """A new batch: recorded as pending, uploaded, settled."""
-        batch_id = self.state.add_batch(self.ctx.run_id, contacts)
+        pending_at = datetime.now(UTC)
+        batch_id = self.state.add_batch(self.ctx.run_id, contacts, at=pending_at)
         self.counters.batches += 1
         self.counters.sent += len(contacts)
-        self._settle(batch_id, contacts, uncertain=False, resent=False)
+        self._settle(batch_id, contacts, pending_at, uncertain=False, resent=False)
 
     def resume(self, batch: PendingBatch) -> None:
         """A batch an earlier run left pending: sent again, its rows adopted where Kore has them."""
@@ -97,12 +122,21 @@ class Deliverer:
             "re-sending batch %d of run %s (%d rows)", batch.id, batch.run_id, len(batch.contacts)
         )
         self.counters.pending_resent += len(batch.contacts)
-        self._settle(batch.id, batch.contacts, uncertain=batch.attempts > 0, resent=True)
+        self._settle(
+            batch.id, batch.contacts, batch.created_at, uncertain=batch.attempts > 0, resent=True
+        )
 
     def _settle(
-        self, batch_id: int, contacts: Sequence[Contact], *, uncertain: bool, resent: bool
+        self,
+        batch_id: int,
+        contacts: Sequence[Contact],
+        pending_at: datetime,
+        *,
+        uncertain: bool,
+        resent: bool,
     ) -> None:
         self._uncertain = uncertain
+        self._pending_at = pending_at
         delivered: list[Delivery] = []
         self._upload(batch_id, contacts, delivered)
         self.state.settle_batch(batch_id, self.ctx.run_id, delivered)
@@ -178,13 +212,19 @@ class Deliverer:
             self._upload(batch_id, rest[middle:], delivered)
 
     def _known(
-        self, contacts: Sequence[Contact], found: dict[str, str | None], delivered: list[Delivery]
+        self, contacts: Sequence[Contact], found: dict[str, Found], delivered: list[Delivery]
     ) -> None:
+        """Rows Kore has: adopted when an earlier try of ours may have created them and Kore
+        created them after the batch was recorded; otherwise Kore had them already."""
         for contact in contacts:
-            if contact.key not in found:
+            there = found.get(contact.key)
+            if there is None:
                 continue
-            delivered.append((contact.key, found[contact.key], contact.fingerprint))
-            if self._uncertain:
+            delivered.append((contact.key, there.kore_id, contact.fingerprint))
+            ours = there.created_at is not None and (
+                there.created_at >= self._pending_at - ADOPTION_SKEW
+            )
+            if self._uncertain and ours:
                 self.counters.adopted += 1
                 log.debug(
                     "%s row %d: adopted %s, created by an earlier try",

@@ -431,3 +431,37 @@ def test_ctrl_c_during_a_sync_settles_the_batch_in_flight_and_records_interrupte
         assert run_cli("sync", config=config).returncode == 0
         assert held(sandbox) == expected.contacts
         assert sum(u.received for u in sandbox.state.upload_log) == len(expected.contacts)
+
+
+def test_a_contact_kore_had_before_the_batch_is_never_adopted_after_an_uncertain_try(
+    tmp_path: Path,
+) -> None:
+    """Issue [5], item 7: an interrupted upload must not make an older Kore contact ours."""
+    from connector.report import batch_csv
+
+    export = tmp_path / "contacts.csv"
+    expected = write_export(export, valid=200, seed=31)
+    theirs = sorted(expected.contacts)[0]
+    with Sandbox(faults=Faults(drop_every=1)) as sandbox:
+        body = batch_csv([("Someone", "Else", "", theirs, "", "")])
+        sandbox.faults.drop_every = 0
+        status, created = sandbox.import_contacts(body)
+        assert status == 200 and len(created) == 1
+        sandbox.state.contacts[created[0]["id"]]["createdAt"] = "2020-01-01T00:00:00.000Z"
+        sandbox.faults.drop_every = 1  # the upload is stored, then the connection drops
+        config = write_config(
+            tmp_path, {"acme": tenant_config(sandbox, export, batch_size=500, retries=0)}
+        )
+        interrupted = run_cli("sync", config=config)
+        sandbox.faults.drop_every = 0
+
+        result = run_cli("sync", config=config)
+
+    assert interrupted.returncode == 1
+    assert result.returncode == 0, result.stderr
+    last = runs(tmp_path, "acme")[-1]
+    counters = summary(last)["counters"]
+    assert counters["already_in_kore"] == 1, "the older contact is not ours"
+    assert counters["adopted"] == len(expected.contacts) - 1
+    (row,) = [r for r in rejected(last) if r["reason"] == "already_in_kore"]
+    assert json.loads(row["values"])["cellPhoneNumber"] == theirs[2:]

@@ -58,6 +58,8 @@ class PendingBatch:
     run_id: str
     attempts: int
     contacts: list[Contact]
+    created_at: datetime
+    """When the batch was recorded as pending: Kore contacts older than that are not ours."""
 
 
 @dataclass(frozen=True)
@@ -210,8 +212,11 @@ class TenantState:
 
     # batches in flight
 
-    def add_batch(self, run_id: str, contacts: Sequence[Contact]) -> int:
-        """Record a batch as pending, before its upload: a crash after this costs a retry only."""
+    def add_batch(
+        self, run_id: str, contacts: Sequence[Contact], *, at: datetime | None = None
+    ) -> int:
+        """Record a batch as pending (``at``), before its upload: a crash after this costs a
+        retry only."""
         with self._write() as conn:
             inserted = conn.execute(
                 insert(batches).values(
@@ -219,7 +224,7 @@ class TenantState:
                     run_id=run_id,
                     status="pending",
                     attempts=0,
-                    created_at=now(),
+                    created_at=at or now(),
                 )
             ).inserted_primary_key
             assert inserted is not None
@@ -257,7 +262,7 @@ class TenantState:
     def pending_batches(self) -> list[PendingBatch]:
         with self.store.transaction() as conn:
             heads = conn.execute(
-                select(batches.c.id, batches.c.run_id, batches.c.attempts)
+                select(batches.c.id, batches.c.run_id, batches.c.attempts, batches.c.created_at)
                 .where(batches.c.tenant == self.tenant, batches.c.status == "pending")
                 .order_by(batches.c.id)
             ).all()
@@ -281,7 +286,10 @@ class TenantState:
                     updated_at=None,
                 )
             )
-        return [PendingBatch(h.id, h.run_id, h.attempts, by_batch[h.id]) for h in heads]
+        return [
+            PendingBatch(h.id, h.run_id, h.attempts, by_batch[h.id], aware(h.created_at) or now())
+            for h in heads
+        ]
 
     def pending_count(self) -> int:
         with self.store.transaction() as conn:
