@@ -191,12 +191,35 @@ class DaemonSettings(_Strict):
     workers: int = Field(default=4, ge=1, le=64)
 
 
+class ChangesSettings(_Strict):
+    """What a later export does to contacts already in Kore. ``renamed: update`` sends Kore the
+    new names (``kore.update_changed: true`` is the older spelling of the same). Deleting from
+    Kore (``do_not_call: delete``, ``removed: delete``) is not in this version: only ``keep``."""
+
+    renamed: Literal["skip", "update"] = "skip"
+    do_not_call: str = "keep"
+    removed: str = "keep"
+
+    @field_validator("do_not_call", "removed")
+    @classmethod
+    def _keep_only(cls, value: str) -> str:
+        if value != "keep":
+            raise ValueError(f"'{value}' is not supported by this version; only 'keep' is")
+        return value
+
+
 class TenantSettings(_Strict):
     kore: KoreSettings
     source: SourceSettings
     mapping: str = Field(min_length=1)
     default_region: str = Field(default="US", pattern=r"^[A-Za-z]{2}$")
     schedule: ScheduleSettings = ScheduleSettings(every=timedelta(minutes=15))
+    changes: ChangesSettings = ChangesSettings()
+
+    @property
+    def update_renamed(self) -> bool:
+        """Whether renamed contacts are updated in Kore (``changes.renamed: update``)."""
+        return self.changes.renamed == "update" or self.kore.update_changed
 
     @field_validator("default_region")
     @classmethod

@@ -188,19 +188,20 @@ def test_numbers_kore_already_has_are_reported_and_the_rest_delivered(tmp_path: 
             assert summary(run)["counters"]["created"] == len(expected.contacts) - 3
 
 
+@pytest.mark.parametrize("opt_in", ["changes.renamed", "kore.update_changed"])
 def test_changed_names_are_skipped_by_default_and_updated_when_the_tenant_opts_in(
-    tmp_path: Path, sandbox: Sandbox
+    tmp_path: Path, sandbox: Sandbox, opt_in: str
 ) -> None:
     header = "Id,Salutation,FirstName,LastName,MobilePhone,LastModifiedDate\n"
     (tmp_path / "a.csv").write_text(
         header + "1,,Ann,Lee,+1 415 201 1001,2024-01-01\n2,,Bo,Kim,+1 415 201 1002,2024-01-01\n"
     )
+    base = tenant_config(sandbox, tmp_path / "*.csv")
     tenants = {
-        "skip": tenant_config(sandbox, tmp_path / "*.csv"),
-        "update": {
-            **tenant_config(sandbox, tmp_path / "*.csv"),
-            "kore": {**tenant_config(sandbox, tmp_path)["kore"], "update_changed": True},
-        },
+        "skip": {**base, "changes": {"renamed": "skip", "do_not_call": "keep", "removed": "keep"}},
+        "update": {**base, "changes": {"renamed": "update"}}
+        if opt_in == "changes.renamed"
+        else {**base, "kore": {**base["kore"], "update_changed": True}},
     }
     config = write_config(tmp_path, {"skip": tenants["skip"]})
     assert run_cli("sync", config=config).returncode == 0

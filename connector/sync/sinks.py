@@ -56,7 +56,7 @@ class KoreSink:
         self.deliverer.send(contacts)
 
     def update(self, changed: Changed) -> None:
-        if self.ctx.settings.kore.update_changed:
+        if self.ctx.settings.update_renamed:
             self.deliverer.update(changed)
         else:
             self.ctx.counters.changed_skipped += len(changed)
@@ -88,7 +88,7 @@ class DryRunSink:
         self.ctx.counters.would_send += len(contacts)
 
     def update(self, changed: Changed) -> None:
-        if self.ctx.settings.kore.update_changed:
+        if self.ctx.settings.update_renamed:
             self.ctx.counters.would_update += len(changed)
         else:
             self.ctx.counters.changed_skipped += len(changed)
