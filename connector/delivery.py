@@ -21,12 +21,10 @@ from connector.mapping import Contact
 from connector.phones import join_key, mask
 from connector.report import batch_csv, contact_rejection
 from connector.settings import KoreSettings
-from connector.state import PendingBatch
+from connector.state import Delivery, PendingBatch
 from connector.sync.context import BatchSettled, RowRejected, RunContext
 
 log = logging.getLogger(__name__)
-
-Delivery = tuple[str, str | None, str]
 
 
 def kore_row(contact: Contact, settings: KoreSettings) -> tuple[str, ...]:
@@ -68,6 +66,11 @@ class KoreDirectory:
 
     def invalidate(self) -> None:
         self._index = None
+
+    def forget(self, keys: Sequence[str]) -> None:
+        if self._index is not None:
+            for key in keys:
+                self._index.pop(key, None)
 
     def remember(self, created: dict[str, str | None]) -> None:
         if self._index is not None:
@@ -172,7 +175,7 @@ class Deliverer:
         missing = []
         for contact in contacts:
             if contact.key in created:
-                delivered.append((contact.key, created[contact.key], contact.fingerprint))
+                delivered.append(Delivery(contact, created[contact.key], "created"))
                 self.counters.created += 1
             else:
                 missing.append(contact)
@@ -220,11 +223,12 @@ class Deliverer:
             there = found.get(contact.key)
             if there is None:
                 continue
-            delivered.append((contact.key, there.kore_id, contact.fingerprint))
             ours = there.created_at is not None and (
                 there.created_at >= self._pending_at - ADOPTION_SKEW
             )
-            if self._uncertain and ours:
+            adopted = self._uncertain and ours
+            delivered.append(Delivery(contact, there.kore_id, "adopted" if adopted else "found"))
+            if adopted:
                 self.counters.adopted += 1
                 log.debug(
                     "%s row %d: adopted %s, created by an earlier try",
@@ -254,26 +258,61 @@ class Deliverer:
         self.ctx.emit(RowRejected(self.ctx.tenant, contact_rejection(contact, reason, detail)))
 
     def update(self, changed: Sequence[tuple[Contact, str]]) -> None:
-        """Opt-in: bring Kore contacts whose names changed in the CRM up to date."""
+        """Bring Kore contacts whose names changed in the CRM up to date; the state takes the new
+        values only for the contacts Kore confirms (an answer that lists no ids confirms all)."""
         size = self.settings.batch_size
         for start in range(0, len(changed), size):
+            self.ctx.check_stop()
             chunk = changed[start : start + size]
-            self.client.bulk_update(
-                [
-                    {
-                        "id": kore_id,
-                        "firstName": c.first_name,
-                        "lastName": c.last_name,
-                        "fullName": f"{c.first_name} {c.last_name}".strip(),
-                        "salutation": c.salutation or self.settings.default_salutation,
-                        "cellPhone": {
-                            "phoneNumber": c.key,
-                            "countryCode": c.phone.country_code,
-                            "extension": c.phone.extension,
-                        },
-                    }
-                    for c, kore_id in chunk
-                ]
-            )
-            self.state.record_updates(self.ctx.run_id, [(c.key, c.fingerprint) for c, _ in chunk])
-            self.counters.updated += len(chunk)
+            confirmed = self.client.bulk_update([self._update_body(c, i) for c, i in chunk])
+            done = [c for c, kore_id in chunk if confirmed is None or kore_id in confirmed]
+            self.state.record_updates(self.ctx.run_id, done)
+            self.counters.updated += len(done)
+            for contact, kore_id in chunk:
+                if confirmed is not None and kore_id not in confirmed:
+                    self._refused(
+                        contact,
+                        f"Kore did not update contact {kore_id}; it may have been deleted there "
+                        "('reconcile' shows what Kore is missing)",
+                    )
+
+    def _update_body(self, contact: Contact, kore_id: str) -> dict[str, object]:
+        first, last, salutation, _, code, extension = kore_row(contact, self.settings)
+        return {
+            "id": kore_id,
+            "firstName": first,
+            "lastName": last,
+            "fullName": f"{first} {last}".strip(),
+            "salutation": salutation,
+            "cellPhone": {"phoneNumber": contact.key, "countryCode": code, "extension": extension},
+        }
+
+    def delete(self, doomed: Sequence[tuple[str, str | None]]) -> list[str]:
+        """Delete ``(key, kore_id)`` contacts from Kore and forget their numbers; returns the
+        keys deleted. An id Kore says it could not delete is deleted all the same when Kore's
+        list no longer has it (an earlier try, or someone in Kore, deleted it first); a number
+        recorded without an id is looked up in Kore's list."""
+        size = self.settings.batch_size
+        deleted: list[str] = []
+        for start in range(0, len(doomed), size):
+            self.ctx.check_stop()
+            chunk = list(doomed[start : start + size])
+            if any(kore_id is None for _, kore_id in chunk):
+                found = self.directory.find([key for key, kore_id in chunk if kore_id is None])
+                chunk = [(k, i or (found[k].kore_id if k in found else "")) for k, i in chunk]
+            ids = [kore_id for _, kore_id in chunk if kore_id]
+            failed = self.client.bulk_delete(ids) if ids else set()
+            if failed:
+                self.directory.invalidate()
+                still = {f.kore_id for f in self.directory.find([k for k, _ in chunk]).values()}
+                failed &= still
+            gone = [key for key, kore_id in chunk if kore_id not in failed]
+            self.state.forget(gone)
+            self.directory.forget(gone)
+            deleted += gone
+            self.counters.deleted += len(gone)
+            self.counters.delete_failed += len(chunk) - len(gone)
+            for key, kore_id in chunk:
+                if kore_id in failed:
+                    log.warning("Kore did not delete contact %s (%s)", kore_id, mask(key))
+        return deleted

@@ -248,7 +248,8 @@ class Rejection:
     subject: str = ""
     """The one value at fault, where there is one (the country of ``country_unknown``)."""
     keys: tuple[str, ...] = ()
-    """The numbers of a row a ``skip_when`` rule flagged: no row sends them."""
+    """The valid numbers of the row, where they were read: those a ``skip_when`` rule flagged
+    (no row sends them), or those of a row without a name (still in the CRM)."""
 
 
 @dataclass(frozen=True)
@@ -486,7 +487,13 @@ class BoundMapping:
                 salutation = _lookup(spec.fields["salutation"].map, title)
         if not first and not last:
             return self._reject(
-                "name_missing", "first and last name are both empty", values, source, row, record_id
+                "name_missing",
+                "first and last name are both empty",
+                values,
+                source,
+                row,
+                record_id,
+                keys=self._keys(values, default_region),
             )
         region, unknown = self._region(values, default_region)
         problem: PhoneProblem | None = None

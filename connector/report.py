@@ -14,7 +14,7 @@ import json
 import logging
 import shutil
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from io import StringIO
 from pathlib import Path
@@ -32,7 +32,11 @@ _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
 def neutralise(cell: str) -> str:
-    return "'" + cell if cell.startswith(_FORMULA_START) else cell
+    """A cell a spreadsheet would run as a formula, quoted; a phone key (``+`` and digits) is
+    no formula and stays as it is."""
+    if cell.startswith(_FORMULA_START) and not (cell[:1] == "+" and cell[1:].isdigit()):
+        return "'" + cell
+    return cell
 
 
 class Report:
@@ -93,12 +97,21 @@ class Report:
         path.write_bytes(body)
         return path
 
-    def write_table(self, name: str, header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
-        """One more CSV in the run's folder (``dnc_in_kore.csv``)."""
+    def write_table(self, name: str, header: Sequence[str], rows: Iterable[Sequence[str]]) -> None:
+        """One more CSV in the run's folder (``dnc_in_kore.csv``, ``updates.csv``…); cells a
+        spreadsheet would run as a formula are neutralised as in ``rejected.csv``."""
         if self._rejected is None:
             self._open()
-        with (self.directory / name).open("w", encoding="utf-8", newline="") as handle:
-            csv.writer(handle).writerows([header, *rows])
+        try:
+            with (self.directory / name).open("w", encoding="utf-8", newline="") as handle:
+                writer = csv.writer(handle)
+                writer.writerow(header)
+                writer.writerows([neutralise(str(cell)) for cell in row] for row in rows)
+        except OSError as exc:
+            raise ConnectorError(
+                f"cannot write the report to {self.directory / name}: {exc.strerror}",
+                hint="check reports_dir and its permissions",
+            ) from None
 
     def close(self, summary: dict[str, Any], *, keep: bool) -> bool:
         """Write ``summary.json`` if the folder exists or ``keep`` asks for it; say whether."""

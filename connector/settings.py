@@ -84,6 +84,7 @@ def _is_loopback(hostname: str) -> bool:
 class CsvSourceSettings(_Strict):
     kind: Literal["csv"]
     path: str = Field(min_length=1)
+    snapshot: bool = False
     encoding: str | None = None
     delimiter: str | None = Field(default=None, min_length=1, max_length=1)
 
@@ -101,6 +102,7 @@ class CsvSourceSettings(_Strict):
 class XlsxSourceSettings(_Strict):
     kind: Literal["xlsx"]
     path: str = Field(min_length=1)
+    snapshot: bool = False
     sheet: str | None = None
 
 
@@ -113,11 +115,16 @@ class SqlSourceSettings(_Strict):
     query: str | None = Field(default=None, min_length=1)
     cursor: str | None = Field(default=None, min_length=1)
     batch_rows: int = Field(default=1000, ge=1)
+    snapshot: bool = False
 
     @model_validator(mode="after")
     def _table_or_query(self) -> SqlSourceSettings:
         if (self.table is None) == (self.query is None):
             raise ValueError("give exactly one of 'table' or 'query'")
+        if self.snapshot and self.cursor:
+            raise ValueError(
+                "a snapshot is a full read of the table: give 'snapshot: true' or 'cursor', not both"
+            )
         return self
 
     def __repr__(self) -> str:
@@ -193,19 +200,15 @@ class DaemonSettings(_Strict):
 
 class ChangesSettings(_Strict):
     """What a later export does to contacts already in Kore. ``renamed: update`` sends Kore the
-    new names (``kore.update_changed: true`` is the older spelling of the same). Deleting from
-    Kore (``do_not_call: delete``, ``removed: delete``) is not in this version: only ``keep``."""
+    new names (``kore.update_changed: true`` is the older spelling of the same);
+    ``do_not_call: delete`` deletes numbers flagged do-not-call from Kore; ``removed: delete``
+    deletes numbers a snapshot source no longer has, unless they are more than
+    ``max_delete_fraction`` of the tenant's contacts (a truncated export must not wipe Kore)."""
 
     renamed: Literal["skip", "update"] = "skip"
-    do_not_call: str = "keep"
-    removed: str = "keep"
-
-    @field_validator("do_not_call", "removed")
-    @classmethod
-    def _keep_only(cls, value: str) -> str:
-        if value != "keep":
-            raise ValueError(f"'{value}' is not supported by this version; only 'keep' is")
-        return value
+    do_not_call: Literal["keep", "delete"] = "keep"
+    removed: Literal["keep", "delete"] = "keep"
+    max_delete_fraction: float = Field(default=0.2, ge=0, le=1)
 
 
 class TenantSettings(_Strict):

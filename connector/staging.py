@@ -10,7 +10,7 @@ whatever the size. Rows are written in batches; a window function picks one row 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 from connector.mapping import Contact
 from connector.phones import PhoneKey
@@ -38,6 +38,10 @@ class Staging:
             "PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF;"
             f"CREATE TABLE staged (ordinal INTEGER PRIMARY KEY, {_COLUMNS});"
             "CREATE TABLE flagged (key TEXT PRIMARY KEY, source TEXT, row_no INTEGER);"
+            "CREATE TABLE seen (key TEXT PRIMARY KEY);"
+            "CREATE TABLE known (key TEXT PRIMARY KEY, kore_id TEXT, deletable INTEGER);"
+            "CREATE TABLE planned (ordinal INTEGER PRIMARY KEY, action TEXT, kore_id TEXT);"
+            "CREATE TABLE doomed (key TEXT PRIMARY KEY, kore_id TEXT);"
         )
         self._pending: list[tuple[object, ...]] = []
 
@@ -86,6 +90,11 @@ class Staging:
             "INSERT OR IGNORE INTO flagged VALUES (?, ?, ?)", [(k, source, row) for k in keys]
         )
 
+    def see(self, keys: tuple[str, ...]) -> None:
+        """Numbers the export has on rows that are not sent (a row without a name): they are
+        still in the CRM, so a snapshot does not count them as removed."""
+        self._db.executemany("INSERT OR IGNORE INTO seen VALUES (?)", [(k,) for k in keys])
+
     def flagged(self) -> list[tuple[str, str, int]]:
         """Every number flagged in this run, with the first row that flagged it."""
         return list(self._db.execute("SELECT key, source, row_no FROM flagged ORDER BY key"))
@@ -112,14 +121,59 @@ class Staging:
         for row in rows:
             yield _contact(row[:11]), row[12], row[13]
 
-    def winners(self, chunk: int) -> Iterator[list[Contact]]:
-        """One contact per number, in the order the rows were read, ``chunk`` at a time."""
+    def winners(self, chunk: int) -> Iterator[list[tuple[int, Contact]]]:
+        """One contact per number with its ordinal, in the order the rows were read, ``chunk``
+        at a time."""
         self._flush()
         rows = self._db.execute(
-            _RANKED + f"SELECT {_COLUMNS} FROM ranked WHERE place = 1 ORDER BY ordinal"
+            _RANKED + f"SELECT ordinal, {_COLUMNS} FROM ranked WHERE place = 1 ORDER BY ordinal"
         )
         while batch := rows.fetchmany(chunk):
-            yield [_contact(row) for row in batch]
+            yield [(int(row[0]), _contact(row[1:])) for row in batch]
+
+    # the plan: what the run will do, decided before anything is sent
+
+    def plan(self, rows: list[tuple[int, str, str | None]]) -> None:
+        """``(ordinal, action, kore_id)`` for winners to create or update."""
+        self._db.executemany("INSERT INTO planned VALUES (?, ?, ?)", rows)
+
+    def planned(self, action: str, chunk: int) -> Iterator[list[tuple[Contact, str]]]:
+        """The contacts planned for ``action`` in the order they were read, with their Kore id
+        (empty for creates), ``chunk`` at a time."""
+        rows = self._db.execute(
+            f"""SELECT {_prefixed("s")}, p.kore_id FROM planned AS p
+                JOIN staged AS s ON s.ordinal = p.ordinal
+                WHERE p.action = ? ORDER BY p.ordinal""",
+            (action,),
+        )
+        while batch := rows.fetchmany(chunk):
+            yield [(_contact(row[:11]), str(row[12] or "")) for row in batch]
+
+    def doom(self, rows: list[tuple[str, str | None]]) -> None:
+        """``(key, kore_id)`` of contacts to delete from Kore."""
+        self._db.executemany("INSERT OR IGNORE INTO doomed VALUES (?, ?)", rows)
+
+    def doomed(self) -> list[tuple[str, str | None]]:
+        return list(self._db.execute("SELECT key, kore_id FROM doomed ORDER BY key"))
+
+    def absent(
+        self, known: Iterable[list[tuple[str, str | None, bool]]]
+    ) -> list[tuple[str, str | None, bool]]:
+        """Of the numbers delivered before (``(key, kore_id, deletable)`` in chunks), those no
+        row of this run has: a snapshot's removed contacts."""
+        self._flush()
+        for rows in known:
+            self._db.executemany("INSERT OR IGNORE INTO known VALUES (?, ?, ?)", rows)
+        return [
+            (str(key), None if kore_id is None else str(kore_id), bool(deletable))
+            for key, kore_id, deletable in self._db.execute(
+                """SELECT key, kore_id, deletable FROM known
+                   WHERE key NOT IN (SELECT key FROM staged)
+                     AND key NOT IN (SELECT key FROM flagged)
+                     AND key NOT IN (SELECT key FROM seen)
+                   ORDER BY key"""
+            )
+        ]
 
 
 def _prefixed(alias: str) -> str:

@@ -63,7 +63,20 @@ def test_environment_overrides_settings_that_are_not_per_tenant(
         (lambda t: t.update(schedule={"every": "0m"}), "schedule.every must be longer than zero"),
         (lambda t: t.update(schedule={"every": "1m", "jitter": "0s"}), "jitter must be longer"),
         (lambda t: t.update(schedule={"every": "1m", "cron": "* * * * *"}), "exactly one"),
-        (lambda t: t.update(changes={"removed": "delete"}), "changes.removed 'delete' is not"),
+        (lambda t: t.update(changes={"removed": "wipe"}), "tenants.acme.changes.removed"),
+        (lambda t: t.update(changes={"max_delete_fraction": 2}), "max_delete_fraction"),
+        (
+            lambda t: t.update(
+                source={
+                    "kind": "sql",
+                    "url": "sqlite://",
+                    "table": "c",
+                    "cursor": "u",
+                    "snapshot": True,
+                }
+            ),
+            "'snapshot: true' or 'cursor', not both",
+        ),
         (lambda t: t.update(changes={"renamed": "rename"}), "tenants.acme.changes.renamed"),
         (lambda t: t.update(schedule={"cron": "not a cron"}), "not a crontab"),
         (lambda t: t["source"].update(kind="ftp"), "tenants.acme.source"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,7 @@ from sqlalchemy import inspect
 
 from connector.mapping import Contact
 from connector.phones import PhoneKey
-from connector.state import Checkpoint, Store, TenantState
+from connector.state import Checkpoint, Delivery, Store, TenantState
 from connector.state.tables import metadata
 
 
@@ -66,7 +67,7 @@ def test_a_batch_is_pending_until_settled(store: Store) -> None:
     assert acme.pending_count() == 3
 
     acme.settle_batch(
-        batch_id, "run-1", [(c.key, f"k{i}", c.fingerprint) for i, c in enumerate(contacts)]
+        batch_id, "run-1", [Delivery(c, f"k{i}", "created") for i, c in enumerate(contacts)]
     )
 
     assert acme.pending_batches() == []
@@ -81,7 +82,7 @@ def test_delivered_lookups_are_chunked_and_tenants_are_isolated(store: Store) ->
     acme, other = held_state(store, "acme"), store.tenant("other")
     contacts = [_contact(n) for n in range(1200)]
     batch_id = acme.add_batch("run-1", contacts)
-    acme.settle_batch(batch_id, "run-1", [(c.key, None, c.fingerprint) for c in contacts])
+    acme.settle_batch(batch_id, "run-1", [Delivery(c, None, "created") for c in contacts])
     assert len(acme.delivered([c.key for c in contacts])) == 1200
     assert other.delivered([c.key for c in contacts]) == {}
     assert acme.delivered_count() == 1200
@@ -93,9 +94,46 @@ def test_settling_a_key_twice_keeps_one_row(store: Store) -> None:
     contact = _contact(1)
     for run in ("run-1", "run-2"):
         batch_id = acme.add_batch(run, [contact])
-        acme.settle_batch(batch_id, run, [(contact.key, run, contact.fingerprint)])
+        acme.settle_batch(batch_id, run, [Delivery(contact, run, "created")])
     assert acme.delivered([contact.key])[contact.key].kore_id == "run-2"
     assert acme.delivered_count() == 1
+
+
+def test_what_was_sent_and_whose_it_is_is_kept_updated_and_forgotten(store: Store) -> None:
+    acme, other = held_state(store, "acme"), store.tenant("other")
+    ours, theirs, renamed = _contact(1), _contact(2), _contact(3)
+    batch_id = acme.add_batch("run-1", [ours, theirs, renamed])
+    acme.settle_batch(
+        batch_id,
+        "run-1",
+        [Delivery(ours, "k1", "created"), Delivery(theirs, "k2", "found")]
+        + [Delivery(renamed, "k3", "adopted")],
+    )
+    found = acme.delivered([ours.key, theirs.key, renamed.key])
+    assert found[ours.key].values == ours.csv_row()
+    assert (found[ours.key].deletable, found[theirs.key].deletable) == (True, False)
+    assert (found[renamed.key].deletable, found[theirs.key].updatable) == (True, False)
+
+    new = replace(renamed, first_name="Renamed")
+    acme.record_updates("run-2", [new])
+    after = acme.delivered([renamed.key])[renamed.key]
+    assert (after.fingerprint, after.values) == (new.fingerprint, new.csv_row())
+
+    acme.forget([ours.key])
+    pages = list(acme.every_delivered(chunk=1))
+    assert [[key for key, _ in page] for page in pages] == [[theirs.key], [renamed.key]]
+    assert list(other.every_delivered()) == []
+
+
+def test_flagged_numbers_in_kore_are_found_per_tenant(store: Store) -> None:
+    acme, other = held_state(store, "acme"), held_state(store, "other")
+    contacts = [_contact(n) for n in range(3)]
+    for state in (acme, other):
+        batch_id = state.add_batch("run-1", contacts)
+        state.settle_batch(batch_id, "run-1", [Delivery(c, "k", "created") for c in contacts])
+    acme.commit_checkpoint(Checkpoint(), flagged=[(contacts[1].key, "a.csv row 3")])
+    assert set(acme.flagged_in_kore()) == {contacts[1].key}
+    assert other.flagged_in_kore() == {}
 
 
 def test_processed_files_and_runs(store: Store) -> None:

@@ -123,8 +123,26 @@ class KoreClient:
                 return found
             params = {"skip": len(found), "limit": len(results)}
 
-    def bulk_update(self, contacts: list[dict[str, Any]]) -> None:
-        self._send("PUT", "/contacts/bulk-update", json=contacts)
+    def bulk_update(self, contacts: list[dict[str, Any]]) -> set[str] | None:
+        """Update contacts in place; the ids Kore's answer lists as updated, or None when the
+        answer lists none (the docs show no response body: then the request's success is all
+        there is to go on)."""
+        response, _ = self._send("PUT", "/contacts/bulk-update", json=contacts)
+        ids = {str(c["id"]) for c in _created(response) if c.get("id")}
+        return ids or None
+
+    def bulk_delete(self, ids: list[str]) -> set[str]:
+        """Delete contacts by id; returns the ids Kore did not say it deleted. An answer
+        without ``successfulRecords`` or ``failedRecords`` says nothing, so every id is
+        returned for the caller to check in Kore's list."""
+        response, _ = self._send("DELETE", "/contacts/bulk-delete", json={"ids": ids})
+        body = _json(response)
+        if isinstance(body, dict) and isinstance(body.get("successfulRecords"), list):
+            done = {_record_id(r) for r in body["successfulRecords"]}
+            return {i for i in ids if i not in done}
+        if isinstance(body, dict) and isinstance(body.get("failedRecords"), list):
+            return {_record_id(r) for r in body["failedRecords"]} & set(ids)
+        return set(ids)
 
     def _send(self, method: str, path: str, **kwargs: Any) -> tuple[httpx.Response, bool]:
         """One request with retries; returns the response and whether an earlier try was uncertain."""
@@ -235,6 +253,11 @@ def _detail(response: httpx.Response) -> str:
             if key in body:
                 return str(body[key])[:300]
     return response.text[:300].strip() or response.reason_phrase
+
+
+def _record_id(record: Any) -> str:
+    """A bulk-delete record: ``{"id": …}``, or the bare id."""
+    return str(record.get("id") if isinstance(record, dict) else record)
 
 
 def _created(response: httpx.Response) -> list[dict[str, Any]]:

@@ -105,6 +105,11 @@ class Source(Protocol):
 
     def units(self) -> list[SourceUnit]: ...
 
+    @property
+    def complete(self) -> bool:
+        """Whether the units read are the whole contact list (``snapshot: true``), so that a
+        number delivered before and absent now was removed from the CRM."""
+
     def checkpoint(self, rows: Mapping[str, int]) -> Checkpoint:
         """What a completed run read (``rows`` by unit ident), for the run to commit."""
 

@@ -42,10 +42,17 @@ class FileSource:
         return [path]
 
     def units(self) -> list[SourceUnit]:
-        """The files not read before (all with ``--full``), each content once."""
+        """The files not read before (all with ``--full``), each content once. A snapshot
+        source reads only the newest file (by modification time, then name): it is the whole
+        contact list, and older files are history."""
         seen = set() if self.full or self.state is None else self.state.processed_hashes()
         units: list[SourceUnit] = []
-        for path in self.paths():
+        paths = self.paths()
+        if self.settings.snapshot and paths:
+            newest = max(paths, key=lambda p: (p.stat().st_mtime_ns, p.name))
+            self.stats.files_seen = self.stats.files_skipped = len(paths) - 1
+            paths = [newest]
+        for path in paths:
             self.stats.files_seen += 1
             unit = self._inspect(path)
             if unit.ident in seen:
@@ -56,6 +63,11 @@ class FileSource:
         self.stats.files_read = len(units)
         self._read = units
         return units
+
+    @property
+    def complete(self) -> bool:
+        """Whether what this run reads is the whole contact list (a snapshot's newest file)."""
+        return self.settings.snapshot and bool(self._read)
 
     def _inspect(self, path: Path) -> SourceUnit:
         if isinstance(self.settings, XlsxSourceSettings):

@@ -82,6 +82,11 @@ class SqlSource:
             return Checkpoint()
         return Checkpoint(cursors={self.key: encode_position(unit.last)})
 
+    @property
+    def complete(self) -> bool:
+        """A snapshot table is read whole every run (a snapshot takes no cursor)."""
+        return self.settings.snapshot and self._unit is not None
+
 
 def _source_key(settings: SqlSourceSettings) -> str:
     """A cursor belongs to one database and table or query (not to the password): changing

@@ -43,7 +43,16 @@ deliveries = Table(
     Column("fingerprint", String(32), nullable=False),
     Column("run_id", String(40), nullable=False),
     Column("delivered_at", DateTime(timezone=True), nullable=False),
+    Column("origin", String(10), nullable=False),
+    Column("first_name", Text),
+    Column("last_name", Text),
+    Column("salutation", Text),
+    Column("number", Text),
+    Column("country_code", Text),
+    Column("extension", Text),
 )
+"""Every number delivered, with what was sent (NULL for rows recorded before migration 0005)
+and its ``origin``: ``created``, ``adopted``, ``found`` (Kore had it before us) or ``legacy``."""
 
 batches = Table(
     "batches",

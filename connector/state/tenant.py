@@ -46,10 +46,39 @@ if TYPE_CHECKING:
 _CHUNK = 500
 
 
+_VALUES = ("first_name", "last_name", "salutation", "number", "country_code", "extension")
+
+
 @dataclass(frozen=True, slots=True)
 class Delivered:
+    """A number delivered before: its Kore id, what was sent, and how it became ours.
+
+    ``origin`` is ``created`` or ``adopted`` (ours: updates and deletes may touch it), ``found``
+    (Kore had it before we sent it: never updated or deleted) or ``legacy`` (recorded before
+    the difference was kept: updated, as earlier versions did, but never deleted)."""
+
     kore_id: str | None
     fingerprint: str
+    origin: str = "created"
+    values: tuple[str, str, str, str, str, str] | None = None
+    """firstName, lastName, salutation, number, country code, extension as last sent."""
+
+    @property
+    def deletable(self) -> bool:
+        return self.origin in ("created", "adopted")
+
+    @property
+    def updatable(self) -> bool:
+        return self.origin in ("created", "adopted", "legacy")
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """What became of one sent row: its Kore id and how it became ours (see ``Delivered``)."""
+
+    contact: Contact
+    kore_id: str | None
+    origin: str
 
 
 @dataclass(frozen=True)
@@ -182,12 +211,41 @@ class TenantState:
 
     def delivered(self, keys: Iterable[str]) -> dict[str, Delivered]:
         """Which of ``keys`` were delivered before, in chunked ``IN`` queries."""
-        columns = (deliveries.c.phone_key, deliveries.c.kore_id, deliveries.c.fingerprint)
         with self.store.transaction() as conn:
             return {
-                row[0]: Delivered(row[1], row[2])
-                for row in self._by_keys(conn, columns, list(keys))
+                row[0]: _delivered(row[1:]) for row in self._by_keys(conn, _DELIVERED, list(keys))
             }
+
+    def every_delivered(self, chunk: int = 5000) -> Iterator[list[tuple[str, Delivered]]]:
+        """Every number this tenant delivered, ``chunk`` at a time in key order (keyset paging:
+        no transaction stays open between chunks, and memory stays flat)."""
+        after = ""
+        while True:
+            with self.store.transaction() as conn:
+                rows = conn.execute(
+                    select(*_DELIVERED)
+                    .where(deliveries.c.tenant == self.tenant, deliveries.c.phone_key > after)
+                    .order_by(deliveries.c.phone_key)
+                    .limit(chunk)
+                ).all()
+            if not rows:
+                return
+            yield [(row[0], _delivered(tuple(row)[1:])) for row in rows]
+            after = rows[-1][0]
+
+    def flagged_in_kore(self) -> dict[str, Delivered]:
+        """Delivered numbers that an earlier export flagged do-not-call."""
+        with self.store.transaction() as conn:
+            rows = conn.execute(
+                select(*_DELIVERED)
+                .join(
+                    dnc_numbers,
+                    (dnc_numbers.c.tenant == deliveries.c.tenant)
+                    & (dnc_numbers.c.phone_key == deliveries.c.phone_key),
+                )
+                .where(deliveries.c.tenant == self.tenant)
+            ).all()
+        return {row[0]: _delivered(tuple(row)[1:]) for row in rows}
 
     def delivered_count(self) -> int:
         with self.store.transaction() as conn:
@@ -198,17 +256,37 @@ class TenantState:
             ).scalar_one()
         return int(count)
 
-    def record_updates(self, run_id: str, updated: Sequence[tuple[str, str]]) -> None:
-        """New fingerprints for keys whose Kore contact was updated in place (one executemany)."""
+    def record_updates(self, run_id: str, updated: Sequence[Contact]) -> None:
+        """What Kore confirmed it updated in place: new values and fingerprints (one executemany)."""
         if not updated:
             return
         statement = (
             update(deliveries)
             .where(deliveries.c.tenant == self.tenant, deliveries.c.phone_key == bindparam("k"))
-            .values(fingerprint=bindparam("f"), run_id=run_id, delivered_at=now())
+            .values(
+                fingerprint=bindparam("f"),
+                run_id=run_id,
+                delivered_at=now(),
+                **{name: bindparam(f"v_{name}") for name in _VALUES},
+            )
         )
         with self._write() as conn:
-            conn.execute(statement, [{"k": key, "f": print_} for key, print_ in updated])
+            conn.execute(
+                statement,
+                [{"k": c.key, "f": c.fingerprint, **_values(c, prefix="v_")} for c in updated],
+            )
+
+    def forget(self, keys: Sequence[str]) -> None:
+        """Numbers whose Kore contacts were deleted: no longer delivered, so a later export
+        that has them again creates them again."""
+        if keys:
+            with self._write() as conn:
+                self._delete_keys(conn, deliveries, keys)
+
+    def adopt(self, run_id: str, found: Sequence[Delivery]) -> None:
+        """Record contacts Kore has that the state did not know (``reconcile --apply``)."""
+        with self._write() as conn:
+            self._deliver(conn, run_id, found)
 
     # batches in flight
 
@@ -301,28 +379,32 @@ class TenantState:
             ).scalar_one()
         return int(count)
 
-    def settle_batch(
-        self, batch_id: int, run_id: str, delivered: Sequence[tuple[str, str | None, str]]
-    ) -> None:
-        """Record ``(key, kore_id, fingerprint)`` as delivered and close the batch, atomically."""
+    def _deliver(self, conn: Connection, run_id: str, delivered: Sequence[Delivery]) -> None:
+        stamp = now()
+        self._delete_keys(conn, deliveries, [d.contact.key for d in delivered])
+        if delivered:
+            conn.execute(
+                insert(deliveries),
+                [
+                    {
+                        "tenant": self.tenant,
+                        "phone_key": d.contact.key,
+                        "kore_id": d.kore_id,
+                        "fingerprint": d.contact.fingerprint,
+                        "run_id": run_id,
+                        "delivered_at": stamp,
+                        "origin": d.origin,
+                        **_values(d.contact),
+                    }
+                    for d in delivered
+                ],
+            )
+
+    def settle_batch(self, batch_id: int, run_id: str, delivered: Sequence[Delivery]) -> None:
+        """Record what was delivered and close the batch, atomically."""
         stamp = now()
         with self._write() as conn:
-            self._delete_keys(conn, deliveries, [key for key, _, _ in delivered])
-            if delivered:
-                conn.execute(
-                    insert(deliveries),
-                    [
-                        {
-                            "tenant": self.tenant,
-                            "phone_key": key,
-                            "kore_id": kore_id,
-                            "fingerprint": print_,
-                            "run_id": run_id,
-                            "delivered_at": stamp,
-                        }
-                        for key, kore_id, print_ in delivered
-                    ],
-                )
+            self._deliver(conn, run_id, delivered)
             conn.execute(delete(batch_rows).where(batch_rows.c.batch_id == batch_id))
             conn.execute(
                 update(batches)
@@ -429,3 +511,22 @@ class TenantState:
                         tenant=self.tenant, source=source, position=position, updated_at=stamp
                     )
                 )
+
+
+_DELIVERED = (
+    deliveries.c.phone_key,
+    deliveries.c.kore_id,
+    deliveries.c.fingerprint,
+    deliveries.c.origin,
+    *(deliveries.c[name] for name in _VALUES),
+)
+
+
+def _delivered(row: Sequence[Any]) -> Delivered:
+    kore_id, print_, origin, *values = row
+    sent = None if values[0] is None else tuple(str(v or "") for v in values)
+    return Delivered(kore_id, print_, origin, sent)  # type: ignore[arg-type]
+
+
+def _values(contact: Contact, prefix: str = "") -> dict[str, str]:
+    return {f"{prefix}{name}": v for name, v in zip(_VALUES, contact.csv_row(), strict=True)}

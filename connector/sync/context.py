@@ -33,6 +33,11 @@ class Counters:
     would_send: int = 0
     would_update: int = 0
     dnc_in_kore: int = 0
+    removed: int = 0
+    deleted: int = 0
+    would_delete: int = 0
+    delete_failed: int = 0
+    not_ours: int = 0
     created: int = 0
     adopted: int = 0
     already_in_kore: int = 0

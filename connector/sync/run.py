@@ -25,9 +25,10 @@ from connector.errors import ConnectorError, RunInterrupted
 from connector.mapping import BoundMapping, Contact, Rejection, load_mapping
 from connector.report import Report, contact_rejection, prune
 from connector.settings import Settings
-from connector.sources import SourceUnit, open_source
+from connector.sources import Source, SourceUnit, open_source
 from connector.staging import Staging
 from connector.state import LeaseLost, Store, TenantState
+from connector.sync import plan
 from connector.sync.context import (
     Counters,
     Event,
@@ -45,7 +46,6 @@ from connector.sync.sinks import DryRunSink, KoreSink, Sink
 log = logging.getLogger(__name__)
 
 _PROGRESS_EVERY = 2000
-_STATE_CHUNK = 1000
 
 
 @dataclass
@@ -135,20 +135,29 @@ def run_once(
         )
         sink.resume()
         unit_rows: Counter[str] = Counter()
-        cleared: list[str] = []
         with Staging() as staging:
-            _read(ctx, units, bound, unit_rows, staging)
+            hidden = _read(ctx, units, bound, unit_rows, staging)
             flagged = [(key, f"{name} row {row}") for key, name, row in staging.flagged()]
-            _suppress(ctx, staging, report, [key for key, _ in flagged])
+            _suppress(ctx, staging)
             for loser, source_name, row in staging.duplicates():
                 detail = f"same number as {source_name} row {row}"
                 ctx.emit(
                     RowRejected(ctx.tenant, contact_rejection(loser, "duplicate_in_source", detail))
                 )
-            _dispatch(ctx, staging, sink, cleared)
+            changes = plan.build(
+                ctx,
+                staging,
+                report,
+                flagged=[key for key, _ in flagged],
+                snapshot=_snapshot(source, units, hidden, result.warnings),
+            )
+            plan.execute(ctx, staging, sink)
         if not ctx.dry_run:
             ctx.state.commit_checkpoint(
-                source.checkpoint(unit_rows), run_id=ctx.run_id, flagged=flagged, cleared=cleared
+                source.checkpoint(unit_rows),
+                run_id=ctx.run_id,
+                flagged=flagged,
+                cleared=changes.cleared,
             )
         result.status = _drift(ctx, units, unit_rows, result.warnings)
     except RunInterrupted as exc:
@@ -181,7 +190,13 @@ def _finish(ctx: RunContext, report: Report, result: RunResult, started: datetim
         "error": result.error.message if result.error else None,
         "warnings": result.warnings,
     }
-    busy = counters.rows_read or counters.uploads or counters.pending_resent or counters.updated
+    busy = (
+        counters.rows_read
+        or counters.uploads
+        or counters.pending_resent
+        or counters.updated
+        or counters.deleted
+    )
     keep = ctx.dry_run or bool(busy) or result.status != "completed" or bool(result.warnings)
     pending = None
     try:
@@ -240,14 +255,21 @@ def _bind(
     return bound
 
 
+HIDING = frozenset({"malformed_row", "phone_mangled", "country_unknown"})
+"""Rejections that hide which number a row holds: a snapshot with such rows cannot tell which
+numbers the CRM removed."""
+
+
 def _read(
     ctx: RunContext,
     units: list[SourceUnit],
     bound: dict[str, BoundMapping],
     unit_rows: Counter[str],
     staging: Staging,
-) -> None:
-    """Map every row: rejections go to the report, contacts to the staging file."""
+) -> int:
+    """Map every row: rejections go to the report, contacts to the staging file. Returns how
+    many rows were rejected in a way that hides their number."""
+    hidden = 0
     for unit in units:
         mapping = bound[unit.ident]
         for item in _mapped(ctx, unit, mapping, unit_rows):
@@ -255,90 +277,42 @@ def _read(
                 ctx.check_stop()
                 ctx.emit(Progress(ctx.tenant, ctx.counters))
             if isinstance(item, Rejection):
-                if item.keys:
+                if item.reason == "skip_when" and item.keys:
                     staging.flag(item.keys, item.source, item.row)
+                elif item.keys:
+                    staging.see(item.keys)
+                hidden += item.reason in HIDING
                 ctx.emit(RowRejected(ctx.tenant, item))
             else:
                 staging.add(item)
         ctx.emit(UnitRead(ctx.tenant, unit.name, unit_rows[unit.ident]))
         ctx.emit(Progress(ctx.tenant, ctx.counters))
+    return hidden
 
 
-def _suppress(ctx: RunContext, staging: Staging, report: Report, flagged: list[str]) -> None:
-    """Do-not-call belongs to the number: every row of a number some row flagged is held back,
-    and flagged numbers Kore already has (delivered before) are counted and listed."""
+def _snapshot(
+    source: Source, units: list[SourceUnit], hidden: int, warnings: list[str]
+) -> str | None:
+    """The export that is the whole contact list, when this run read one whose every row
+    showed its number; removals are judged against it."""
+    if not source.complete:
+        return None
+    name = ", ".join(u.name for u in units)
+    if hidden:
+        warnings.append(
+            f"the snapshot {name} has {hidden:,} rows whose number could not be read "
+            "(malformed_row, phone_mangled, country_unknown); removed contacts are not judged "
+            "on it"
+        )
+        return None
+    return name
+
+
+def _suppress(ctx: RunContext, staging: Staging) -> None:
+    """Do-not-call belongs to the number: every row of a number some row flagged is held back."""
     for contact, name, row in staging.suppressed():
         detail = f"the number is flagged do-not-call by {name} row {row}"
         ctx.emit(RowRejected(ctx.tenant, contact_rejection(contact, "skip_when", detail)))
-    in_kore = ctx.state.delivered(flagged)
-    ctx.counters.dnc_in_kore = len(in_kore)
-    if in_kore:
-        report.write_table(
-            "dnc_in_kore.csv",
-            ("phone_key", "kore_id"),
-            [(key, found.kore_id or "") for key, found in sorted(in_kore.items())],
-        )
-
-
-def _fresh(
-    ctx: RunContext, staging: Staging, cleared: list[str]
-) -> Iterator[tuple[list[Contact], list[tuple[Contact, str]]]]:
-    """Each chunk of distinct contacts split into the never delivered and the delivered whose
-    names changed since (with their Kore id); delivered and unchanged ones are only counted.
-
-    A number an earlier export flagged do-not-call stays held back, unless this export can say
-    "do not call" and does not: then the flag is lifted (``cleared``)."""
-    for rows in staging.winners(_STATE_CHUNK):
-        remembered = ctx.state.flagged([c.key for c in rows])
-        chunk = []
-        for contact in rows:
-            if contact.key not in remembered:
-                chunk.append(contact)
-            elif contact.dnc_known:
-                cleared.append(contact.key)
-                chunk.append(contact)
-            else:
-                detail = "flagged do-not-call by an earlier export; this one cannot lift the flag"
-                ctx.emit(RowRejected(ctx.tenant, contact_rejection(contact, "skip_when", detail)))
-        ctx.counters.contacts += len(chunk)
-        delivered = ctx.state.delivered([c.key for c in chunk])
-        fresh: list[Contact] = []
-        changed: list[tuple[Contact, str]] = []
-        for contact in chunk:
-            before = delivered.get(contact.key)
-            if before is None:
-                fresh.append(contact)
-                continue
-            ctx.counters.already_delivered += 1
-            if before.fingerprint != contact.fingerprint and before.kore_id:
-                changed.append((contact, before.kore_id))
-        yield fresh, changed
-
-
-def _dispatch(ctx: RunContext, staging: Staging, sink: Sink, cleared: list[str]) -> None:
-    """Hand new contacts to the sink in batches, and renamed ones as updates; a stop is
-    heeded before every batch."""
-    size = ctx.settings.kore.batch_size
-    waiting: list[Contact] = []
-    changed: list[tuple[Contact, str]] = []
-    for fresh, renamed in _fresh(ctx, staging, cleared):
-        waiting += fresh
-        changed += renamed
-        while len(waiting) >= size:
-            ctx.check_stop()
-            sink.send(waiting[:size])
-            del waiting[:size]
-            ctx.emit(Progress(ctx.tenant, ctx.counters))
-        if len(changed) >= size:
-            ctx.check_stop()
-            sink.update(changed)
-            changed.clear()
-    if waiting:
-        ctx.check_stop()
-        sink.send(waiting)
-    if changed:
-        ctx.check_stop()
-        sink.update(changed)
 
 
 def _mapped(

@@ -27,6 +27,9 @@ class Sink(Protocol):
     def update(self, changed: Changed) -> None:
         """Delivered numbers whose names changed since (with their Kore id)."""
 
+    def delete(self, doomed: list[tuple[str, str | None]]) -> None:
+        """``(key, kore_id)`` of contacts to delete from Kore."""
+
     def close(self) -> None: ...
 
 
@@ -56,17 +59,18 @@ class KoreSink:
         self.deliverer.send(contacts)
 
     def update(self, changed: Changed) -> None:
-        if self.ctx.settings.update_renamed:
-            self.deliverer.update(changed)
-        else:
-            self.ctx.counters.changed_skipped += len(changed)
+        self.deliverer.update(changed)
+
+    def delete(self, doomed: list[tuple[str, str | None]]) -> None:
+        self.deliverer.delete(doomed)
 
     def close(self) -> None:
         self.client.close()
 
 
 class DryRunSink:
-    """Batch files, exactly as they would be uploaded; nothing sent, no state changed."""
+    """Batch files, exactly as they would be uploaded; nothing sent, no state changed. The
+    plan's ``updates.csv`` and ``deletes.csv`` are in the report either way."""
 
     def __init__(self, ctx: RunContext, report: Report, warnings: list[str]) -> None:
         self.ctx = ctx
@@ -88,10 +92,10 @@ class DryRunSink:
         self.ctx.counters.would_send += len(contacts)
 
     def update(self, changed: Changed) -> None:
-        if self.ctx.settings.update_renamed:
-            self.ctx.counters.would_update += len(changed)
-        else:
-            self.ctx.counters.changed_skipped += len(changed)
+        self.ctx.counters.would_update += len(changed)
+
+    def delete(self, doomed: list[tuple[str, str | None]]) -> None:
+        self.ctx.counters.would_delete += len(doomed)
 
     def close(self) -> None:
         pass

@@ -1,0 +1,254 @@
+"""A run's plan of changes: what it read plus the state become creates, updates, deletes and the
+unchanged, all decided before anything is sent, then carried out through a sink.
+
+Creates are the numbers never delivered; updates the delivered ones whose names changed
+(``changes.renamed: update``); deletes the delivered numbers flagged do-not-call
+(``changes.do_not_call: delete``) and, for a snapshot source, those the snapshot no longer has
+(``changes.removed: delete``). Only contacts that are ours are updated or deleted: a contact Kore
+had before we sent it is left alone (``not_ours``). A snapshot that would remove more than
+``changes.max_delete_fraction`` of the tenant's contacts refuses the whole run before anything is
+sent. The plan lives in the run's staging database, so memory stays flat whatever its size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from connector.errors import ConnectorError
+from connector.mapping import Contact
+from connector.report import Report, contact_rejection
+from connector.staging import Staging
+from connector.state import Delivered
+from connector.sync.context import Progress, RowRejected, RunContext
+from connector.sync.sinks import Sink
+
+_STATE_CHUNK = 1000
+
+UPDATES_COLUMNS = (
+    "phone_key",
+    "kore_id",
+    "source",
+    "row",
+    "record_id",
+    "old_first_name",
+    "old_last_name",
+    "old_salutation",
+    "first_name",
+    "last_name",
+    "salutation",
+    "plan",
+)
+DELETES_COLUMNS = ("phone_key", "kore_id", "why", "plan")
+
+
+class DeletesRefused(ConnectorError):
+    """A snapshot would remove more of the tenant's contacts than ``max_delete_fraction``."""
+
+
+@dataclass
+class Plan:
+    """What the run will do; ``cleared`` are numbers whose do-not-call flag this export lifts."""
+
+    cleared: list[str] = field(default_factory=list)
+    creates: int = 0
+    updates: int = 0
+    deletes: int = 0
+
+
+def build(
+    ctx: RunContext,
+    staging: Staging,
+    report: Report,
+    *,
+    flagged: list[str],
+    snapshot: str | None,
+) -> Plan:
+    """Decide every change. ``flagged``: numbers this run flagged do-not-call; ``snapshot``:
+    the name of the export that is the whole contact list, when this run read one."""
+    plan = Plan()
+    updates: list[tuple[str, ...]] = []
+    for chunk in staging.winners(_STATE_CHUNK):
+        _classify(ctx, staging, chunk, plan, updates)
+    if updates:
+        report.write_table("updates.csv", UPDATES_COLUMNS, updates)
+    deletes: list[tuple[str, str, str, str]] = []
+    _do_not_call(ctx, staging, report, flagged, plan, deletes)
+    if snapshot is not None:
+        _removed(ctx, staging, snapshot, plan, deletes)
+    if deletes:
+        report.write_table("deletes.csv", DELETES_COLUMNS, deletes)
+    return plan
+
+
+def _classify(
+    ctx: RunContext,
+    staging: Staging,
+    chunk: list[tuple[int, Contact]],
+    plan: Plan,
+    updates: list[tuple[str, ...]],
+) -> None:
+    """One chunk of distinct contacts: held back (flagged by an earlier export), created,
+    unchanged, or renamed (updated, or skipped and counted)."""
+    counters = ctx.counters
+    remembered = ctx.state.flagged([c.key for _, c in chunk])
+    kept: list[tuple[int, Contact]] = []
+    for ordinal, contact in chunk:
+        if contact.key not in remembered:
+            kept.append((ordinal, contact))
+        elif contact.dnc_known:
+            plan.cleared.append(contact.key)
+            kept.append((ordinal, contact))
+        else:
+            detail = "flagged do-not-call by an earlier export; this one cannot lift the flag"
+            ctx.emit(RowRejected(ctx.tenant, contact_rejection(contact, "skip_when", detail)))
+    counters.contacts += len(kept)
+    delivered = ctx.state.delivered([c.key for _, c in kept])
+    rows: list[tuple[int, str, str | None]] = []
+    for ordinal, contact in kept:
+        before = delivered.get(contact.key)
+        if before is None:
+            rows.append((ordinal, "create", None))
+            plan.creates += 1
+            continue
+        counters.already_delivered += 1
+        if before.fingerprint == contact.fingerprint or not before.kore_id:
+            continue
+        action = _renamed(ctx, before)
+        updates.append(_update_row(contact, before, action))
+        if action == "update":
+            rows.append((ordinal, "update", before.kore_id))
+            plan.updates += 1
+    staging.plan(rows)
+
+
+def _renamed(ctx: RunContext, before: Delivered) -> str:
+    if not ctx.settings.update_renamed:
+        ctx.counters.changed_skipped += 1
+        return "skip (renamed: skip)"
+    if not before.updatable:
+        ctx.counters.not_ours += 1
+        return "skip (not ours: Kore had it before we sent it)"
+    return "update"
+
+
+def _update_row(contact: Contact, before: Delivered, action: str) -> tuple[str, ...]:
+    old = before.values[:3] if before.values else ("", "", "")
+    return (
+        contact.key,
+        before.kore_id or "",
+        contact.source,
+        str(contact.row),
+        contact.record_id,
+        *old,
+        contact.first_name,
+        contact.last_name,
+        contact.salutation,
+        action,
+    )
+
+
+def _do_not_call(
+    ctx: RunContext,
+    staging: Staging,
+    report: Report,
+    flagged: list[str],
+    plan: Plan,
+    deletes: list[tuple[str, str, str, str]],
+) -> None:
+    """Flagged numbers Kore has from us: counted as ``dnc_in_kore`` and listed; deleted with
+    ``changes.do_not_call: delete``, along with numbers an earlier export flagged while the
+    tenant kept them (unless this export lifts the flag)."""
+    in_kore = ctx.state.delivered(flagged)
+    ctx.counters.dnc_in_kore = len(in_kore)
+    if in_kore:
+        report.write_table(
+            "dnc_in_kore.csv",
+            ("phone_key", "kore_id"),
+            [(key, found.kore_id or "") for key, found in sorted(in_kore.items())],
+        )
+    delete = ctx.settings.changes.do_not_call == "delete"
+    if delete:
+        cleared = set(plan.cleared)
+        earlier = ctx.state.flagged_in_kore()
+        in_kore |= {k: d for k, d in earlier.items() if k not in cleared}
+    for key, found in sorted(in_kore.items()):
+        action = _deletion(
+            ctx, staging, (key, found.kore_id, found.deletable), delete, "do_not_call"
+        )
+        plan.deletes += action == "delete"
+        deletes.append((key, found.kore_id or "", "do_not_call", action))
+
+
+def _removed(
+    ctx: RunContext,
+    staging: Staging,
+    snapshot: str,
+    plan: Plan,
+    deletes: list[tuple[str, str, str, str]],
+) -> None:
+    """Numbers delivered before that the snapshot no longer has were removed from the CRM."""
+    known = (
+        [(key, d.kore_id, d.deletable) for key, d in chunk] for chunk in ctx.state.every_delivered()
+    )
+    planned = {row[0] for row in deletes}
+    gone = [row for row in staging.absent(known) if row[0] not in planned]
+    counters = ctx.counters
+    counters.removed = len(gone)
+    delete = ctx.settings.changes.removed == "delete"
+    if not gone:
+        return
+    total = ctx.state.delivered_count()
+    limit = ctx.settings.changes.max_delete_fraction
+    if delete and len(gone) > limit * total:
+        raise DeletesRefused(
+            f"tenant {ctx.tenant}: the snapshot {snapshot} lacks {len(gone):,} of the "
+            f"{total:,} contacts delivered ({len(gone) / total:.0%}), more than "
+            f"changes.max_delete_fraction ({limit:.0%}); nothing was deleted or sent",
+            hint="a truncated export looks like this; if the CRM really dropped them, raise "
+            "changes.max_delete_fraction for one run",
+        )
+    for row in gone:
+        action = _deletion(ctx, staging, row, delete, "removed")
+        plan.deletes += action == "delete"
+        deletes.append((row[0], row[1] or "", "removed", action))
+
+
+def _deletion(
+    ctx: RunContext,
+    staging: Staging,
+    candidate: tuple[str, str | None, bool],
+    delete: bool,
+    setting: str,
+) -> str:
+    """What becomes of one ``(key, kore_id, deletable)`` a change would delete."""
+    key, kore_id, deletable = candidate
+    if not delete:
+        return f"keep ({setting}: keep)"
+    if not deletable:
+        ctx.counters.not_ours += 1
+        return "keep (not ours: Kore had it before we sent it, or an older version recorded it)"
+    staging.doom([(key, kore_id)])
+    return "delete"
+
+
+def execute(ctx: RunContext, staging: Staging, sink: Sink) -> None:
+    """Carry the plan out: deletes first (a number flagged do-not-call must not wait behind a
+    long upload), then updates, then creates in batches; a stop is heeded before each."""
+    size = ctx.settings.kore.batch_size
+    doomed = staging.doomed()
+    for start in range(0, len(doomed), size):
+        ctx.check_stop()
+        sink.delete(doomed[start : start + size])
+    for changed in staging.planned("update", size):
+        ctx.check_stop()
+        sink.update(changed)
+    for batch in _batches(staging, size):
+        ctx.check_stop()
+        sink.send(batch)
+        ctx.emit(Progress(ctx.tenant, ctx.counters))
+
+
+def _batches(staging: Staging, size: int) -> Iterator[list[Contact]]:
+    for chunk in staging.planned("create", size):
+        yield [contact for contact, _ in chunk]
