@@ -117,6 +117,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--delay", type=float, default=0.0, metavar="SECONDS", help="slow every upload"
     )
     sandbox.add_argument(
+        "--faults-on",
+        default="import",
+        metavar="OPS",
+        help="which writes the faults hit: a comma-separated list of import, update, delete",
+    )
+    sandbox.add_argument(
         "--duplicates",
         choices=["skip", "reject-file"],
         default="skip",
@@ -338,7 +344,14 @@ def cmd_daemon(args: argparse.Namespace) -> int:
 
 
 def cmd_sandbox(args: argparse.Namespace) -> int:
+    operations = {op.strip() for op in args.faults_on.split(",") if op.strip()}
+    if not operations <= {"import", "update", "delete"}:
+        raise ConfigError(
+            f"sandbox: --faults-on {args.faults_on!r} names an unknown operation",
+            hint="use import, update and delete, comma-separated",
+        )
     faults = Faults(
+        on=frozenset(operations),
         fail_every=args.fail_every,
         drop_every=args.drop_every,
         rate_limit_every=args.rate_limit_every,

@@ -106,8 +106,11 @@ def test_what_was_sent_and_whose_it_is_is_kept_updated_and_forgotten(store: Stor
     acme.settle_batch(
         batch_id,
         "run-1",
-        [Delivery(ours, "k1", "created"), Delivery(theirs, "k2", "found")]
-        + [Delivery(renamed, "k3", "adopted")],
+        [
+            Delivery(ours, "k1", "created"),
+            Delivery(theirs, "k2", "found"),
+            Delivery(renamed, "k3", "adopted"),
+        ],
     )
     found = acme.delivered([ours.key, theirs.key, renamed.key])
     assert found[ours.key].values == ours.csv_row()

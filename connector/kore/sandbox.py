@@ -38,9 +38,14 @@ DEFAULT_CLIENT_ID = "cs-sandbox"
 DEFAULT_ACCOUNT_ID = "sandbox-account"
 
 
+Operation = Literal["import", "update", "delete"]
+
+
 @dataclass
 class Faults:
-    """Every Nth upload (counting from 1) fails in the named way; 0 turns a fault off.
+    """Every Nth request (counting from 1, each operation counted on its own) of the operations
+    in ``on`` fails in the named way; 0 turns a fault off. A dropped request was carried out
+    before its connection was dropped.
 
     ``refuse`` holds E.164 numbers the sandbox will not take, as Kore may refuse a number for
     reasons of its own; they are treated like numbers it already has.
@@ -52,6 +57,7 @@ class Faults:
     delay_seconds: float = 0.0
     duplicates: Literal["skip", "reject-file"] = "skip"
     refuse: frozenset[str] = frozenset()
+    on: frozenset[Operation] = frozenset({"import"})
 
 
 @dataclass(frozen=True)
@@ -69,6 +75,8 @@ class SandboxState:
     by_phone: dict[str, str] = field(default_factory=dict)
     uploads: int = 0
     listings: int = 0
+    requests: dict[str, int] = field(default_factory=dict)
+    """Write requests by operation (``import``, ``update``, ``delete``), faulted ones included."""
     upload_log: list[Upload] = field(default_factory=list)
     seen_jti: set[str] = field(default_factory=set)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -223,6 +231,19 @@ class Sandbox:
                 updated.append(dict(contact))
         return 200, updated
 
+    def bulk_delete(self, body: Any) -> tuple[int, Any]:
+        if not isinstance(body, dict) or not isinstance(body.get("ids"), list):
+            return 400, _error('expected a JSON object {"ids": [...]}')
+        ids = [str(i) for i in body["ids"]]
+        done = {c["id"] for c in self.delete(ids)}
+        return 200, {
+            "totalRequested": len(ids),
+            "successful": len(done),
+            "failed": len(ids) - len(done),
+            "successfulRecords": [{"id": i} for i in ids if i in done],
+            "failedRecords": [{"id": i} for i in ids if i not in done],
+        }
+
     def delete(self, ids: list[str]) -> list[dict[str, Any]]:
         removed = []
         with self.state.lock:
@@ -233,6 +254,13 @@ class Sandbox:
                     self.state.by_phone.pop(contact["cellPhone"]["phoneNumber"], None)
                     removed.append(dict(contact))
         return removed
+
+
+_WRITES: dict[tuple[str, str], Operation] = {
+    ("POST", "contacts/import-contacts"): "import",
+    ("PUT", "contacts/bulk-update"): "update",
+    ("DELETE", "contacts/bulk-delete"): "delete",
+}
 
 
 def _error(message: str) -> dict[str, Any]:
@@ -268,28 +296,13 @@ def _handler_for(sandbox: Sandbox) -> type[BaseHTTPRequestHandler]:
             if reason:
                 return self._reply(401, _error(reason))
             rest = path[len(PREFIX) :].split("/", 1)[1]
-            if method == "POST" and rest == "contacts/import-contacts":
-                return self._import(body)
             if method == "GET" and rest == "contacts":
                 with sandbox.state.lock:
                     sandbox.state.listings += 1
                 return self._reply(200, {"results": sandbox.state.active()})
-            if method == "PUT" and rest == "contacts/bulk-update":
-                return self._reply(*sandbox.bulk_update(_loads(body)))
-            if method == "DELETE" and rest == "contacts/bulk-delete":
-                ids = [str(i) for i in (_loads(body) or {}).get("ids", [])]
-                removed = sandbox.delete(ids)
-                done = {c["id"] for c in removed}
-                return self._reply(
-                    200,
-                    {
-                        "totalRequested": len(ids),
-                        "successful": len(removed),
-                        "failed": len(ids) - len(removed),
-                        "successfulRecords": [{"id": i} for i in ids if i in done],
-                        "failedRecords": [{"id": i} for i in ids if i not in done],
-                    },
-                )
+            operation = _WRITES.get((method, rest))
+            if operation is not None:
+                return self._write(operation, body)
             if method == "DELETE" and rest.startswith("contacts/"):
                 removed = sandbox.delete([rest.removeprefix("contacts/")])
                 return (
@@ -299,26 +312,41 @@ def _handler_for(sandbox: Sandbox) -> type[BaseHTTPRequestHandler]:
                 )
             return self._reply(404, _error("not found"))
 
-        def _import(self, body: bytes) -> None:
+        def _write(self, operation: Operation, body: bytes) -> None:
+            """A write, with the faults switched on for its operation."""
             faults = sandbox.faults
             with sandbox.state.lock:
-                sandbox.state.uploads += 1
-                number = sandbox.state.uploads
-            if faults.delay_seconds:
+                number = sandbox.state.requests.get(operation, 0) + 1
+                sandbox.state.requests[operation] = number
+                if operation == "import":
+                    sandbox.state.uploads = number
+            faulty = operation in faults.on
+            if faulty and faults.delay_seconds:
                 time.sleep(faults.delay_seconds)
-            if faults.rate_limit_every and number % faults.rate_limit_every == 0:
+            if faulty and faults.rate_limit_every and number % faults.rate_limit_every == 0:
                 return self._reply(
                     429,
                     _error("Rate limit for this API has been reached. Please try again later"),
                     {"Retry-After": "1"},
                 )
-            if faults.fail_every and number % faults.fail_every == 0:
+            if faulty and faults.fail_every and number % faults.fail_every == 0:
                 return self._reply(500, _error("internal error (injected)"))
+            if operation == "import":
+                status, answer = self._import(body)
+            elif operation == "update":
+                status, answer = sandbox.bulk_update(_loads(body))
+            else:
+                status, answer = sandbox.bulk_delete(_loads(body))
+            if faulty and faults.drop_every and number % faults.drop_every == 0:
+                self.close_connection = True
+                self.connection.shutdown(socket.SHUT_RDWR)
+                return None
+            return self._reply(status, answer)
+
+        def _import(self, body: bytes) -> tuple[int, Any]:
             file_body = _multipart_file(self.headers.get("Content-Type", ""), body, "result_file")
             if file_body is None:
-                return self._reply(
-                    400, _error("expected multipart/form-data with a result_file part")
-                )
+                return 400, _error("expected multipart/form-data with a result_file part")
             status, answer = sandbox.import_contacts(file_body)
             received = max(
                 0, sum(1 for _ in csv.reader(io.StringIO(file_body.decode("utf-8-sig")))) - 1
@@ -327,11 +355,7 @@ def _handler_for(sandbox: Sandbox) -> type[BaseHTTPRequestHandler]:
                 sandbox.state.upload_log.append(
                     Upload(status, received, len(answer) if status == 200 else 0)
                 )
-            if faults.drop_every and number % faults.drop_every == 0:
-                self.close_connection = True
-                self.connection.shutdown(socket.SHUT_RDWR)
-                return None
-            return self._reply(status, answer)
+            return status, answer
 
         def _reply(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
             data = json.dumps(payload).encode()
