@@ -14,7 +14,7 @@ from pathlib import Path
 from types import FrameType
 
 from connector import __version__, logs
-from connector.cli_output import describe, print_error, say, status_of
+from connector.cli_output import describe, describe_reconcile, print_error, say, status_of
 from connector.errors import ConfigError, ConnectorError
 from connector.kore.sandbox import (
     DEFAULT_ACCOUNT_ID,
@@ -72,6 +72,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--full",
         action="store_true",
         help="read every file again (numbers delivered before are still skipped)",
+    )
+
+    reconcile = commands.add_parser(
+        "reconcile", parents=[common], help="compare Kore's contact list with the state"
+    )
+    reconcile.add_argument("--tenant", action="append", default=[])
+    reconcile.add_argument(
+        "--apply",
+        action="store_true",
+        help="re-create the missing, adopt the unknown the source has, correct names",
     )
 
     check = commands.add_parser(
@@ -147,6 +157,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         handler = {
             "sync": cmd_sync,
             "check": cmd_check,
+            "reconcile": cmd_reconcile,
             "status": cmd_status,
             "daemon": cmd_daemon,
             "sandbox": cmd_sandbox,
@@ -193,8 +204,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
     tenants = _tenants(settings, args.tenant)
     store = Store(settings.state_url)
     json_mode = logs.current_format() == "json"
-    records = json_mode or getattr(args, "verbose", False)
-    observers: list[Observer] = [log_event] if records else []
+    observers: list[Observer] = [log_event] if _records(args) else []
     progress = _Progress() if sys.stderr.isatty() and not json_mode else None
     if progress:
         observers.append(progress)
@@ -274,6 +284,59 @@ class _Progress:
         if self._shown:
             sys.stderr.write("\n")
             self._shown = False
+
+
+# reconcile
+
+
+def cmd_reconcile(args: argparse.Namespace) -> int:
+    from connector.sync.reconcile import reconcile_tenant
+
+    settings, base = _load(args)
+    tenants = _tenants(settings, args.tenant)
+    store = Store(settings.state_url)
+    observers: list[Observer] = [log_event] if _records(args) else []
+    stop = threading.Event()
+    codes = []
+    with _stopping_on_signals(stop):
+        try:
+            for name in tenants:
+                if stop.is_set():
+                    break
+                try:
+                    result = reconcile_tenant(
+                        store,
+                        name,
+                        settings=settings,
+                        base_dir=base,
+                        stop=stop,
+                        apply=args.apply,
+                        observers=observers,
+                    )
+                except ConnectorError as exc:
+                    print_error(exc, verbose=getattr(args, "verbose", False))
+                    codes.append(exc.exit_code)
+                    continue
+                details = {
+                    "tenant": name,
+                    "run_id": result.run_id,
+                    "status": result.status,
+                    "found": result.found.as_dict(),
+                    "report": str(result.report_dir) if result.report_dir else None,
+                }
+                for line in describe_reconcile(result):
+                    say(line, details=details)
+                if result.error is not None:
+                    print_error(result.error, verbose=getattr(args, "verbose", False))
+                    codes.append(result.error.exit_code)
+        finally:
+            store.close()
+    return max(codes, default=OK)
+
+
+def _records(args: argparse.Namespace) -> bool:
+    """Whether a command logs its run's records: always in JSON mode, with -v in text mode."""
+    return logs.current_format() == "json" or bool(getattr(args, "verbose", False))
 
 
 # check

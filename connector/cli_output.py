@@ -13,6 +13,7 @@ from connector import logs
 from connector.errors import ConnectorError
 from connector.settings import TenantSettings
 from connector.state import Store
+from connector.sync.reconcile import ReconcileResult
 from connector.sync.run import RunResult
 
 log = logging.getLogger("connector")
@@ -38,10 +39,36 @@ def describe(result: RunResult, *, dry_run: bool) -> str:
     )
 
 
+def describe_reconcile(result: ReconcileResult) -> list[str]:
+    """What reconcile found and did, in a few lines."""
+    f = result.found
+    lines = [
+        f"{result.tenant}: reconcile {result.status} - Kore has {f.in_kore:,} contacts, the state "
+        f"knows {f.in_state:,}: {f.missing:,} missing from Kore, {f.unknown:,} unknown to the "
+        f"state ({f.unknown_in_source:,} of them in the source), {f.names_differ:,} with other "
+        "names"
+    ]
+    if result.applied:
+        lines.append(
+            f"{result.tenant}: applied - {f.recreated:,} created again, {f.adopted:,} adopted, "
+            f"{f.corrected:,} names corrected, {f.held_back:,} held back"
+        )
+    elif f.missing or f.unknown_in_source or f.names_differ:
+        lines.append(f"{result.tenant}: run 'reconcile --apply' to bring Kore back in line")
+    if result.report_dir:
+        lines.append(f"{result.tenant}: report: {result.report_dir}")
+    return lines
+
+
 def say(
-    text: str, *, result: RunResult | None = None, error: bool = False, level: str = "info"
+    text: str,
+    *,
+    result: RunResult | None = None,
+    details: dict[str, Any] | None = None,
+    error: bool = False,
+    level: str = "info",
 ) -> None:
-    """A line for the user: as it is, or as a JSON object in JSON mode."""
+    """A line for the user: as it is, or as a JSON object in JSON mode (with ``details``)."""
     stream = sys.stderr if error else sys.stdout
     if logs.current_format() != "json":
         print(text, file=stream, flush=True)
@@ -59,6 +86,7 @@ def say(
             "counters": result.counters.as_dict(),
             "report": str(result.report_dir) if result.report_dir else None,
         }
+    entry |= details or {}
     print(json.dumps(entry, ensure_ascii=False), file=stream, flush=True)
 
 

@@ -14,6 +14,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from connector.errors import KoreRejected
 from connector.kore.client import KoreClient
@@ -39,6 +40,15 @@ def kore_row(contact: Contact, settings: KoreSettings) -> tuple[str, ...]:
         code,
         extension or settings.default_extension,
     )
+
+
+def kore_key(contact: dict[str, Any]) -> str | None:
+    """The phone key of a contact as Kore lists it (``cellPhone.phoneNumber``, in full or
+    national form beside ``countryCode``)."""
+    phone = contact.get("cellPhone") or {}
+    if not isinstance(phone, dict):
+        return None
+    return join_key(str(phone.get("phoneNumber") or ""), str(phone.get("countryCode") or ""))
 
 
 ADOPTION_SKEW = timedelta(seconds=60)
@@ -81,10 +91,7 @@ class KoreDirectory:
         if self._index is None:
             self._index = {}
             for contact in self._client.list_contacts():
-                phone = contact.get("cellPhone") or {}
-                key = join_key(
-                    str(phone.get("phoneNumber") or ""), str(phone.get("countryCode") or "")
-                )
+                key = kore_key(contact)
                 if key and contact.get("status", "ACTIVE") == "ACTIVE":
                     self._index[key] = Found(contact.get("id"), _when(contact.get("createdAt")))
         return {key: self._index[key] for key in keys if key in self._index}
@@ -164,8 +171,7 @@ class Deliverer:
         for item in result.created:
             if item.get("status", "ACTIVE") != "ACTIVE" or item.get("error") or item.get("errors"):
                 continue  # an answer that lists refused rows too: they were not created
-            phone = item.get("cellPhone") or {}
-            key = join_key(str(phone.get("phoneNumber") or ""), str(phone.get("countryCode") or ""))
+            key = kore_key(item)
             if key:
                 created[key] = item.get("id")
         if result.uncertain:

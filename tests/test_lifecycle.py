@@ -16,6 +16,7 @@ import pytest
 
 from connector.kore.sandbox import DEFAULT_SECRET, Faults, Sandbox
 from tests.conftest import run_cli, tenant_config, write_config
+from tests.daemons import DaemonProcess, wait_for
 from tests.helpers import held, runs, summary
 
 HEADER = ["Id", "FirstName", "LastName", "MobilePhone", "DoNotCall", "LastModifiedDate"]
@@ -247,3 +248,28 @@ def test_kill_9_during_deletes_and_updates_then_the_next_run_finishes_them(
         assert result.returncode == 0, result.stderr
         assert held(sandbox) == expected(second)
         assert sum(u.created for u in sandbox.state.upload_log) == 200
+
+
+def test_a_daemon_follows_the_crm_and_metrics_count_updates_and_deletes(
+    tmp_path: Path, sandbox: Sandbox
+) -> None:
+    exports = tmp_path / "exports"
+    first = people(60)
+    write(exports / "1.csv", first, mtime=1_700_000_000)
+    tenant = snapshot_tenant(sandbox, exports)
+    tenant["schedule"] = {"every": "1s"}
+    config = write_config(tmp_path, {"t": tenant})
+    daemon = DaemonProcess(config, tmp_path / "daemon.log")
+    try:
+        wait_for(lambda: held(sandbox) == expected(first), 60, "the first export", daemon)
+        second = next_export(first, renamed=range(0, 6), flagged=range(6, 9), dropped=range(9, 12))
+        write(exports / "2.csv", second, mtime=1_700_000_100)
+        wait_for(lambda: held(sandbox) == expected(second), 60, "the second export", daemon)
+
+        def metric(outcome: str) -> float:
+            return daemon.metric("kore_connector_rows_total", tenant="t", outcome=outcome)
+
+        wait_for(lambda: metric("deleted") == 6, 10, "the run's counters in /metrics", daemon)
+        assert (metric("updated"), metric("removed"), metric("dnc_in_kore")) == (6, 3, 3)
+    finally:
+        daemon.stop()

@@ -26,6 +26,10 @@ ROW_OUTCOMES = (
     "updated",
     "rejected",
     "dnc_in_kore",
+    "removed",
+    "deleted",
+    "delete_failed",
+    "not_ours",
 )
 
 
