@@ -9,7 +9,8 @@ import logging
 import signal
 import sys
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
@@ -200,14 +201,50 @@ def _tenants(settings: Settings, names: list[str]) -> dict[str, TenantSettings]:
 
 
 def cmd_sync(args: argparse.Namespace) -> int:
-    settings, base = _load(args)
-    tenants = _tenants(settings, args.tenant)
-    store = Store(settings.state_url)
     json_mode = logs.current_format() == "json"
     observers: list[Observer] = [log_event] if _records(args) else []
     progress = _Progress() if sys.stderr.isatty() and not json_mode else None
     if progress:
         observers.append(progress)
+
+    def sync(run: _TenantRun) -> ConnectorError | None:
+        result = run_tenant(
+            run.store,
+            run.name,
+            settings=run.settings,
+            base_dir=run.base,
+            stop=run.stop,
+            dry_run=args.dry_run,
+            full=args.full,
+            observers=observers,
+        )
+        if progress:
+            progress.done()
+        say(describe(result, dry_run=args.dry_run), result=result)
+        for warning in result.warnings:
+            say(f"warning: {result.tenant}: {warning}", error=True, level="warning")
+        return result.error
+
+    return _each_tenant(args, sync)
+
+
+@dataclass(frozen=True)
+class _TenantRun:
+    store: Store
+    settings: Settings
+    base: Path
+    name: str
+    stop: threading.Event
+
+
+def _each_tenant(
+    args: argparse.Namespace, run: Callable[[_TenantRun], ConnectorError | None]
+) -> int:
+    """Run a command for each named tenant (all by default), one after the other, until a
+    signal stops them; each error is one line, and the worst exit code wins."""
+    settings, base = _load(args)
+    tenants = _tenants(settings, args.tenant)
+    store = Store(settings.state_url)
     stop = threading.Event()
     codes = []
     with _stopping_on_signals(stop):
@@ -216,28 +253,12 @@ def cmd_sync(args: argparse.Namespace) -> int:
                 if stop.is_set():
                     break
                 try:
-                    result = run_tenant(
-                        store,
-                        name,
-                        settings=settings,
-                        base_dir=base,
-                        stop=stop,
-                        dry_run=args.dry_run,
-                        full=args.full,
-                        observers=observers,
-                    )
+                    error = run(_TenantRun(store, settings, base, name, stop))
                 except ConnectorError as exc:
-                    print_error(exc, verbose=getattr(args, "verbose", False))
-                    codes.append(exc.exit_code)
-                    continue
-                if progress:
-                    progress.done()
-                say(describe(result, dry_run=args.dry_run), result=result)
-                for warning in result.warnings:
-                    say(f"warning: {result.tenant}: {warning}", error=True, level="warning")
-                if result.error is not None:
-                    print_error(result.error, verbose=getattr(args, "verbose", False))
-                    codes.append(result.error.exit_code)
+                    error = exc
+                if error is not None:
+                    print_error(error, verbose=getattr(args, "verbose", False))
+                    codes.append(error.exit_code)
         finally:
             store.close()
     return max(codes, default=OK)
@@ -292,46 +313,30 @@ class _Progress:
 def cmd_reconcile(args: argparse.Namespace) -> int:
     from connector.sync.reconcile import reconcile_tenant
 
-    settings, base = _load(args)
-    tenants = _tenants(settings, args.tenant)
-    store = Store(settings.state_url)
     observers: list[Observer] = [log_event] if _records(args) else []
-    stop = threading.Event()
-    codes = []
-    with _stopping_on_signals(stop):
-        try:
-            for name in tenants:
-                if stop.is_set():
-                    break
-                try:
-                    result = reconcile_tenant(
-                        store,
-                        name,
-                        settings=settings,
-                        base_dir=base,
-                        stop=stop,
-                        apply=args.apply,
-                        observers=observers,
-                    )
-                except ConnectorError as exc:
-                    print_error(exc, verbose=getattr(args, "verbose", False))
-                    codes.append(exc.exit_code)
-                    continue
-                details = {
-                    "tenant": name,
-                    "run_id": result.run_id,
-                    "status": result.status,
-                    "found": result.found.as_dict(),
-                    "report": str(result.report_dir) if result.report_dir else None,
-                }
-                for line in describe_reconcile(result):
-                    say(line, details=details)
-                if result.error is not None:
-                    print_error(result.error, verbose=getattr(args, "verbose", False))
-                    codes.append(result.error.exit_code)
-        finally:
-            store.close()
-    return max(codes, default=OK)
+
+    def reconcile(run: _TenantRun) -> ConnectorError | None:
+        result = reconcile_tenant(
+            run.store,
+            run.name,
+            settings=run.settings,
+            base_dir=run.base,
+            stop=run.stop,
+            apply=args.apply,
+            observers=observers,
+        )
+        details = {
+            "tenant": run.name,
+            "run_id": result.run_id,
+            "status": result.status,
+            "found": result.found.as_dict(),
+            "report": str(result.report_dir) if result.report_dir else None,
+        }
+        for line in describe_reconcile(result):
+            say(line, details=details)
+        return result.error
+
+    return _each_tenant(args, reconcile)
 
 
 def _records(args: argparse.Namespace) -> bool:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import create_engine, text
 
 from connector.kore.sandbox import DEFAULT_SECRET, Faults, Sandbox
 from tests.conftest import run_cli, tenant_config, write_config
@@ -70,14 +71,23 @@ def snapshot_tenant(sandbox: Sandbox, exports: Path, **changes: Any) -> dict[str
     return tenant
 
 
-def test_the_next_full_export_renames_flags_and_drops_and_kore_follows(
-    tmp_path: Path, sandbox: Sandbox
-) -> None:
+def synced_snapshot(
+    tmp_path: Path, sandbox: Sandbox, count: int
+) -> tuple[dict[int, list[str]], Path, Path]:
+    """A snapshot tenant whose first export of ``count`` contacts is in Kore: (rows, exports
+    folder, config)."""
     exports = tmp_path / "exports"
-    first = people(250)
+    first = people(count)
     write(exports / "1.csv", first, mtime=1_700_000_000)
     config = write_config(tmp_path, {"t": snapshot_tenant(sandbox, exports)})
     assert run_cli("sync", config=config).returncode == 0
+    return first, exports, config
+
+
+def test_the_next_full_export_renames_flags_and_drops_and_kore_follows(
+    tmp_path: Path, sandbox: Sandbox
+) -> None:
+    first, exports, config = synced_snapshot(tmp_path, sandbox, 250)
     assert held(sandbox) == expected(first)
 
     second = next_export(first, renamed=range(0, 30), flagged=range(30, 50), dropped=range(50, 90))
@@ -126,11 +136,7 @@ def test_the_next_full_export_renames_flags_and_drops_and_kore_follows(
 def test_a_snapshot_missing_most_contacts_deletes_nothing_and_fails(
     tmp_path: Path, sandbox: Sandbox
 ) -> None:
-    exports = tmp_path / "exports"
-    first = people(100)
-    write(exports / "1.csv", first, mtime=1_700_000_000)
-    config = write_config(tmp_path, {"t": snapshot_tenant(sandbox, exports)})
-    assert run_cli("sync", config=config).returncode == 0
+    first, exports, config = synced_snapshot(tmp_path, sandbox, 100)
     truncated = {i: row for i, row in first.items() if i < 40}
     truncated[500] = ["r500", "New", "Comer", number(500), "false", ""]
     write(exports / "2.csv", truncated, mtime=1_700_000_100)
@@ -273,3 +279,49 @@ def test_a_daemon_follows_the_crm_and_metrics_count_updates_and_deletes(
         assert (metric("updated"), metric("removed"), metric("dnc_in_kore")) == (6, 3, 3)
     finally:
         daemon.stop()
+
+
+def test_a_snapshot_with_unreadable_rows_judges_no_removals(
+    tmp_path: Path, sandbox: Sandbox
+) -> None:
+    first, exports, config = synced_snapshot(tmp_path, sandbox, 30)
+    second = {i: row for i, row in first.items() if i >= 10}
+    second[29] = [*second[29], "a cell too many"]
+    write(exports / "2.csv", second, mtime=1_700_000_100)
+
+    result = run_cli("sync", config=config)
+
+    assert result.returncode == 0, result.stderr
+    assert held(sandbox) == expected(first), "nothing deleted on a damaged snapshot"
+    assert "1 rows whose number could not be read" in result.stderr
+    assert summary(runs(tmp_path, "t")[-1])["counters"]["removed"] == 0
+
+
+def test_a_snapshot_table_is_read_whole_and_rows_gone_from_it_are_deleted(
+    tmp_path: Path, sandbox: Sandbox
+) -> None:
+    crm = create_engine(f"sqlite:///{tmp_path / 'crm.db'}")
+    columns = ", ".join(f'"{name}" TEXT' for name in HEADER)
+    with crm.begin() as conn:
+        conn.execute(text(f"CREATE TABLE contacts ({columns})"))
+        conn.execute(
+            text("INSERT INTO contacts VALUES (:a, :b, :c, :d, :e, :f)"),
+            [dict(zip("abcdef", row, strict=True)) for row in people(30).values()],
+        )
+    tenant = snapshot_tenant(sandbox, tmp_path)
+    tenant["source"] = {"kind": "sql", "url": "sqlite:///crm.db", "table": "contacts"}
+    tenant["source"]["snapshot"] = True
+    config = write_config(tmp_path, {"t": tenant})
+    assert run_cli("sync", config=config).returncode == 0
+    with crm.begin() as conn:
+        conn.execute(text("DELETE FROM contacts WHERE \"Id\" IN ('r1', 'r2', 'r3')"))
+    crm.dispose()
+
+    result = run_cli("sync", config=config)
+
+    assert result.returncode == 0, result.stderr
+    assert held(sandbox) == {
+        k: v for k, v in expected(people(30)).items() if k not in {number(1), number(2), number(3)}
+    }
+    counters = summary(runs(tmp_path, "t")[-1])["counters"]
+    assert (counters["removed"], counters["deleted"]) == (3, 3)

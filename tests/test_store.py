@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import replace
+from datetime import UTC, datetime
+from importlib.resources import files
 from pathlib import Path
 
 import pytest
-from sqlalchemy import inspect
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import create_engine, inspect, text
 
 from connector.mapping import Contact
 from connector.phones import PhoneKey
@@ -16,14 +20,40 @@ from connector.state.tables import metadata
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'state.db'}"
-    else:
-        url = request.getfixturevalue("postgres_url")
+        return f"sqlite:///{tmp_path / 'state.db'}"
+    return str(request.getfixturevalue("postgres_url"))
+
+
+@pytest.fixture
+def store(url: str) -> Iterator[Store]:
     opened = Store(url)
     yield opened
     opened.close()
+
+
+def test_numbers_delivered_before_migration_0005_are_legacy(url: str) -> None:
+    """Kept, updated as before, but never deleted: whose they were was not recorded."""
+    engine = create_engine(url)
+    config = Config()
+    config.set_main_option("script_location", str(files("connector.migrations")))
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, "0004")
+        conn.execute(
+            text(
+                "INSERT INTO deliveries (tenant, phone_key, kore_id, fingerprint, run_id, "
+                "delivered_at) VALUES ('acme', '+14152010001', 'k1', 'f', 'r', :at)"
+            ),
+            {"at": datetime.now(UTC)},
+        )
+    engine.dispose()
+    store = Store(url)
+    found = store.tenant("acme").delivered(["+14152010001"])["+14152010001"]
+    store.close()
+    assert (found.kore_id, found.origin, found.values) == ("k1", "legacy", None)
+    assert (found.updatable, found.deletable) == (True, False)
 
 
 def held_state(store: Store, tenant: str) -> TenantState:

@@ -28,12 +28,13 @@ from connector.delivery import kore_key, kore_row
 from connector.errors import ConnectorError, RunInterrupted
 from connector.mapping import Contact, load_mapping
 from connector.phones import PhoneKey
-from connector.report import Report, prune
+from connector.report import Report
 from connector.settings import Settings
 from connector.sources import open_source
-from connector.state import Delivered, Delivery, LeaseLost, Store, TenantState
-from connector.sync.context import Event, Observer, RunContext, RunFinished, RunStarted
+from connector.state import Delivered, Delivery, Store, TenantState
+from connector.sync.context import Event, Observer, RunContext, RunStarted
 from connector.sync.lease import held
+from connector.sync.run import conclude
 from connector.sync.sinks import KoreSink
 
 log = logging.getLogger(__name__)
@@ -337,7 +338,6 @@ def _differ(
 
 
 def _finish(ctx: RunContext, report: Report, result: ReconcileResult, started: datetime) -> None:
-    counters = {**ctx.counters.as_dict(), **result.found.as_dict()}
     summary: dict[str, Any] = {
         "run_id": ctx.run_id,
         "tenant": ctx.tenant,
@@ -346,31 +346,10 @@ def _finish(ctx: RunContext, report: Report, result: ReconcileResult, started: d
         "started_at": started.isoformat(),
         "finished_at": datetime.now(UTC).isoformat(),
         "found": result.found.as_dict(),
-        "counters": ctx.counters.as_dict(),
+        "counters": {**ctx.counters.as_dict(), **result.found.as_dict()},
         "error": result.error.message if result.error else None,
         "warnings": result.warnings,
     }
-    pending = None
-    try:
-        if report.close(summary, keep=True):
-            result.report_dir = report.directory
-        prune(ctx.app.reports_dir / ctx.tenant, keep_days=ctx.app.reports_keep_days)
-        if result.applied:
-            ctx.state.finish_run(ctx.run_id, status=result.status, counters=counters)
-            pending = ctx.state.pending_count()
-    except LeaseLost as exc:
-        log.error("%s", exc.message)
-        result.status, result.error = "failed", result.error or exc
-    except ConnectorError as exc:
-        result.status, result.error = "failed", result.error or exc
-    ctx.emit(
-        RunFinished(
-            ctx.tenant,
-            ctx.run_id,
-            result.status,
-            ctx.counters,
-            dict(report.reasons),
-            pending,
-            result.error.message if result.error else None,
-        )
+    result.status, result.error, result.report_dir = conclude(
+        ctx, report, summary, keep=True, status=result.status, error=result.error
     )

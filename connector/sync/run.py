@@ -198,30 +198,49 @@ def _finish(ctx: RunContext, report: Report, result: RunResult, started: datetim
         or counters.deleted
     )
     keep = ctx.dry_run or bool(busy) or result.status != "completed" or bool(result.warnings)
+    result.status, result.error, result.report_dir = conclude(
+        ctx, report, summary, keep=keep, status=result.status, error=result.error
+    )
+
+
+def conclude(
+    ctx: RunContext,
+    report: Report,
+    summary: dict[str, Any],
+    *,
+    keep: bool,
+    status: str,
+    error: ConnectorError | None,
+) -> tuple[str, ConnectorError | None, Path | None]:
+    """The end of every run (``sync`` and ``reconcile``): write the summary (when ``keep`` or
+    the folder exists), prune old folders, record the run (unless dry), tell observers. Returns
+    the final status, error and report folder: a failure here fails the run."""
     pending = None
+    folder = None
     try:
         if report.close(summary, keep=keep):
-            result.report_dir = report.directory
+            folder = report.directory
         prune(ctx.app.reports_dir / ctx.tenant, keep_days=ctx.app.reports_keep_days)
         if not ctx.dry_run:
-            ctx.state.finish_run(ctx.run_id, status=result.status, counters=public)
+            ctx.state.finish_run(ctx.run_id, status=status, counters=summary["counters"])
             pending = ctx.state.pending_count()
     except LeaseLost as exc:
         log.error("%s", exc.message)
-        result.status, result.error = "failed", result.error or exc
+        status, error = "failed", error or exc
     except ConnectorError as exc:
-        result.status, result.error = "failed", result.error or exc
+        status, error = "failed", error or exc
     ctx.emit(
         RunFinished(
             ctx.tenant,
             ctx.run_id,
-            result.status,
-            counters,
+            status,
+            ctx.counters,
             dict(report.reasons),
             pending,
-            result.error.message if result.error else None,
+            error.message if error else None,
         )
     )
+    return status, error, folder
 
 
 def _drift(
