@@ -128,6 +128,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--delay", type=float, default=0.0, metavar="SECONDS", help="slow every upload"
     )
     sandbox.add_argument(
+        "--rate-window",
+        metavar="N/SECONDS",
+        help="429 for a request past N in any SECONDS, per operation (e.g. 10/10)",
+    )
+    sandbox.add_argument(
+        "--retry-after",
+        choices=["seconds", "date", "none"],
+        default="seconds",
+        help="how a 429 says when to come back",
+    )
+    sandbox.add_argument(
         "--faults-on",
         default="import",
         metavar="OPS",
@@ -413,13 +424,25 @@ def cmd_daemon(args: argparse.Namespace) -> int:
 
 def cmd_sandbox(args: argparse.Namespace) -> int:
     operations = {op.strip() for op in args.faults_on.split(",") if op.strip()}
-    if not operations <= {"import", "update", "delete"}:
+    if not operations <= {"import", "list", "update", "delete"}:
         raise ConfigError(
             f"sandbox: --faults-on {args.faults_on!r} names an unknown operation",
-            hint="use import, update and delete, comma-separated",
+            hint="use import, list, update and delete, comma-separated",
         )
+    window = None
+    if args.rate_window:
+        count, _, seconds = args.rate_window.partition("/")
+        try:
+            window = (int(count), float(seconds))
+        except ValueError:
+            raise ConfigError(
+                f"sandbox: --rate-window {args.rate_window!r} is not N/SECONDS",
+                hint="for example --rate-window 10/10",
+            ) from None
     faults = Faults(
         on=frozenset(operations),
+        rate_window=window,
+        retry_after=args.retry_after,
         fail_every=args.fail_every,
         drop_every=args.drop_every,
         rate_limit_every=args.rate_limit_every,

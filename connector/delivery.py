@@ -11,7 +11,7 @@ refused it (``kore_refused``). A 400 for the whole file is narrowed down to the 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -64,36 +64,46 @@ class Found:
 
 
 class KoreDirectory:
-    """Kore's list of contacts by phone key, fetched only when an outcome must be looked up.
+    """Kore's contacts by phone key, read only as far as a look-up needs.
 
-    The list is read once per run and kept up to date with what this run creates; it is read
-    again only after a try whose outcome is unknown, which may have created contacts unseen.
+    Pages of Kore's list are read only when an outcome must be looked up, and only until every
+    number looked for is found (or the list ends); what was read is kept for the run, along with
+    what the run creates. After a try whose outcome is unknown, which may have created contacts
+    unseen, the list is read afresh.
     """
 
     def __init__(self, client: KoreClient) -> None:
         self._client = client
-        self._index: dict[str, Found] | None = None
+        self._index: dict[str, Found] = {}
+        self._pages: Iterator[list[dict[str, Any]]] | None = None
+        self._complete = False
 
     def invalidate(self) -> None:
-        self._index = None
-
-    def forget(self, keys: Sequence[str]) -> None:
-        if self._index is not None:
-            for key in keys:
-                self._index.pop(key, None)
+        self._index, self._pages, self._complete = {}, None, False
 
     def remember(self, created: dict[str, str | None]) -> None:
-        if self._index is not None:
-            stamp = datetime.now(UTC)
-            self._index.update({key: Found(kore_id, stamp) for key, kore_id in created.items()})
+        stamp = datetime.now(UTC)
+        self._index.update({key: Found(kore_id, stamp) for key, kore_id in created.items()})
+
+    def forget(self, keys: Sequence[str]) -> None:
+        for key in keys:
+            self._index.pop(key, None)
 
     def find(self, keys: Sequence[str]) -> dict[str, Found]:
-        if self._index is None:
-            self._index = {}
-            for contact in self._client.list_contacts():
-                key = kore_key(contact)
-                if key and contact.get("status", "ACTIVE") == "ACTIVE":
-                    self._index[key] = Found(contact.get("id"), _when(contact.get("createdAt")))
+        missing = {key for key in keys if key not in self._index}
+        if missing and not self._complete:
+            if self._pages is None:
+                self._pages = self._client.contact_pages()
+            for page in self._pages:
+                for contact in page:
+                    key = kore_key(contact)
+                    if key and contact.get("status", "ACTIVE") == "ACTIVE":
+                        self._index[key] = Found(contact.get("id"), _when(contact.get("createdAt")))
+                        missing.discard(key)
+                if not missing:
+                    break
+            else:
+                self._complete = True
         return {key: self._index[key] for key in keys if key in self._index}
 
 

@@ -75,6 +75,12 @@ class Metrics:
             ["tenant", "kind"],
             registry=r,
         )
+        self.waited = Counter(
+            "kore_connector_budget_wait_seconds",
+            "Seconds spent waiting for the bot's rate budget: even pacing and pauses after 429s",
+            ["tenant"],
+            registry=r,
+        )
         self.lease_held = Gauge(
             "kore_connector_lease_held",
             "1 while this process holds the tenant's lease",
@@ -85,6 +91,7 @@ class Metrics:
     def known(self, tenant: str) -> None:
         """Show a configured tenant from the start, before its first run."""
         self.lease_held.labels(tenant).set(0)
+        self.waited.labels(tenant)
         for kind in ("rate_limited", "server_error", "no_answer"):
             self.kore_errors.labels(tenant, kind)
 
@@ -97,6 +104,7 @@ class Metrics:
             self._finished(event)
 
     def _answered(self, event: KoreAnswered) -> None:
+        self.waited.labels(event.tenant).inc(event.waited)
         if event.status == 429:
             self.kore_errors.labels(event.tenant, "rate_limited").inc()
         elif event.status >= 500:

@@ -1,8 +1,11 @@
 """The Kore contacts API client: pacing, retries and error classes decided here, once.
 
-Timeouts, connection errors and 5xx are retried with exponential backoff and full jitter; 429
-(or any answer carrying Kore's rate-limit message) waits for Retry-After; 401/403 is a
-credentials error; any other 4xx is ``KoreRejected`` for the caller to handle.
+Timeouts, connection errors and 5xx are retried with exponential backoff and full jitter, up to
+``retries`` times; 401/403 is a credentials error; any other 4xx is ``KoreRejected`` for the
+caller to handle. A 429 (or any answer carrying Kore's rate-limit message) is no failure: it
+slows the API's pace and waits for Retry-After (seconds or an HTTP date), without spending a
+retry, until one request has been rate limited for ``max_rate_limit_wait_seconds``. Each API
+(import, list, update, delete) is paced on a budget of its own.
 """
 
 from __future__ import annotations
@@ -11,9 +14,10 @@ import email.utils
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from datetime import UTC
+from typing import Any, Literal
 
 import httpx
 
@@ -29,17 +33,25 @@ MAX_BACKOFF_SECONDS = 60.0
 MAX_RETRY_AFTER_SECONDS = 600.0
 
 
+API = Literal["import", "list", "update", "delete"]
+
+
 @dataclass(frozen=True)
 class Answer:
-    """One HTTP exchange with Kore, for metrics: ``status`` 0 when no answer came."""
+    """One HTTP exchange with Kore, for metrics: ``status`` 0 when no answer came, 429 for rate
+    limits; ``waited`` the seconds spent waiting for the API's budget before it."""
 
     method: str
     path: str
     status: int
     seconds: float
+    waited: float = 0.0
 
 
-def limits_of(settings: KoreSettings) -> Limits:
+def limits_of(settings: KoreSettings, api: API = "import") -> Limits:
+    """An API's budget: GET /contacts has limits of its own, every write the upload limits."""
+    if api == "list":
+        return [(60.0, settings.reads_per_minute), (3600.0, settings.reads_per_hour)]
     return [(60.0, settings.uploads_per_minute), (3600.0, settings.uploads_per_hour)]
 
 
@@ -58,15 +70,16 @@ class KoreClient:
         *,
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
-        pacer: Pacing | None = None,
+        pacers: Callable[[API], Pacing] | None = None,
         observe: Callable[[Answer], None] | None = None,
     ) -> None:
-        """``sleep`` waits between tries (a run passes one that stops early); ``pacer`` keeps
-        to the bot's limits (a run passes the budget shared through the state database);
-        ``observe`` sees every exchange."""
+        """``sleep`` waits between tries (a run passes one that stops early); ``pacers`` gives
+        each API's pacing (a run passes budgets shared through the state database; by default
+        each API is paced in this process); ``observe`` sees every exchange."""
         self.settings = settings
         self._sleep = sleep
-        self._pacer = pacer or Pacer(limits_of(settings), sleep=sleep)
+        self._make_pacer = pacers or (lambda api: Pacer(limits_of(settings, api), sleep=sleep))
+        self._pacers: dict[API, Pacing] = {}
         self._observe = observe
         self._http = httpx.Client(
             base_url=f"{settings.host}/agentassist/api/v1/public/{settings.bot_id}",
@@ -96,6 +109,7 @@ class KoreClient:
     def import_contacts(self, csv_body: bytes) -> UploadResult:
         """POST one CSV file; Kore answers with the contacts it created."""
         response, uncertain = self._send(
+            "import",
             "POST",
             "/contacts/import-contacts",
             files={"result_file": ("contacts.csv", csv_body, "text/csv")},
@@ -103,13 +117,18 @@ class KoreClient:
         return UploadResult(_created(response), uncertain)
 
     def list_contacts(self) -> list[dict[str, Any]]:
-        """Every contact. The docs show no paging; an answer with ``hasMore: true`` is followed
-        with ``skip``/``limit`` until a page brings nothing new."""
-        found: list[dict[str, Any]] = []
+        """Every contact, all pages read."""
+        return [contact for page in self.contact_pages() for contact in page]
+
+    def contact_pages(self) -> Iterator[list[dict[str, Any]]]:
+        """Kore's contacts a page at a time, so a caller can stop once it found what it looks
+        for. The docs show no paging: the first request asks for ``list_page_size`` contacts
+        (``limit``), and an answer with ``hasMore: true`` is followed with ``skip`` until a page
+        brings nothing new."""
         seen: set[Any] = set()
-        params: dict[str, int] = {}
+        params: dict[str, int] = {"limit": self.settings.list_page_size}
         while True:
-            response, _ = self._send("GET", "/contacts", params=params)
+            response, _ = self._send("list", "GET", "/contacts", params=params)
             body = _json(response)
             results = body.get("results") if isinstance(body, dict) else body
             if not isinstance(results, list):
@@ -117,17 +136,18 @@ class KoreClient:
                     f"Kore at {self.settings.host}: GET /contacts gave no 'results' list"
                 )
             new = [c for c in results if isinstance(c, dict) and c.get("id") not in seen]
-            found += new
             seen.update(c.get("id") for c in new)
+            if new:
+                yield new
             if not new or not (isinstance(body, dict) and body.get("hasMore") is True):
-                return found
-            params = {"skip": len(found), "limit": len(results)}
+                return
+            params = {"skip": len(seen), "limit": self.settings.list_page_size}
 
     def bulk_update(self, contacts: list[dict[str, Any]]) -> set[str] | None:
         """Update contacts in place; the ids Kore's answer lists as updated, or None when the
         answer lists none (the docs show no response body: then the request's success is all
         there is to go on)."""
-        response, _ = self._send("PUT", "/contacts/bulk-update", json=contacts)
+        response, _ = self._send("update", "PUT", "/contacts/bulk-update", json=contacts)
         ids = {str(c["id"]) for c in _created(response) if c.get("id")}
         return ids or None
 
@@ -135,7 +155,7 @@ class KoreClient:
         """Delete contacts by id; returns the ids Kore did not say it deleted. An answer
         without ``successfulRecords`` or ``failedRecords`` says nothing, so every id is
         returned for the caller to check in Kore's list."""
-        response, _ = self._send("DELETE", "/contacts/bulk-delete", json={"ids": ids})
+        response, _ = self._send("delete", "DELETE", "/contacts/bulk-delete", json={"ids": ids})
         body = _json(response)
         if isinstance(body, dict) and isinstance(body.get("successfulRecords"), list):
             done = {_record_id(r) for r in body["successfulRecords"]}
@@ -144,22 +164,30 @@ class KoreClient:
             return {_record_id(r) for r in body["failedRecords"]} & set(ids)
         return set(ids)
 
-    def _send(self, method: str, path: str, **kwargs: Any) -> tuple[httpx.Response, bool]:
-        """One request with retries; returns the response and whether an earlier try was uncertain."""
+    def _pacer(self, api: API) -> Pacing:
+        if api not in self._pacers:
+            self._pacers[api] = self._make_pacer(api)
+        return self._pacers[api]
+
+    def _send(self, api: API, method: str, path: str, **kwargs: Any) -> tuple[httpx.Response, bool]:
+        """One request with retries; returns the response and whether an earlier try was
+        uncertain (may have been carried out)."""
+        pacer = self._pacer(api)
         attempts = self.settings.retries + 1
+        failures = 0
+        limited_for = 0.0
         uncertain = False
         last = ""
-        for attempt in range(attempts):
-            self._pacer.wait()
-            wait: float | None = None
+        while True:
+            waited = pacer.wait()
             started = time.monotonic()
             try:
                 response = self._http.request(method, path, **kwargs)
             except httpx.ConnectError as exc:
-                self._observed(method, path, 0, started)
+                self._observed(method, path, 0, started, waited)
                 last = f"cannot connect ({exc})"
             except (httpx.TimeoutException, httpx.TransportError) as exc:
-                self._observed(method, path, 0, started)
+                self._observed(method, path, 0, started, waited)
                 uncertain = True
                 last = f"{type(exc).__name__}: {exc or 'no response'}"
             else:
@@ -170,14 +198,15 @@ class KoreClient:
                     or RATE_LIMIT_MESSAGE in detail.lower()
                     or (status < 400 and _rate_limit_object(response))
                 ):
-                    status = 429
-                self._observed(method, path, status, started)
+                    self._observed(method, path, 429, started, waited)
+                    limited_for += pacer.limited(_retry_after(response))
+                    self._patience(method, path, limited_for)
+                    continue
+                pacer.answered()
+                self._observed(method, path, status, started, waited)
                 if status < 400:
                     return response, uncertain
-                if status == 429:
-                    wait = _retry_after(response)
-                    last = f"rate limited ({response.status_code})"
-                elif status >= 500:
+                if status >= 500:
                     uncertain = True
                     last = f"HTTP {status}: {detail}"
                 elif status in (401, 403):
@@ -192,42 +221,63 @@ class KoreClient:
                         detail=detail,
                         uncertain=uncertain,
                     )
-            if attempt + 1 < attempts:
-                delay = (
-                    wait if wait is not None else _backoff(self.settings.backoff_seconds, attempt)
+            failures += 1
+            if failures >= attempts:
+                raise KoreUnavailable(
+                    f"Kore at {self.settings.host} did not answer {method} {path} after "
+                    f"{attempts} tries: {last}",
+                    hint="nothing is lost: the next run re-sends whatever was in flight",
                 )
-                log.warning(
-                    "%s %s failed (%s); retry %d of %d in %.1fs",
-                    method,
-                    path,
-                    last,
-                    attempt + 1,
-                    attempts - 1,
-                    delay,
-                )
-                self._sleep(delay)
-        raise KoreUnavailable(
-            f"Kore at {self.settings.host} did not answer {method} {path} after {attempts} tries: {last}",
-            hint="nothing is lost: the next run re-sends whatever was in flight",
-        )
+            delay = _backoff(self.settings.backoff_seconds, failures - 1)
+            log.warning(
+                "%s %s failed (%s); retry %d of %d in %.1fs",
+                method,
+                path,
+                last,
+                failures,
+                attempts - 1,
+                delay,
+            )
+            self._sleep(delay)
 
-    def _observed(self, method: str, path: str, status: int, started: float) -> None:
+    def _patience(self, method: str, path: str, limited_for: float) -> None:
+        """A request whose pauses for rate limits add up to more than the tenant allows ends
+        the run."""
+        limit = self.settings.max_rate_limit_wait_seconds
+        if limited_for > limit:
+            raise KoreUnavailable(
+                f"Kore at {self.settings.host} kept rate limiting {method} {path} for more than "
+                f"{limit:.0f}s (kore.max_rate_limit_wait_seconds)",
+                hint="another integration may be spending this bot's budget; nothing is lost: "
+                "the next run goes on where this one stopped",
+            )
+
+    def _observed(self, method: str, path: str, status: int, started: float, waited: float) -> None:
         if self._observe is not None:
-            self._observe(Answer(method, path, status, time.monotonic() - started))
+            self._observe(Answer(method, path, status, time.monotonic() - started, waited))
 
 
 def _backoff(base: float, attempt: int) -> float:
     return random.uniform(0, min(MAX_BACKOFF_SECONDS, base * 2**attempt))
 
 
-def _retry_after(response: httpx.Response) -> float:
-    value = response.headers.get("Retry-After", "")
-    if value.strip().isdigit():
-        return min(float(value), MAX_RETRY_AFTER_SECONDS)
-    when = email.utils.parsedate_to_datetime(value) if value else None
-    if when is not None:
-        return max(0.0, min(when.timestamp() - time.time(), MAX_RETRY_AFTER_SECONDS))
-    return 60.0
+def _retry_after(response: httpx.Response) -> float | None:
+    """Retry-After in seconds (a number, or an HTTP date), capped; None when absent or
+    unreadable (the pacer then chooses)."""
+    value = response.headers.get("Retry-After", "").strip()
+    if not value:
+        return None
+    try:
+        return min(max(0.0, float(value)), MAX_RETRY_AFTER_SECONDS)
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, min(when.timestamp() - time.time(), MAX_RETRY_AFTER_SECONDS))
 
 
 def _rate_limit_object(response: httpx.Response) -> bool:

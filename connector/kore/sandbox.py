@@ -9,9 +9,11 @@ response array; ``reject-file`` answers 400 for a file that holds any refused ro
 from __future__ import annotations
 
 import csv
+import email.utils
 import io
 import json
 import logging
+import math
 import socket
 import sys
 import threading
@@ -38,7 +40,7 @@ DEFAULT_CLIENT_ID = "cs-sandbox"
 DEFAULT_ACCOUNT_ID = "sandbox-account"
 
 
-Operation = Literal["import", "update", "delete"]
+Operation = Literal["import", "list", "update", "delete"]
 
 
 @dataclass
@@ -58,6 +60,11 @@ class Faults:
     duplicates: Literal["skip", "reject-file"] = "skip"
     refuse: frozenset[str] = frozenset()
     on: frozenset[Operation] = frozenset({"import"})
+    rate_window: tuple[int, float] | None = None
+    """``(N, S)``: at most N requests of an operation in any S seconds, as Kore may count its
+    limits; a request past it gets a 429 (and is not counted)."""
+    retry_after: Literal["seconds", "date", "none"] = "seconds"
+    """How a 429 says when to come back: whole seconds, an HTTP date, or not at all."""
 
 
 @dataclass(frozen=True)
@@ -76,7 +83,12 @@ class SandboxState:
     uploads: int = 0
     listings: int = 0
     requests: dict[str, int] = field(default_factory=dict)
-    """Write requests by operation (``import``, ``update``, ``delete``), faulted ones included."""
+    """Requests by operation (``import``, ``list``, ``update``, ``delete``), faulted ones
+    included."""
+    limited: dict[str, int] = field(default_factory=dict)
+    """429 answers by operation."""
+    accepted: dict[str, list[float]] = field(default_factory=dict)
+    """When requests of each operation were let through the rate window (monotonic seconds)."""
     upload_log: list[Upload] = field(default_factory=list)
     seen_jti: set[str] = field(default_factory=set)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -256,11 +268,38 @@ class Sandbox:
         return removed
 
 
-_WRITES: dict[tuple[str, str], Operation] = {
+_OPERATIONS: dict[tuple[str, str], Operation] = {
+    ("GET", "contacts"): "list",
     ("POST", "contacts/import-contacts"): "import",
     ("PUT", "contacts/bulk-update"): "update",
     ("DELETE", "contacts/bulk-delete"): "delete",
 }
+
+
+def _over_window(sandbox: Sandbox, operation: Operation) -> float | None:
+    """Seconds until the operation's rate window has room again; None (and the request
+    counted) when it has room now."""
+    window = sandbox.faults.rate_window
+    if window is None:
+        return None
+    allowed, seconds = window
+    now = time.monotonic()
+    with sandbox.state.lock:
+        times = sandbox.state.accepted.setdefault(operation, [])
+        recent = [t for t in times if t > now - seconds]
+        times[:] = recent
+        if len(recent) >= allowed:
+            return recent[-allowed] + seconds - now
+        times.append(now)
+    return None
+
+
+def _retry_after(style: str, wait: float) -> dict[str, str]:
+    if style == "seconds":
+        return {"Retry-After": str(max(1, math.ceil(wait)))}
+    if style == "date":
+        return {"Retry-After": email.utils.formatdate(time.time() + wait + 1, usegmt=True)}
+    return {}
 
 
 def _error(message: str) -> dict[str, Any]:
@@ -296,13 +335,9 @@ def _handler_for(sandbox: Sandbox) -> type[BaseHTTPRequestHandler]:
             if reason:
                 return self._reply(401, _error(reason))
             rest = path[len(PREFIX) :].split("/", 1)[1]
-            if method == "GET" and rest == "contacts":
-                with sandbox.state.lock:
-                    sandbox.state.listings += 1
-                return self._reply(200, {"results": sandbox.state.active()})
-            operation = _WRITES.get((method, rest))
+            operation = _OPERATIONS.get((method, rest))
             if operation is not None:
-                return self._write(operation, body)
+                return self._operate(operation, body)
             if method == "DELETE" and rest.startswith("contacts/"):
                 removed = sandbox.delete([rest.removeprefix("contacts/")])
                 return (
@@ -312,26 +347,35 @@ def _handler_for(sandbox: Sandbox) -> type[BaseHTTPRequestHandler]:
                 )
             return self._reply(404, _error("not found"))
 
-        def _write(self, operation: Operation, body: bytes) -> None:
-            """A write, with the faults switched on for its operation."""
+        def _operate(self, operation: Operation, body: bytes) -> None:
+            """One operation, with the faults switched on for it."""
             faults = sandbox.faults
             with sandbox.state.lock:
                 number = sandbox.state.requests.get(operation, 0) + 1
                 sandbox.state.requests[operation] = number
                 if operation == "import":
                     sandbox.state.uploads = number
+                if operation == "list":
+                    sandbox.state.listings += 1
             faulty = operation in faults.on
             if faulty and faults.delay_seconds:
                 time.sleep(faults.delay_seconds)
-            if faulty and faults.rate_limit_every and number % faults.rate_limit_every == 0:
+            wait = _over_window(sandbox, operation) if faulty else None
+            if wait is None and faulty and faults.rate_limit_every:
+                wait = 1.0 if number % faults.rate_limit_every == 0 else None
+            if wait is not None:
+                with sandbox.state.lock:
+                    sandbox.state.limited[operation] = sandbox.state.limited.get(operation, 0) + 1
                 return self._reply(
                     429,
                     _error("Rate limit for this API has been reached. Please try again later"),
-                    {"Retry-After": "1"},
+                    _retry_after(faults.retry_after, wait),
                 )
             if faulty and faults.fail_every and number % faults.fail_every == 0:
                 return self._reply(500, _error("internal error (injected)"))
-            if operation == "import":
+            if operation == "list":
+                status, answer = 200, {"results": sandbox.state.active()}
+            elif operation == "import":
                 status, answer = self._import(body)
             elif operation == "update":
                 status, answer = sandbox.bulk_update(_loads(body))

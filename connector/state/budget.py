@@ -1,10 +1,12 @@
-"""One bot, one budget: upload slots taken from the state database.
+"""One API of one bot, one budget: request slots taken from the state database.
 
-Tenants that upload to one bot (host and bot id) share its limits, in this process and in every
-replica on the same state database. Taking a slot locks the bot's row (``SELECT … FOR UPDATE``
-on PostgreSQL; SQLite's write lock does the same), reads the upload times still inside the
-longest window, and records a new one only if every window has room. Uploads are at most one a
-second, so one short transaction per upload is cheap.
+Tenants that call one bot (host and bot id) share each API's limits, in this process and in every
+replica on the same state database. Taking a slot locks the budget's row (``SELECT … FOR
+UPDATE`` on PostgreSQL; SQLite's write lock does the same), reads the request times still inside
+the longest window, and records a new one only if every window has room and the last request is
+one spacing back. Requests are at most about one a second, so one short transaction per request
+is cheap. How much slower than the configured rate to go after a 429 is learnt per process
+(``Throttle``).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import delete, insert, select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
-from connector.kore.pacing import Limits, delay_for
+from connector.kore.pacing import Limits, Throttle, delay_for
 from connector.state.store import aware, now
 from connector.state.tables import bot_budgets, bot_uploads
 
@@ -38,14 +40,26 @@ class SharedPacer:
         self._limits = limits
         self._sleep = sleep
         self._known = False
+        self.throttle = Throttle(limits)
 
-    def wait(self) -> None:
+    def wait(self) -> float:
+        waited = 0.0
         while (delay := self.take()) > 0:
-            log.info("pacing uploads: waiting %.1fs for the bot's shared rate limit", delay)
+            log.debug("pacing: waiting %.2fs for the bot's shared rate limit", delay)
             self._sleep(delay)
+            waited += delay
+        return waited
+
+    def limited(self, retry_after: float | None) -> float:
+        return self.throttle.limited(retry_after)
+
+    def answered(self) -> None:
+        self.throttle.answered()
 
     def take(self) -> float:
         """Take a slot now (0.0) or say how many seconds until one is free."""
+        if self.throttle.paused() > 0:
+            return self.throttle.paused()
         if not self._known:
             self._register()
         longest = max(window for window, _ in self._limits)
@@ -68,7 +82,7 @@ class SharedPacer:
                     .order_by(bot_uploads.c.at)
                 )
             ]
-            delay = delay_for(sent, stamp.timestamp(), self._limits)
+            delay = delay_for(sent, stamp.timestamp(), self._limits, share=self.throttle.share)
             if delay <= 0:
                 conn.execute(insert(bot_uploads).values(bot=self._bot, at=stamp))
         return delay

@@ -45,9 +45,16 @@ class Counters:
     pending_resent: int = 0
     batches: int = 0
     uploads: int = 0
+    rate_limited: int = 0
+    """Kore's 429 answers (and answers carrying its rate-limit message)."""
+    waited_seconds: float = 0.0
+    """Time spent waiting for the bot's budget: even pacing, and pauses after 429s."""
 
-    def as_dict(self) -> dict[str, int]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+    def as_dict(self) -> dict[str, int | float]:
+        return {
+            f.name: round(value, 1) if isinstance(value := getattr(self, f.name), float) else value
+            for f in fields(self)
+        }
 
 
 # Events. Observers are plain functions of one event; they must not raise.
@@ -102,13 +109,15 @@ class BatchSettled:
 
 @dataclass(frozen=True)
 class KoreAnswered:
-    """One HTTP exchange with Kore; ``status`` 0 when no answer came, 429 for rate limits."""
+    """One HTTP exchange with Kore; ``status`` 0 when no answer came, 429 for rate limits;
+    ``waited`` the seconds spent waiting for the API's budget before it."""
 
     tenant: str
     method: str
     path: str
     status: int
     seconds: float
+    waited: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from typing import Protocol
 import httpx
 
 from connector.delivery import Deliverer, kore_row
-from connector.kore.client import Answer, KoreClient, limits_of
+from connector.kore.client import API, Answer, KoreClient, limits_of
 from connector.mapping import Contact
 from connector.report import Report, batch_csv
 from connector.state import Store
@@ -39,15 +39,30 @@ class KoreSink:
     ) -> None:
         self.ctx = ctx
         kore = ctx.settings.kore
-        pacer = SharedPacer(store, f"{kore.host}|{kore.bot_id}", limits_of(kore), sleep=ctx.sleep)
+
+        def budget(api: API) -> SharedPacer:
+            """Each API of the bot has a budget of its own (uploads keep the bot's bare name)."""
+            name = f"{kore.host}|{kore.bot_id}" + ("" if api == "import" else f"|{api}")
+            return SharedPacer(store, name, limits_of(kore, api), sleep=ctx.sleep)
+
         self.client = KoreClient(
-            kore, transport=transport, sleep=ctx.sleep, pacer=pacer, observe=self._answered
+            kore, transport=transport, sleep=ctx.sleep, pacers=budget, observe=self._answered
         )
         self.deliverer = Deliverer(ctx, client=self.client)
 
     def _answered(self, answer: Answer) -> None:
+        counters = self.ctx.counters
+        counters.rate_limited += answer.status == 429
+        counters.waited_seconds += answer.waited
         self.ctx.emit(
-            KoreAnswered(self.ctx.tenant, answer.method, answer.path, answer.status, answer.seconds)
+            KoreAnswered(
+                self.ctx.tenant,
+                answer.method,
+                answer.path,
+                answer.status,
+                answer.seconds,
+                answer.waited,
+            )
         )
 
     def resume(self) -> None:
