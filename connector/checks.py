@@ -8,8 +8,9 @@ from itertools import islice
 from pathlib import Path
 from typing import TextIO
 
+from connector.contacts import KORE_COLUMNS, Contact
 from connector.kore.client import KoreClient
-from connector.mapping import KORE_COLUMNS, Contact, load_mapping
+from connector.mapping import load_mapping
 from connector.settings import TenantSettings
 from connector.sources import open_source
 

@@ -1,4 +1,8 @@
-"""The ``kore-connector`` command line. ``ConnectorError`` becomes one line and an exit code."""
+"""The ``kore-connector`` command line. ``ConnectorError`` becomes one line and an exit code.
+
+Each command imports what it uses when it runs, so ``--help`` and ``status`` do not pay for the
+phone library, the HTTP client or the sandbox.
+"""
 
 from __future__ import annotations
 
@@ -13,22 +17,16 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from connector import __version__, logs
 from connector.cli_output import describe, describe_reconcile, print_error, say, status_of
 from connector.errors import ConfigError, ConnectorError
-from connector.kore.sandbox import (
-    DEFAULT_ACCOUNT_ID,
-    DEFAULT_CLIENT_ID,
-    DEFAULT_SECRET,
-    Faults,
-    Sandbox,
-)
-from connector.settings import Settings, TenantSettings, config_path, load_settings
-from connector.state import Store
-from connector.sync.context import Event, Observer, Progress
-from connector.sync.observers import log_event
-from connector.sync.run import run_tenant
+
+if TYPE_CHECKING:
+    from connector.settings import Settings, TenantSettings
+    from connector.state import Store
+    from connector.sync.context import Event, Observer
 
 log = logging.getLogger("connector")
 
@@ -108,9 +106,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     sandbox = commands.add_parser("sandbox", parents=[common], help="a local Kore contacts API")
     sandbox.add_argument("--port", type=int, default=8765)
-    sandbox.add_argument("--secret", default=DEFAULT_SECRET, help="the JWT secret it accepts")
-    sandbox.add_argument("--client-id", default=DEFAULT_CLIENT_ID)
-    sandbox.add_argument("--account-id", default=DEFAULT_ACCOUNT_ID)
+    sandbox.add_argument(
+        "--secret", help="the JWT secret it accepts (default: the one the README gives)"
+    )
+    sandbox.add_argument("--client-id", help="default: cs-sandbox")
+    sandbox.add_argument("--account-id", help="default: sandbox-account")
     sandbox.add_argument(
         "--fail-every", type=int, default=0, metavar="N", help="500 on every Nth upload"
     )
@@ -194,6 +194,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _load(args: argparse.Namespace) -> tuple[Settings, Path]:
+    from connector.settings import config_path, load_settings
+
     path = config_path(getattr(args, "config", None))
     return load_settings(path), path.parent
 
@@ -212,6 +214,9 @@ def _tenants(settings: Settings, names: list[str]) -> dict[str, TenantSettings]:
 
 
 def cmd_sync(args: argparse.Namespace) -> int:
+    from connector.sync.observers import log_event
+    from connector.sync.run import run_tenant
+
     json_mode = logs.current_format() == "json"
     observers: list[Observer] = [log_event] if _records(args) else []
     progress = _Progress() if sys.stderr.isatty() and not json_mode else None
@@ -253,6 +258,8 @@ def _each_tenant(
 ) -> int:
     """Run a command for each named tenant (all by default), one after the other, until a
     signal stops them; each error is one line, and the worst exit code wins."""
+    from connector.state import Store
+
     settings, base = _load(args)
     tenants = _tenants(settings, args.tenant)
     store = Store(settings.state_url)
@@ -302,6 +309,8 @@ class _Progress:
         self._shown = False
 
     def __call__(self, event: Event) -> None:
+        from connector.sync.context import Progress
+
         if not isinstance(event, Progress):
             return
         c = event.counters
@@ -322,6 +331,7 @@ class _Progress:
 
 
 def cmd_reconcile(args: argparse.Namespace) -> int:
+    from connector.sync.observers import log_event
     from connector.sync.reconcile import reconcile_tenant
 
     observers: list[Observer] = [log_event] if _records(args) else []
@@ -377,6 +387,8 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    from connector.state import Store
+
     settings, _ = _load(args)
     store = Store(settings.state_url)
     try:
@@ -414,6 +426,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_daemon(args: argparse.Namespace) -> int:
     from connector.daemon.service import serve
+    from connector.settings import config_path
 
     path = config_path(getattr(args, "config", None))
     return serve(path, listen=args.listen)
@@ -423,6 +436,14 @@ def cmd_daemon(args: argparse.Namespace) -> int:
 
 
 def cmd_sandbox(args: argparse.Namespace) -> int:
+    from connector.kore.sandbox import (
+        DEFAULT_ACCOUNT_ID,
+        DEFAULT_CLIENT_ID,
+        DEFAULT_SECRET,
+        Faults,
+        Sandbox,
+    )
+
     operations = {op.strip() for op in args.faults_on.split(",") if op.strip()}
     if not operations <= {"import", "list", "update", "delete"}:
         raise ConfigError(
@@ -452,9 +473,9 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
     try:
         sandbox = Sandbox(
             port=args.port,
-            secret=args.secret,
-            client_id=args.client_id,
-            account_id=args.account_id,
+            secret=args.secret or DEFAULT_SECRET,
+            client_id=args.client_id or DEFAULT_CLIENT_ID,
+            account_id=args.account_id or DEFAULT_ACCOUNT_ID,
             faults=faults,
         )
     except OSError as exc:
@@ -468,8 +489,8 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     print(
-        f"sandbox: Kore contacts API on {sandbox.url} (client_id {args.client_id}, "
-        f"account_id {args.account_id}); Ctrl-C stops it",
+        f"sandbox: Kore contacts API on {sandbox.url} (client_id {sandbox.client_id}, "
+        f"account_id {sandbox.account_id}); Ctrl-C stops it",
         flush=True,
     )
     with contextlib.suppress(KeyboardInterrupt):

@@ -7,14 +7,16 @@ import json
 import logging
 import sys
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from connector import logs
 from connector.errors import ConnectorError
-from connector.settings import TenantSettings
-from connector.state import Store
-from connector.sync.reconcile import ReconcileResult
-from connector.sync.run import RunResult
+
+if TYPE_CHECKING:
+    from connector.settings import TenantSettings
+    from connector.state import Store
+    from connector.sync.reconcile import ReconcileResult
+    from connector.sync.run import RunResult
 
 log = logging.getLogger("connector")
 
@@ -23,11 +25,16 @@ def describe(result: RunResult, *, dry_run: bool) -> str:
     c = result.counters
     if dry_run:
         sent = f"{c.would_send:,} would be sent in {c.batches:,} batch files"
+        changes = (("would update", c.would_update), ("would delete", c.would_delete))
     else:
         parts = [f"{c.created:,} created"]
-        parts += [f"{n:,} {k}" for k, n in (("adopted", c.adopted), ("updated", c.updated)) if n]
+        parts += [f"{c.adopted:,} adopted"] if c.adopted else []
         sent = f"{c.sent:,} sent ({', '.join(parts)})"
+        changes = (("updated", c.updated), ("deleted", c.deleted))
     files = f" from {c.files_read:,} new file(s)" if c.files_seen else ""
+    sent += "".join(f", {n:,} {what}" for what, n in changes if n)
+    if c.rate_limited:
+        sent += f", {c.rate_limited:,} rate limited by Kore ({c.waited_seconds:,.0f}s paced)"
     report = (
         f"report: {result.report_dir}"
         if result.report_dir

@@ -11,16 +11,17 @@ refused it (``kore_refused``). A 400 for the whole file is narrowed down to the 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Container, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from connector.contacts import Contact
 from connector.errors import KoreRejected
 from connector.kore.client import KoreClient
-from connector.mapping import Contact
+from connector.kore.wire import batch_csv, kore_row
 from connector.phones import join_key, mask
-from connector.report import batch_csv, contact_rejection
+from connector.report import contact_rejection
 from connector.settings import KoreSettings
 from connector.state import Delivery, PendingBatch
 from connector.sync.context import BatchSettled, RowRejected, RunContext
@@ -28,27 +29,17 @@ from connector.sync.context import BatchSettled, RowRejected, RunContext
 log = logging.getLogger(__name__)
 
 
-def kore_row(contact: Contact, settings: KoreSettings) -> tuple[str, ...]:
-    """The six columns as uploaded: the tenant's defaults filled in, the number in the
-    tenant's chosen form (national significant number by default, or E.164)."""
-    first, last, salutation, number, code, extension = contact.csv_row()
-    return (
-        first,
-        last,
-        salutation or settings.default_salutation,
-        contact.key if settings.phone_format == "international" else number,
-        code,
-        extension or settings.default_extension,
-    )
-
-
-def kore_key(contact: dict[str, Any]) -> str | None:
+def kore_key(contact: dict[str, Any], expected: Container[str] = ()) -> str | None:
     """The phone key of a contact as Kore lists it (``cellPhone.phoneNumber``, in full or
-    national form beside ``countryCode``)."""
+    national form beside ``countryCode``). A number that is exactly one of the ``expected``
+    keys (Kore's answer to our upload gives back the E.164 we sent) needs no parsing."""
     phone = contact.get("cellPhone") or {}
     if not isinstance(phone, dict):
         return None
-    return join_key(str(phone.get("phoneNumber") or ""), str(phone.get("countryCode") or ""))
+    number = str(phone.get("phoneNumber") or "")
+    if number in expected:
+        return number
+    return join_key(number, str(phone.get("countryCode") or ""))
 
 
 ADOPTION_SKEW = timedelta(seconds=60)
@@ -178,10 +169,11 @@ class Deliverer:
             self.counters.uploads += 1
         self._uncertain = self._uncertain or result.uncertain
         created: dict[str, str | None] = {}
+        sent = {c.key for c in contacts}
         for item in result.created:
             if item.get("status", "ACTIVE") != "ACTIVE" or item.get("error") or item.get("errors"):
                 continue  # an answer that lists refused rows too: they were not created
-            key = kore_key(item)
+            key = kore_key(item, sent)
             if key:
                 created[key] = item.get("id")
         if result.uncertain:

@@ -8,7 +8,6 @@ a ``Contact`` or a ``Rejection`` out.
 from __future__ import annotations
 
 import difflib
-import hashlib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -16,23 +15,19 @@ from datetime import UTC, datetime
 from functools import cached_property
 from importlib.resources import files
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from connector.countries import region_for
+from connector.contacts import Contact, PhoneKey, Rejection
 from connector.errors import ConfigError
-from connector.phones import PhoneKey, PhoneProblem, parse_phone
 
-KORE_COLUMNS = (
-    "firstName",
-    "lastName",
-    "salutation",
-    "cellPhoneNumber",
-    "cellPhoneCountryCode",
-    "cellPhoneExtension",
-)
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from connector.phones import PhoneProblem
+
 _SPACES = re.compile(r"\s+")
 _MULTI = " ::: "
 _INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff"), None)
@@ -197,59 +192,6 @@ class MappingSpec(_Spec):
         if isinstance(value, dict):
             return {k: {"from": v} if isinstance(v, str | list) else v for k, v in value.items()}
         return value
-
-
-@dataclass(frozen=True, slots=True)
-class Contact:
-    """A row ready for Kore, with where it came from."""
-
-    key: str
-    first_name: str
-    last_name: str
-    salutation: str
-    phone: PhoneKey
-    source: str
-    row: int
-    record_id: str
-    updated_at: datetime | None
-    dnc_known: bool = True
-    """Whether the row's export says whether to call it (has its do-not-call column)."""
-
-    def csv_row(self) -> tuple[str, str, str, str, str, str]:
-        p = self.phone
-        return (
-            self.first_name,
-            self.last_name,
-            self.salutation,
-            p.national,
-            p.country_code,
-            p.extension,
-        )
-
-    @property
-    def fingerprint(self) -> str:
-        return fingerprint(self.csv_row())
-
-
-def fingerprint(row: Sequence[str]) -> str:
-    return hashlib.sha256("\x1f".join(row).encode()).hexdigest()[:32]
-
-
-@dataclass(frozen=True, slots=True)
-class Rejection:
-    """A row that will not be sent: a reason code, a human detail and the values at fault."""
-
-    reason: str
-    detail: str
-    source: str
-    row: int
-    record_id: str
-    values: dict[str, str] = field(default_factory=dict)
-    subject: str = ""
-    """The one value at fault, where there is one (the country of ``country_unknown``)."""
-    keys: tuple[str, ...] = ()
-    """The valid numbers of the row, where they were read: those a ``skip_when`` rule flagged
-    (no row sends them), or those of a row without a name (still in the CRM)."""
 
 
 @dataclass(frozen=True)
@@ -439,6 +381,21 @@ class BoundMapping:
     warnings: tuple[str, ...]
     phone_labels: dict[int, int] = field(default_factory=dict)
 
+    # The phone library and the country names load when a mapping maps its first row, not
+    # when a mapping is read: a run with nothing new to read never pays for them.
+
+    @cached_property
+    def _parse_phone(self) -> Callable[[str, str], PhoneKey | PhoneProblem | None]:
+        from connector.phones import parse_phone
+
+        return parse_phone
+
+    @cached_property
+    def _region_for(self) -> Callable[[str], str | None]:
+        from connector.countries import region_for
+
+        return region_for
+
     @cached_property
     def _placeholders(self) -> frozenset[str]:
         return frozenset(p.strip().casefold() for p in self.mapping.spec.placeholders)
@@ -498,7 +455,7 @@ class BoundMapping:
         region, unknown = self._region(values, default_region)
         problem: PhoneProblem | None = None
         for candidate in self._phone_candidates(values):
-            parsed = parse_phone(candidate, region or "ZZ")
+            parsed = self._parse_phone(candidate, region or "ZZ")
             if isinstance(parsed, PhoneKey):
                 return Contact(
                     key=parsed.key,
@@ -548,7 +505,7 @@ class BoundMapping:
     def _keys(self, values: Sequence[str], default_region: str) -> tuple[str, ...]:
         """Every valid number of a row: a person who asked not to be called is called on none."""
         region, _ = self._region(values, default_region)
-        parsed = (parse_phone(c, region or "ZZ") for c in self._phone_candidates(values))
+        parsed = (self._parse_phone(c, region or "ZZ") for c in self._phone_candidates(values))
         return tuple(dict.fromkeys(p.key for p in parsed if isinstance(p, PhoneKey)))
 
     def _region(self, values: Sequence[str], default_region: str) -> tuple[str | None, str]:
@@ -560,7 +517,7 @@ class BoundMapping:
             text = self._value(values, pos).strip()
             if not text:
                 continue
-            found = region_for(text)
+            found = self._region_for(text)
             if found:
                 return found, ""
             unknown = unknown or text

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import phonenumbers
 
+from connector.contacts import PhoneKey
+
 _SCIENTIFIC = re.compile(r"^[+-]?\d+(?:[.,]\d+)?[eE][+-]?\d+$")
 _FLOAT_TAIL = re.compile(r"^(\+?\d+)\.0+$")
 _TEXT_FORMULA = re.compile(r'^="(.*)"$')
@@ -18,16 +20,6 @@ _TEXT_FORMULA = re.compile(r'^="(.*)"$')
 # with it, so a short national number is never read as a foreign one.
 _MIN_INTERNATIONAL_DIGITS = 11
 _INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff"), None) | {0xA0: " "}
-
-
-@dataclass(frozen=True, slots=True)
-class PhoneKey:
-    """A valid number: ``key`` is E.164; the other fields are the Kore CSV columns."""
-
-    key: str
-    national: str
-    country_code: str
-    extension: str
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,12 +16,11 @@ import shutil
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
-from io import StringIO
 from pathlib import Path
 from typing import IO, Any
 
+from connector.contacts import KORE_COLUMNS, Contact, Rejection
 from connector.errors import ConnectorError
-from connector.mapping import KORE_COLUMNS, Contact, Rejection
 from connector.sync.context import RUN_ID_TIME, Event, RowRejected
 
 log = logging.getLogger(__name__)
@@ -167,12 +166,3 @@ def contact_rejection(contact: Contact, reason: str, detail: str) -> Rejection:
         contact.record_id,
         dict(zip(KORE_COLUMNS, contact.csv_row(), strict=True)),
     )
-
-
-def batch_csv(rows: Sequence[Sequence[str]]) -> bytes:
-    """The six-column file Kore's bulk import takes, UTF-8 without a BOM."""
-    buffer = StringIO()
-    writer = csv.writer(buffer, lineterminator="\r\n")
-    writer.writerow(KORE_COLUMNS)
-    writer.writerows(rows)
-    return buffer.getvalue().encode("utf-8")

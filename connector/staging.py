@@ -12,8 +12,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterable, Iterator
 
-from connector.mapping import Contact
-from connector.phones import PhoneKey
+from connector.contacts import Contact, PhoneKey
 
 _FLUSH = 5000
 _COLUMNS = (

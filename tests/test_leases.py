@@ -14,8 +14,7 @@ from alembic.config import Config
 from alembic.script import ScriptDirectory
 from sqlalchemy import text
 
-from connector.mapping import Contact
-from connector.phones import PhoneKey
+from connector.contacts import Contact, PhoneKey
 from connector.state import LeaseLost, Store
 from connector.state.budget import SharedPacer
 

@@ -6,8 +6,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from connector.contacts import Contact, Rejection
 from connector.errors import ConfigError
-from connector.mapping import Contact, Rejection, builtin_names, load_mapping, split_name
+from connector.mapping import builtin_names, load_mapping, split_name
 
 
 def _mapping(tmp_path: Path, spec: dict[str, object]):  # type: ignore[no-untyped-def]

@@ -2,8 +2,9 @@ from __future__ import annotations
 
 import pytest
 
+from connector.contacts import PhoneKey
 from connector.countries import region_for
-from connector.phones import PhoneKey, PhoneProblem, join_key, mask, parse_phone
+from connector.phones import PhoneProblem, join_key, mask, parse_phone
 
 
 @pytest.mark.parametrize(

@@ -13,9 +13,10 @@ import pytest
 from babel import Locale, UnknownLocaleError
 from babel.languages import get_official_languages
 
+from connector.contacts import Contact
 from connector.countries import fold
 from connector.kore.sandbox import Sandbox
-from connector.mapping import Contact, builtin_names, load_mapping, names_of
+from connector.mapping import builtin_names, load_mapping, names_of
 from connector.settings import CsvSourceSettings
 from connector.sources.files import FileSource
 from tests.conftest import SAMPLES, run_cli, tenant_config, write_config

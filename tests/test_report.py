@@ -4,8 +4,9 @@ import csv
 import json
 from pathlib import Path
 
-from connector.mapping import Rejection
-from connector.report import Report, batch_csv, neutralise
+from connector.contacts import Rejection
+from connector.kore.wire import batch_csv
+from connector.report import Report, neutralise
 
 
 def test_formula_cells_are_neutralised_in_reports_only(tmp_path: Path) -> None:

@@ -2,8 +2,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from connector.mapping import Contact
-from connector.phones import PhoneKey
+from connector.contacts import Contact, PhoneKey
 from connector.staging import Staging
 
 

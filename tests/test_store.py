@@ -11,11 +11,12 @@ from pathlib import Path
 import pytest
 from alembic import command
 from alembic.config import Config
+from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, inspect, text
 
-from connector.mapping import Contact
-from connector.phones import PhoneKey
+from connector.contacts import Contact, PhoneKey
 from connector.state import Checkpoint, Delivery, Store, TenantState
+from connector.state.store import HEAD
 from connector.state.tables import metadata
 
 
@@ -75,6 +76,12 @@ def _contact(n: int) -> Contact:
         f"id{n}",
         None,
     )
+
+
+def test_head_names_the_newest_migration(store: Store) -> None:
+    config = Config()
+    config.set_main_option("script_location", str(files("connector.migrations")))
+    assert ScriptDirectory.from_config(config).get_current_head() == HEAD == store.revision()
 
 
 def test_migrations_create_exactly_the_declared_schema(store: Store) -> None:

@@ -438,7 +438,7 @@ def test_a_contact_kore_had_before_the_batch_is_never_adopted_after_an_uncertain
     tmp_path: Path,
 ) -> None:
     """Issue [5], item 7: an interrupted upload must not make an older Kore contact ours."""
-    from connector.report import batch_csv
+    from connector.kore.wire import batch_csv
 
     export = tmp_path / "contacts.csv"
     expected = write_export(export, valid=200, seed=31)

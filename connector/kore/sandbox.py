@@ -29,7 +29,7 @@ from typing import Any, Literal
 
 import jwt
 
-from connector.mapping import KORE_COLUMNS
+from connector.contacts import KORE_COLUMNS
 from connector.phones import join_key
 
 log = logging.getLogger(__name__)

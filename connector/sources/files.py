@@ -11,7 +11,6 @@ from connector.errors import SourceError
 from connector.settings import CsvSourceSettings, XlsxSourceSettings
 from connector.sources import SourceStats, SourceUnit
 from connector.sources.csv_files import inspect_csv
-from connector.sources.xlsx_files import inspect_xlsx
 from connector.state import Checkpoint
 
 if TYPE_CHECKING:
@@ -71,6 +70,8 @@ class FileSource:
 
     def _inspect(self, path: Path) -> SourceUnit:
         if isinstance(self.settings, XlsxSourceSettings):
+            from connector.sources.xlsx_files import inspect_xlsx  # openpyxl, for xlsx only
+
             return inspect_xlsx(path, self.settings)
         return inspect_csv(path, self.settings)
 

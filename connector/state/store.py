@@ -20,8 +20,6 @@ from datetime import UTC, datetime
 from importlib.resources import files
 from typing import TYPE_CHECKING, Any
 
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
@@ -33,6 +31,9 @@ if TYPE_CHECKING:
     from connector.state.tenant import TenantState
 
 _MIGRATION_LOCK = 0x6B6F7265  # "kore": the advisory lock replicas take to migrate one at a time
+HEAD = "0005"
+"""The newest migration. A database already there is not handed to Alembic at all, which saves
+every command a quarter of a second (a test checks this against the migrations)."""
 
 
 def now() -> datetime:
@@ -71,6 +72,11 @@ class Store:
         return f"Store({self.label!r})"
 
     def _migrate(self) -> None:
+        if self.revision() == HEAD:
+            return
+        from alembic import command
+        from alembic.config import Config
+
         config = Config()
         config.set_main_option("script_location", str(files("connector.migrations")))
         with self.transaction() as conn:
@@ -78,6 +84,14 @@ class Store:
                 conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK})
             config.attributes["connection"] = conn
             command.upgrade(config, "head")
+
+    def revision(self) -> str | None:
+        """The schema's migration, or None for a database the connector has not set up."""
+        try:
+            with self.engine.connect() as conn:
+                return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+        except SQLAlchemyError:
+            return None
 
     def close(self) -> None:
         self.engine.dispose()

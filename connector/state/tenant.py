@@ -26,8 +26,7 @@ from sqlalchemy import (
     update,
 )
 
-from connector.mapping import Contact
-from connector.phones import PhoneKey
+from connector.contacts import Contact, PhoneKey
 from connector.state.leases import Lease, fence
 from connector.state.store import aware, now
 from connector.state.tables import (

@@ -10,8 +10,8 @@ from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
 
+from connector.contacts import Rejection
 from connector.errors import RunInterrupted
-from connector.mapping import Rejection
 from connector.settings import Settings, TenantSettings
 from connector.state import TenantState
 

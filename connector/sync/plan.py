@@ -15,8 +15,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from connector.contacts import Contact
 from connector.errors import ConnectorError
-from connector.mapping import Contact
 from connector.report import Report, contact_rejection
 from connector.staging import Staging
 from connector.state import Delivered

@@ -24,10 +24,11 @@ from typing import Any
 import httpx
 
 from connector import logs
-from connector.delivery import kore_key, kore_row
+from connector.contacts import Contact, PhoneKey
+from connector.delivery import kore_key
 from connector.errors import ConnectorError, RunInterrupted
-from connector.mapping import Contact, load_mapping
-from connector.phones import PhoneKey
+from connector.kore.wire import kore_row
+from connector.mapping import load_mapping
 from connector.report import Report
 from connector.settings import Settings
 from connector.sources import open_source

@@ -16,13 +16,12 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from connector import logs
+from connector.contacts import Contact, Rejection
 from connector.errors import ConnectorError, RunInterrupted
-from connector.mapping import BoundMapping, Contact, Rejection, load_mapping
+from connector.mapping import BoundMapping, load_mapping
 from connector.report import Report, contact_rejection, prune
 from connector.settings import Settings
 from connector.sources import Source, SourceUnit, open_source
@@ -42,6 +41,9 @@ from connector.sync.context import (
 )
 from connector.sync.lease import held
 from connector.sync.sinks import DryRunSink, KoreSink, Sink
+
+if TYPE_CHECKING:
+    import httpx
 
 log = logging.getLogger(__name__)
 

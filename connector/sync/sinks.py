@@ -3,17 +3,19 @@ sink, not a branch in the run."""
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-import httpx
-
-from connector.delivery import Deliverer, kore_row
-from connector.kore.client import API, Answer, KoreClient, limits_of
-from connector.mapping import Contact
-from connector.report import Report, batch_csv
+from connector.contacts import Contact
+from connector.kore.wire import batch_csv, kore_row
+from connector.report import Report
 from connector.state import Store
-from connector.state.budget import SharedPacer
 from connector.sync.context import KoreAnswered, RunContext
+
+if TYPE_CHECKING:
+    import httpx
+
+    from connector.delivery import Deliverer
+    from connector.kore.client import Answer, KoreClient
 
 Changed = list[tuple[Contact, str]]
 
@@ -34,21 +36,47 @@ class Sink(Protocol):
 
 
 class KoreSink:
+    """Kore, reached only when there is something to send: a run with nothing to do does not
+    even load the HTTP client."""
+
     def __init__(
         self, ctx: RunContext, store: Store, *, transport: httpx.BaseTransport | None = None
     ) -> None:
         self.ctx = ctx
-        kore = ctx.settings.kore
+        self._store = store
+        self._transport = transport
+        self._client: KoreClient | None = None
+        self._deliverer: Deliverer | None = None
 
-        def budget(api: API) -> SharedPacer:
-            """Each API of the bot has a budget of its own (uploads keep the bot's bare name)."""
-            name = f"{kore.host}|{kore.bot_id}" + ("" if api == "import" else f"|{api}")
-            return SharedPacer(store, name, limits_of(kore, api), sleep=ctx.sleep)
+    @property
+    def client(self) -> KoreClient:
+        if self._client is None:
+            from connector.kore.client import API, KoreClient, limits_of
+            from connector.state.budget import SharedPacer
 
-        self.client = KoreClient(
-            kore, transport=transport, sleep=ctx.sleep, pacers=budget, observe=self._answered
-        )
-        self.deliverer = Deliverer(ctx, client=self.client)
+            ctx, kore = self.ctx, self.ctx.settings.kore
+
+            def budget(api: API) -> SharedPacer:
+                """Each API of the bot has a budget of its own (uploads keep the bot's name)."""
+                name = f"{kore.host}|{kore.bot_id}" + ("" if api == "import" else f"|{api}")
+                return SharedPacer(self._store, name, limits_of(kore, api), sleep=ctx.sleep)
+
+            self._client = KoreClient(
+                kore,
+                transport=self._transport,
+                sleep=ctx.sleep,
+                pacers=budget,
+                observe=self._answered,
+            )
+        return self._client
+
+    @property
+    def deliverer(self) -> Deliverer:
+        if self._deliverer is None:
+            from connector.delivery import Deliverer
+
+            self._deliverer = Deliverer(self.ctx, client=self.client)
+        return self._deliverer
 
     def _answered(self, answer: Answer) -> None:
         counters = self.ctx.counters
@@ -80,7 +108,8 @@ class KoreSink:
         self.deliverer.delete(doomed)
 
     def close(self) -> None:
-        self.client.close()
+        if self._client is not None:
+            self._client.close()
 
 
 class DryRunSink:
