@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import yaml
@@ -290,3 +293,37 @@ def test_a_terminal_gets_a_progress_line(tmp_path: Path, sandbox: Sandbox) -> No
     text = shown.decode()
     assert "\racme: " in text
     assert "300 sent, 300 confirmed" in text
+
+
+_LOADED = (
+    "import sys, runpy; sys.argv = ['kore-connector', *sys.argv[1:]]\n"
+    "try:\n"
+    "    runpy.run_module('connector', run_name='__main__')\n"
+    "except SystemExit:\n"
+    "    pass\n"
+    "heavy = ('phonenumbers', 'babel', 'httpx', 'openpyxl', 'alembic')\n"
+    "print('loaded:', sorted(m for m in heavy if m in sys.modules))\n"
+)
+
+
+def test_help_status_and_a_run_with_nothing_new_load_nothing_they_do_not_use(
+    tmp_path: Path, sandbox: Sandbox
+) -> None:
+    """A no-op costs nothing: no phone library, no HTTP client, no migrations to check."""
+    export = tmp_path / "contacts.csv"
+    write_export(export, valid=30, seed=2)
+    config = write_config(tmp_path, {"acme": tenant_config(sandbox, export)})
+    assert run_cli("sync", config=config).returncode == 0
+    env = {**os.environ, "TEST_KORE_SECRET": DEFAULT_SECRET}
+
+    def loaded(*args: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-c", _LOADED, *args], capture_output=True, text=True, env=env
+        )
+        return done.stdout.splitlines()[-1]
+
+    assert loaded("--help") == "loaded: []"
+    assert loaded("status", "--config", str(config)) == "loaded: []"
+    assert loaded("sync", "--config", str(config)) == "loaded: []"
+    export.write_text(export.read_text() + "\n")
+    assert "phonenumbers" in loaded("sync", "--config", str(config)), "a new file is mapped"

@@ -7,11 +7,14 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from prometheus_client import generate_latest
 
+from connector.daemon.metrics import Metrics
 from connector.daemon.service import Daemon
 from connector.kore.sandbox import Sandbox
 from connector.settings import load_settings
 from connector.state import Store
+from connector.sync.context import KoreAnswered
 from tests.conftest import tenant_config, write_config
 
 
@@ -78,3 +81,13 @@ def test_a_bad_listen_address_is_one_line_and_exit_2(tmp_path: Path, listen: str
     result = run_cli("daemon", "--listen", listen, config=config, timeout=30)
     assert result.returncode == 2
     assert result.stderr.splitlines()[0] == f"error: --listen {listen}: expected HOST:PORT"
+
+
+def test_metrics_count_rate_limits_and_the_seconds_waited_for_the_budget() -> None:
+    metrics = Metrics()
+    metrics.known("t")
+    metrics.observe(KoreAnswered("t", "POST", "/contacts/import-contacts", 429, 0.01, 2.5))
+    metrics.observe(KoreAnswered("t", "POST", "/contacts/import-contacts", 200, 0.2, 1.0))
+    text = generate_latest(metrics.registry).decode()
+    assert 'kore_connector_kore_errors_total{kind="rate_limited",tenant="t"} 1.0' in text
+    assert 'kore_connector_budget_wait_seconds_total{tenant="t"} 3.5' in text
