@@ -42,7 +42,8 @@ def describe(result: RunResult, *, dry_run: bool) -> str:
     )
     return (
         f"{result.tenant}: {result.status} - {c.rows_read:,} rows read{files}, {sent}, "
-        f"{c.rejected:,} rejected, {c.already_delivered:,} already delivered; {report}"
+        f"{c.rejected:,} rejected, {c.already_delivered + c.unchanged_rows:,} already delivered"
+        f"{f' ({c.unchanged_rows:,} rows unchanged)' if c.unchanged_rows else ''}; {report}"
     )
 
 

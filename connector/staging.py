@@ -17,8 +17,9 @@ from connector.contacts import Contact, PhoneKey
 _FLUSH = 5000
 _COLUMNS = (
     "key, first_name, last_name, salutation, national, country_code, extension, "
-    "source, row_no, record_id, dnc_known, updated"
+    "source, row_no, record_id, dnc_known, updated, row_hash"
 )
+_WIDTH = len(_COLUMNS.split(","))
 _RANKED = f"""
     WITH ranked AS (
         SELECT ordinal, {_COLUMNS},
@@ -38,11 +39,14 @@ class Staging:
             f"CREATE TABLE staged (ordinal INTEGER PRIMARY KEY, {_COLUMNS});"
             "CREATE TABLE flagged (key TEXT PRIMARY KEY, source TEXT, row_no INTEGER);"
             "CREATE TABLE seen (key TEXT PRIMARY KEY);"
+            "CREATE TABLE skipped (ordinal INTEGER PRIMARY KEY, key TEXT, unit TEXT, line INTEGER,"
+            " cells TEXT);"
             "CREATE TABLE known (key TEXT PRIMARY KEY, kore_id TEXT, deletable INTEGER);"
             "CREATE TABLE planned (ordinal INTEGER PRIMARY KEY, action TEXT, kore_id TEXT);"
             "CREATE TABLE doomed (key TEXT PRIMARY KEY, kore_id TEXT);"
         )
         self._pending: list[tuple[object, ...]] = []
+        self._skipped: list[tuple[object, ...]] = []
 
     def close(self) -> None:
         self._db.close()
@@ -53,11 +57,14 @@ class Staging:
     def __exit__(self, *_exc: object) -> None:
         self.close()
 
-    def add(self, contact: Contact) -> None:
+    def add(self, contact: Contact, row_hash: str = "", ordinal: int | None = None) -> None:
+        """A mapped contact, with the hash of the source row it came from and its place among
+        the run's rows (by default, after every row so far)."""
         p = contact.phone
         updated = contact.updated_at.timestamp() if contact.updated_at else None
         self._pending.append(
             (
+                ordinal,
                 contact.key,
                 contact.first_name,
                 contact.last_name,
@@ -70,15 +77,22 @@ class Staging:
                 contact.record_id,
                 contact.dnc_known,
                 updated,
+                row_hash,
             )
         )
         if len(self._pending) >= _FLUSH:
             self._flush()
 
     def _flush(self) -> None:
+        if self._skipped:
+            self._db.executemany("INSERT INTO skipped VALUES (?, ?, ?, ?, ?)", self._skipped)
+            self._db.executemany(
+                "INSERT OR IGNORE INTO seen VALUES (?)", [(row[1],) for row in self._skipped]
+            )
+            self._skipped.clear()
         if self._pending:
             self._db.executemany(
-                f"INSERT INTO staged ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                f"INSERT INTO staged (ordinal, {_COLUMNS}) VALUES ({', '.join('?' * (_WIDTH + 1))})",
                 self._pending,
             )
             self._pending.clear()
@@ -88,6 +102,25 @@ class Staging:
         self._db.executemany(
             "INSERT OR IGNORE INTO flagged VALUES (?, ?, ?)", [(k, source, row) for k in keys]
         )
+
+    def skip(self, ordinal: int, key: str, unit: str, line: int, cells: list[str]) -> None:
+        """A row unchanged since the last completed run: not mapped, its number known. Its cells
+        are kept in case another row of the run has its number or flags it."""
+        self._skipped.append((ordinal, key, unit, line, "\x1f".join(cells)))
+        if len(self._skipped) >= _FLUSH:
+            self._flush()
+
+    def contested(self) -> Iterator[tuple[int, str, int, list[str]]]:
+        """Skipped rows whose number another row of the run has, or flags: they must be mapped
+        after all, to take their part. ``(ordinal, unit, line, cells)``."""
+        self._flush()
+        rows = self._db.execute(
+            """SELECT ordinal, unit, line, cells FROM skipped
+               WHERE key IN (SELECT key FROM staged) OR key IN (SELECT key FROM flagged)
+               ORDER BY ordinal"""
+        )
+        for ordinal, unit, line, cells in rows.fetchall():
+            yield int(ordinal), str(unit), int(line), str(cells).split("\x1f")
 
     def see(self, keys: tuple[str, ...]) -> None:
         """Numbers the export has on rows that are not sent (a row without a name): they are
@@ -106,7 +139,7 @@ class Staging:
                 FROM staged AS s JOIN flagged AS f ON f.key = s.key ORDER BY s.ordinal"""
         )
         for row in rows:
-            yield _contact(row[:11]), row[12], row[13]
+            yield _contact(row), row[_WIDTH], row[_WIDTH + 1]
 
     def duplicates(self) -> Iterator[tuple[Contact, str, int]]:
         """Every row that lost to another row with its number: (row, winner's source, its row)."""
@@ -118,7 +151,7 @@ class Staging:
                   WHERE lost.place > 1 ORDER BY lost.ordinal"""
         )
         for row in rows:
-            yield _contact(row[:11]), row[12], row[13]
+            yield _contact(row), row[_WIDTH], row[_WIDTH + 1]
 
     def winners(self, chunk: int) -> Iterator[list[tuple[int, Contact]]]:
         """One contact per number with its ordinal, in the order the rows were read, ``chunk``
@@ -146,7 +179,17 @@ class Staging:
             (action,),
         )
         while batch := rows.fetchmany(chunk):
-            yield [(_contact(row[:11]), str(row[12] or "")) for row in batch]
+            yield [(_contact(row), str(row[_WIDTH] or "")) for row in batch]
+
+    def row_hashes(self, chunk: int) -> Iterator[list[tuple[str, str, str]]]:
+        """``(row_hash, key, fingerprint)`` of every winner read from a row, ``chunk`` at a
+        time: what the state remembers so that the next export need not map them again."""
+        self._flush()
+        rows = self._db.execute(
+            _RANKED + f"SELECT {_COLUMNS} FROM ranked WHERE place = 1 AND row_hash != ''"
+        )
+        while batch := rows.fetchmany(chunk):
+            yield [(str(row[_WIDTH - 1]), str(row[0]), _contact(row).fingerprint) for row in batch]
 
     def doom(self, rows: list[tuple[str, str | None]]) -> None:
         """``(key, kore_id)`` of contacts to delete from Kore."""
@@ -182,7 +225,7 @@ def _prefixed(alias: str) -> str:
 def _contact(row: tuple[object, ...]) -> Contact:
     key, first, last, salutation, national, code, extension, source, row_no, record_id, known = row[
         :11
-    ]
+    ]  # the row's first eleven columns; ``updated`` and ``row_hash`` are not a contact's
     return Contact(
         key=str(key),
         first_name=str(first),

@@ -18,7 +18,7 @@ from sqlalchemy import create_engine, text
 from connector.kore.sandbox import DEFAULT_SECRET, Faults, Sandbox
 from tests.conftest import run_cli, tenant_config, write_config
 from tests.daemons import DaemonProcess, wait_for
-from tests.helpers import held, runs, summary
+from tests.helpers import held, rejected, runs, summary
 
 HEADER = ["Id", "FirstName", "LastName", "MobilePhone", "DoNotCall", "LastModifiedDate"]
 LIFECYCLE = {"renamed": "update", "do_not_call": "delete", "removed": "delete"}
@@ -325,3 +325,44 @@ def test_a_snapshot_table_is_read_whole_and_rows_gone_from_it_are_deleted(
     }
     counters = summary(runs(tmp_path, "t")[-1])["counters"]
     assert (counters["removed"], counters["deleted"]) == (3, 3)
+
+
+def test_rows_unchanged_since_the_last_run_are_not_mapped_again(
+    tmp_path: Path, sandbox: Sandbox
+) -> None:
+    """The next full export maps only what changed, and an unchanged row still takes its part
+    when a new row has its number or flags it."""
+    exports = tmp_path / "exports"
+    first = people(100)
+    write(exports / "1.csv", first)
+    tenant = tenant_config(sandbox, exports / "*.csv")
+    tenant["changes"] = {"renamed": "update"}
+    config = write_config(tmp_path, {"t": tenant})
+    assert run_cli("sync", config=config).returncode == 0
+    second = next_export(first, renamed=range(0, 3), flagged=range(0), dropped=range(0))
+    second[200] = ["r200", "New", "Comer", number(200), "false", ""]
+    second[201] = ["r201", "Older", "Copy", number(10), "false", "2023-01-01T00:00:00Z"]
+    second[202] = ["r202", "Flag", "Ger", number(20), "true", ""]
+    write(exports / "2.csv", second)
+
+    result = run_cli("sync", config=config)
+
+    assert result.returncode == 0, result.stderr
+    counters = summary(runs(tmp_path, "t")[-1])["counters"]
+    assert counters["rows_read"] == 103
+    assert counters["unchanged_rows"] == 95, "neither renamed, nor contested, nor new"
+    assert (counters["created"], counters["updated"], counters["dnc_in_kore"]) == (1, 3, 1)
+    reasons = {r["record_id"]: r["reason"] for r in rejected(runs(tmp_path, "t")[-1])}
+    assert reasons == {
+        "r201": "duplicate_in_source",
+        "r20": "skip_when",
+        "r202": "skip_when",
+    }, "the unchanged row of a contested number was mapped after all, and won"
+    names = held(sandbox)
+    assert names[number(10)] == ("First10", "Last10", "")
+    assert names[number(1)] == ("First1", "Married1", "")
+
+    again = run_cli("sync", "--full", config=config)
+
+    assert again.returncode == 0, again.stderr
+    assert summary(runs(tmp_path, "t")[-1])["counters"]["unchanged_rows"] == 0, "--full maps all"

@@ -165,6 +165,27 @@ def test_what_was_sent_and_whose_it_is_is_kept_updated_and_forgotten(store: Stor
     assert list(other.every_delivered()) == []
 
 
+def test_a_row_hash_is_kept_only_beside_the_values_it_was_delivered_with(store: Store) -> None:
+    acme, other = held_state(store, "acme"), held_state(store, "other")
+    one, two, three = _contact(1), _contact(2), _contact(3)
+    batch_id = acme.add_batch("run-1", [one, two, three])
+    acme.settle_batch(batch_id, "run-1", [Delivery(c, "k", "created") for c in (one, two, three)])
+
+    acme.remember_rows(
+        [
+            ("h1", one.key, one.fingerprint),
+            ("h2", two.key, "stale"),
+            ("h3", three.key, three.fingerprint),
+        ]
+    )
+
+    assert acme.unchanged(["h1", "h2", "h3", "h4"]) == {"h1": one.key, "h3": three.key}
+    assert other.unchanged(["h1"]) == {}
+    acme.record_updates("run-2", [replace(three, first_name="New")])
+    acme.forget([one.key])
+    assert acme.unchanged(["h1", "h3"]) == {}, "an update or a delete forgets the row"
+
+
 def test_flagged_numbers_in_kore_are_found_per_tenant(store: Store) -> None:
     acme, other = held_state(store, "acme"), held_state(store, "other")
     contacts = [_contact(n) for n in range(3)]

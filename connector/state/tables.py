@@ -50,9 +50,12 @@ deliveries = Table(
     Column("number", Text),
     Column("country_code", Text),
     Column("extension", Text),
+    Column("row_hash", String(32)),
+    Index("ix_deliveries_tenant_row_hash", "tenant", "row_hash"),
 )
-"""Every number delivered, with what was sent (NULL for rows recorded before migration 0005)
-and its ``origin``: ``created``, ``adopted``, ``found`` (Kore had it before us) or ``legacy``."""
+"""Every number delivered, with what was sent (NULL for rows recorded before migration 0005),
+its ``origin`` (``created``, ``adopted``, ``found``: Kore had it before us, or ``legacy``), and
+the hash of the source row it was last seen in with exactly those values (``row_hash``)."""
 
 batches = Table(
     "batches",

@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from connector.state.store import Store
 
 _CHUNK = 500
+_HASH_CHUNK = 2000
 
 
 _VALUES = ("first_name", "last_name", "salutation", "number", "country_code", "extension")
@@ -232,6 +233,38 @@ class TenantState:
             yield [(row[0], _delivered(tuple(row)[1:])) for row in rows]
             after = rows[-1][0]
 
+    def unchanged(self, hashes: Sequence[str]) -> dict[str, str]:
+        """Which of these source-row hashes were last seen beside a number delivered with
+        exactly that row's values: hash -> phone key (chunked ``IN`` queries)."""
+        found: dict[str, str] = {}
+        with self.store.transaction() as conn:
+            for start in range(0, len(hashes), _HASH_CHUNK):
+                rows = conn.execute(
+                    select(deliveries.c.row_hash, deliveries.c.phone_key).where(
+                        deliveries.c.tenant == self.tenant,
+                        deliveries.c.row_hash.in_(hashes[start : start + _HASH_CHUNK]),
+                    )
+                )
+                found.update({str(h): str(k) for h, k in rows})
+        return found
+
+    def remember_rows(self, rows: Sequence[tuple[str, str, str]]) -> None:
+        """``(row_hash, phone_key, fingerprint)``: the source row a delivered number was seen
+        in, recorded only where the number was delivered with exactly those values."""
+        if not rows:
+            return
+        statement = (
+            update(deliveries)
+            .where(
+                deliveries.c.tenant == self.tenant,
+                deliveries.c.phone_key == bindparam("k"),
+                deliveries.c.fingerprint == bindparam("f"),
+            )
+            .values(row_hash=bindparam("h"))
+        )
+        with self._write() as conn:
+            conn.execute(statement, [{"h": h, "k": k, "f": f} for h, k, f in rows])
+
     def flagged_in_kore(self) -> dict[str, Delivered]:
         """Delivered numbers that an earlier export flagged do-not-call."""
         with self.store.transaction() as conn:
@@ -266,6 +299,7 @@ class TenantState:
                 fingerprint=bindparam("f"),
                 run_id=run_id,
                 delivered_at=now(),
+                row_hash=None,
                 **{name: bindparam(f"v_{name}") for name in _VALUES},
             )
         )

@@ -24,6 +24,8 @@ class Counters:
     files_read: int = 0
     files_skipped: int = 0
     rows_read: int = 0
+    unchanged_rows: int = 0
+    """Rows not mapped again: unchanged since a completed run delivered their number."""
     contacts: int = 0
     rejected: int = 0
     already_delivered: int = 0

@@ -9,6 +9,7 @@ read is committed only when the run completes, so a crash costs a re-read, never
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 from collections import Counter
@@ -24,7 +25,7 @@ from connector.errors import ConnectorError, RunInterrupted
 from connector.mapping import BoundMapping, load_mapping
 from connector.report import Report, contact_rejection, prune
 from connector.settings import Settings
-from connector.sources import Source, SourceUnit, open_source
+from connector.sources import Source, SourceRow, SourceUnit, open_source
 from connector.staging import Staging
 from connector.state import LeaseLost, Store, TenantState
 from connector.sync import plan
@@ -47,7 +48,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-_PROGRESS_EVERY = 2000
+_CHUNK_ROWS = 2000
+"""Rows read, looked up (unchanged?) and mapped together."""
 
 
 @dataclass
@@ -154,6 +156,9 @@ def run_once(
                 snapshot=_snapshot(source, units, hidden, result.warnings),
             )
             plan.execute(ctx, staging, sink)
+            if not ctx.dry_run:
+                for rows in staging.row_hashes(_CHUNK_ROWS):
+                    ctx.state.remember_rows(rows)
         if not ctx.dry_run:
             ctx.state.commit_checkpoint(
                 source.checkpoint(unit_rows),
@@ -255,7 +260,7 @@ def _drift(
     """
     counters = ctx.counters
     empty = [u.name for u in units if u.expect_rows and unit_rows[u.ident] == 0]
-    if counters.rows_read and not counters.contacts:
+    if counters.rows_read and not counters.contacts and not counters.unchanged_rows:
         warnings.append(
             f"all {counters.rows_read:,} rows were rejected; see rejected.csv for the reasons"
         )
@@ -289,26 +294,78 @@ def _read(
     staging: Staging,
 ) -> int:
     """Map every row: rejections go to the report, contacts to the staging file. Returns how
-    many rows were rejected in a way that hides their number."""
+    many rows were rejected in a way that hides their number.
+
+    A row whose hash (its cells and the mapping that reads them) the state recorded beside a
+    number delivered with exactly its values is unchanged since: it is not mapped again
+    (``unchanged_rows``), unless another row of the run has its number or flags it (then it is
+    mapped after all, to take its part). ``--full`` maps every row."""
     hidden = 0
+    names = {u.ident: u for u in units}
     for unit in units:
         mapping = bound[unit.ident]
-        for item in _mapped(ctx, unit, mapping, unit_rows):
-            if ctx.counters.rows_read % _PROGRESS_EVERY == 0:
-                ctx.check_stop()
-                ctx.emit(Progress(ctx.tenant, ctx.counters))
-            if isinstance(item, Rejection):
-                if item.reason == "skip_when" and item.keys:
-                    staging.flag(item.keys, item.source, item.row)
-                elif item.keys:
-                    staging.see(item.keys)
-                hidden += item.reason in HIDING
-                ctx.emit(RowRejected(ctx.tenant, item))
-            else:
-                staging.add(item)
+        identity = _identity(mapping, ctx.settings.default_region)
+        for chunk in _chunks(unit.rows(), _CHUNK_ROWS):
+            ctx.check_stop()
+            ctx.emit(Progress(ctx.tenant, ctx.counters))
+            hashes = [_row_hash(identity, row.values) for row in chunk]
+            known = {} if ctx.full else ctx.state.unchanged(hashes)
+            for row, row_hash in zip(chunk, hashes, strict=True):
+                ctx.counters.rows_read += 1
+                unit_rows[unit.ident] += 1
+                ordinal = ctx.counters.rows_read
+                key = known.get(row_hash)
+                if key is not None:
+                    staging.skip(ordinal, key, unit.ident, row.line, row.values)
+                    ctx.counters.unchanged_rows += 1
+                    continue
+                hidden += _take(ctx, staging, _mapped(ctx, unit, mapping, row), row_hash, ordinal)
         ctx.emit(UnitRead(ctx.tenant, unit.name, unit_rows[unit.ident]))
         ctx.emit(Progress(ctx.tenant, ctx.counters))
+    for ordinal, ident, line, cells in staging.contested():
+        unit, mapping = names[ident], bound[ident]
+        ctx.counters.unchanged_rows -= 1
+        row_hash = _row_hash(_identity(mapping, ctx.settings.default_region), cells)
+        item = _mapped(ctx, unit, mapping, SourceRow(cells, line))
+        hidden += _take(ctx, staging, item, row_hash, ordinal)
     return hidden
+
+
+def _take(
+    ctx: RunContext, staging: Staging, item: Contact | Rejection, row_hash: str, ordinal: int
+) -> int:
+    """A mapped row into the run: a contact to the staging file, a rejection to the report.
+    Returns 1 for a rejection that hides the row's number."""
+    if isinstance(item, Contact):
+        staging.add(item, row_hash, ordinal)
+        return 0
+    if item.reason == "skip_when" and item.keys:
+        staging.flag(item.keys, item.source, item.row)
+    elif item.keys:
+        staging.see(item.keys)
+    ctx.emit(RowRejected(ctx.tenant, item))
+    return int(item.reason in HIDING)
+
+
+def _identity(mapping: BoundMapping, region: str) -> bytes:
+    """What a row's meaning depends on besides its cells: the mapping, the header, the region."""
+    spec = mapping.mapping.spec.model_dump_json()
+    return hashlib.sha256(f"{spec}\x1e{mapping.header}\x1e{region}".encode()).digest()
+
+
+def _row_hash(identity: bytes, cells: list[str]) -> str:
+    return hashlib.sha256(identity + "\x1f".join(cells).encode()).hexdigest()[:32]
+
+
+def _chunks(rows: Iterator[SourceRow], size: int) -> Iterator[list[SourceRow]]:
+    chunk: list[SourceRow] = []
+    for row in rows:
+        chunk.append(row)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
 
 
 def _snapshot(
@@ -337,22 +394,19 @@ def _suppress(ctx: RunContext, staging: Staging) -> None:
 
 
 def _mapped(
-    ctx: RunContext, unit: SourceUnit, mapping: BoundMapping, unit_rows: Counter[str]
-) -> Iterator[Contact | Rejection]:
+    ctx: RunContext, unit: SourceUnit, mapping: BoundMapping, row: SourceRow
+) -> Contact | Rejection:
     width = len(mapping.header)
-    region = ctx.settings.default_region
-    for row in unit.rows():
-        ctx.counters.rows_read += 1
-        unit_rows[unit.ident] += 1
-        if row.error or len(row.values) != width:
-            detail = row.error or f"{len(row.values)} cells where the header has {width}"
-            yield Rejection(
-                "malformed_row",
-                detail,
-                unit.name,
-                row.line,
-                "",
-                {"cells": " | ".join(row.values)[:500]} if row.values else {},
-            )
-            continue
-        yield mapping.apply(row.values, source=unit.name, row=row.line, default_region=region)
+    if row.error or len(row.values) != width:
+        detail = row.error or f"{len(row.values)} cells where the header has {width}"
+        return Rejection(
+            "malformed_row",
+            detail,
+            unit.name,
+            row.line,
+            "",
+            {"cells": " | ".join(row.values)[:500]} if row.values else {},
+        )
+    return mapping.apply(
+        row.values, source=unit.name, row=row.line, default_region=ctx.settings.default_region
+    )
