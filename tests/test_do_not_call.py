@@ -101,3 +101,30 @@ def test_a_dry_run_judges_do_not_call_the_same_way_and_remembers_nothing(
     export.write_text(",".join(HEADER) + "\n3,Ann,Free,+1 415 201 0701,,false,\n")
     assert run_cli("sync", config=config).returncode == 0
     assert len(sandbox.state.active()) == 1, "the dry run left no flag behind"
+
+
+def test_the_row_a_number_was_delivered_from_lifts_its_flag_when_it_comes_back(
+    tmp_path: Path, sandbox: Sandbox
+) -> None:
+    """Unchanged rows are not mapped again, except the row of a number flagged since: it is the
+    row that says the number may be called again, and a tenant that now deletes flagged numbers
+    must not delete it."""
+    exports = tmp_path / "exports"
+    row = ["1", "Ann", "Lee", "+1 415 201 0801", "", "false", "2024-01-01T00:00:00Z"]
+    _export(exports / "1.csv", [row])
+    tenant = tenant_config(sandbox, exports / "*.csv")
+    config = write_config(tmp_path, {"t": tenant})
+    assert run_cli("sync", config=config).returncode == 0
+    _export(exports / "2.csv", [[*row[:5], "true", row[6]]])
+    assert run_cli("sync", config=config).returncode == 0  # kept in Kore: do_not_call: keep
+    tenant["changes"] = {"do_not_call": "delete"}
+    config = write_config(tmp_path, {"t": tenant})
+    (exports / "1.csv").unlink()
+    (exports / "2.csv").unlink()
+    _export(exports / "3.csv", [row, ["2", "Bo", "Lee", "+1 415 201 0802", "", "false", ""]])
+
+    result = run_cli("sync", config=config)
+
+    assert result.returncode == 0, result.stderr
+    assert "+14152010801" in {c["cellPhone"]["phoneNumber"] for c in sandbox.state.active()}
+    assert summary(runs(tmp_path, "t")[-1])["counters"]["deleted"] == 0

@@ -184,6 +184,9 @@ def test_a_row_hash_is_kept_only_beside_the_values_it_was_delivered_with(store: 
     acme.record_updates("run-2", [replace(three, first_name="New")])
     acme.forget([one.key])
     assert acme.unchanged(["h1", "h3"]) == {}, "an update or a delete forgets the row"
+    acme.remember_rows([("h2", two.key, two.fingerprint)])
+    acme.commit_checkpoint(Checkpoint(), flagged=[(two.key, "b.csv row 2")])
+    assert acme.unchanged(["h2"]) == {}, "so does a do-not-call flag"
 
 
 def test_flagged_numbers_in_kore_are_found_per_tenant(store: Store) -> None:

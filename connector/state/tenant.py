@@ -459,9 +459,21 @@ class TenantState:
         flagged: Sequence[tuple[str, str]],
         cleared: Sequence[str],
     ) -> None:
-        """Flagged numbers are remembered (the newest flag wins); cleared ones are forgotten."""
+        """Flagged numbers are remembered (the newest flag wins); cleared ones are forgotten. A
+        flagged number's source row is no longer "unchanged": the row that lifts the flag may be
+        the very row it was delivered from, and it must be read to lift it."""
         stamp = now()
         self._delete_keys(conn, dnc_numbers, [key for key, _ in flagged] + list(cleared))
+        keys = [key for key, _ in flagged]
+        for start in range(0, len(keys), _CHUNK):
+            conn.execute(
+                update(deliveries)
+                .where(
+                    deliveries.c.tenant == self.tenant,
+                    deliveries.c.phone_key.in_(keys[start : start + _CHUNK]),
+                )
+                .values(row_hash=None)
+            )
         if flagged:
             conn.execute(
                 insert(dnc_numbers),
