@@ -107,14 +107,21 @@ def test_429_waits_for_retry_after_without_spending_a_retry(style: str) -> None:
                 client.import_contacts(CSV)
 
 
-def test_without_retry_after_a_429_pauses_one_slower_spacing() -> None:
-    calls = iter([httpx.Response(429), httpx.Response(200, json=[])])
+def _scripted(answers: list[httpx.Response]) -> tuple[KoreClient, Pacer, list[float]]:
+    """A client whose requests get ``answers`` in turn, paced by a recording pacer."""
+    calls = iter(answers)
     pacer, sleeps = _recording_pacer()
-    with KoreClient(
+    client = KoreClient(
         _settings("https://kore.example.com"),
         pacers=lambda _api: pacer,
         transport=httpx.MockTransport(lambda _r: next(calls)),
-    ) as client:
+    )
+    return client, pacer, sleeps
+
+
+def test_without_retry_after_a_429_pauses_one_slower_spacing() -> None:
+    client, _, sleeps = _scripted([httpx.Response(429), httpx.Response(200, json=[])])
+    with client:
         client.import_contacts(CSV)
     assert sleeps == [pytest.approx(60 / 10_000 * 1.02 / 0.5)]
 
@@ -133,7 +140,7 @@ def test_the_throttle_halves_on_429_and_recovers_slowly() -> None:
 
 
 def test_the_rate_limit_message_counts_as_429_whatever_the_status() -> None:
-    calls = iter(
+    client, pacer, sleeps = _scripted(
         [
             httpx.Response(
                 400,
@@ -152,12 +159,7 @@ def test_the_rate_limit_message_counts_as_429_whatever_the_status() -> None:
             ),
         ]
     )
-    pacer, sleeps = _recording_pacer()
-    with KoreClient(
-        _settings("https://kore.example.com"),
-        pacers=lambda _api: pacer,
-        transport=httpx.MockTransport(lambda _r: next(calls)),
-    ) as client:
+    with client:
         created = client.import_contacts(CSV).created
         assert [c["id"] for c in created] == ["1"], "a contact's name is not a rate-limit answer"
         assert sleeps[0] == 7.0 and len(sleeps) == 2, "a 200 error object counts too"

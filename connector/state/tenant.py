@@ -248,6 +248,16 @@ class TenantState:
                 found.update({str(h): str(k) for h, k in rows})
         return found
 
+    def any_rows(self) -> bool:
+        """Whether any source row is remembered (a first sync has none to look up)."""
+        with self.store.transaction() as conn:
+            found = conn.execute(
+                select(deliveries.c.phone_key)
+                .where(deliveries.c.tenant == self.tenant, deliveries.c.row_hash.is_not(None))
+                .limit(1)
+            ).first()
+        return found is not None
+
     def remember_rows(self, rows: Sequence[tuple[str, str, str]]) -> None:
         """``(row_hash, phone_key, fingerprint)``: the source row a delivered number was seen
         in, recorded only where the number was delivered with exactly those values."""

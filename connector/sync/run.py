@@ -302,6 +302,7 @@ def _read(
     mapped after all, to take its part). ``--full`` maps every row."""
     hidden = 0
     names = {u.ident: u for u in units}
+    look_up = bool(units) and not ctx.full and ctx.state.any_rows()
     for unit in units:
         mapping = bound[unit.ident]
         identity = _identity(mapping, ctx.settings.default_region)
@@ -309,7 +310,7 @@ def _read(
             ctx.check_stop()
             ctx.emit(Progress(ctx.tenant, ctx.counters))
             hashes = [_row_hash(identity, row.values) for row in chunk]
-            known = {} if ctx.full else ctx.state.unchanged(hashes)
+            known = ctx.state.unchanged(hashes) if look_up else {}
             for row, row_hash in zip(chunk, hashes, strict=True):
                 ctx.counters.rows_read += 1
                 unit_rows[unit.ident] += 1
