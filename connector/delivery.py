@@ -73,8 +73,11 @@ class KoreDirectory:
         self._index, self._pages, self._complete = {}, None, False
 
     def remember(self, created: dict[str, str | None]) -> None:
-        stamp = datetime.now(UTC)
-        self._index.update({key: Found(kore_id, stamp) for key, kore_id in created.items()})
+        """Contacts this run created, once Kore's list is being read (pages read later have
+        them anyway): the index holds no more than Kore's list as far as it was read."""
+        if self._pages is not None:
+            stamp = datetime.now(UTC)
+            self._index.update({key: Found(kore_id, stamp) for key, kore_id in created.items()})
 
     def forget(self, keys: Sequence[str]) -> None:
         for key in keys:
