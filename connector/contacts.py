@@ -44,6 +44,9 @@ class Contact:
     updated_at: datetime | None
     dnc_known: bool = True
     """Whether the row's export says whether to call it (has its do-not-call column)."""
+    row_hash: str = ""
+    """The hash of the source row (its cells and the mapping that read them), when read from
+    one: the state keeps it beside the number, so the same row need not be mapped again."""
 
     def csv_row(self) -> tuple[str, str, str, str, str, str]:
         p = self.phone

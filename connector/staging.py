@@ -57,9 +57,9 @@ class Staging:
     def __exit__(self, *_exc: object) -> None:
         self.close()
 
-    def add(self, contact: Contact, row_hash: str = "", ordinal: int | None = None) -> None:
-        """A mapped contact, with the hash of the source row it came from and its place among
-        the run's rows (by default, after every row so far)."""
+    def add(self, contact: Contact, ordinal: int | None = None) -> None:
+        """A mapped contact, with its place among the run's rows (by default, after every row
+        so far)."""
         p = contact.phone
         updated = contact.updated_at.timestamp() if contact.updated_at else None
         self._pending.append(
@@ -77,7 +77,7 @@ class Staging:
                 contact.record_id,
                 contact.dnc_known,
                 updated,
-                row_hash,
+                contact.row_hash,
             )
         )
         if len(self._pending) >= _FLUSH:
@@ -181,16 +181,6 @@ class Staging:
         while batch := rows.fetchmany(chunk):
             yield [(_contact(row), str(row[_WIDTH] or "")) for row in batch]
 
-    def row_hashes(self, chunk: int) -> Iterator[list[tuple[str, str, str]]]:
-        """``(row_hash, key, fingerprint)`` of every winner read from a row, ``chunk`` at a
-        time: what the state remembers so that the next export need not map them again."""
-        self._flush()
-        rows = self._db.execute(
-            _RANKED + f"SELECT {_COLUMNS} FROM ranked WHERE place = 1 AND row_hash != ''"
-        )
-        while batch := rows.fetchmany(chunk):
-            yield [(str(row[_WIDTH - 1]), str(row[0]), _contact(row).fingerprint) for row in batch]
-
     def doom(self, rows: list[tuple[str, str | None]]) -> None:
         """``(key, kore_id)`` of contacts to delete from Kore."""
         self._db.executemany("INSERT OR IGNORE INTO doomed VALUES (?, ?)", rows)
@@ -225,7 +215,7 @@ def _prefixed(alias: str) -> str:
 def _contact(row: tuple[object, ...]) -> Contact:
     key, first, last, salutation, national, code, extension, source, row_no, record_id, known = row[
         :11
-    ]  # the row's first eleven columns; ``updated`` and ``row_hash`` are not a contact's
+    ]  # the row's first eleven columns, then ``updated`` (not kept) and ``row_hash``
     return Contact(
         key=str(key),
         first_name=str(first),
@@ -237,4 +227,5 @@ def _contact(row: tuple[object, ...]) -> Contact:
         record_id=str(record_id),
         updated_at=None,
         dnc_known=bool(known),
+        row_hash=str(row[12] or "") if len(row) > 12 else "",
     )

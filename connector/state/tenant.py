@@ -62,6 +62,8 @@ class Delivered:
     origin: str = "created"
     values: tuple[str, str, str, str, str, str] | None = None
     """firstName, lastName, salutation, number, country code, extension as last sent."""
+    row_hash: str | None = None
+    """The source row last seen with exactly these values (see ``Contact.row_hash``)."""
 
     @property
     def deletable(self) -> bool:
@@ -309,14 +311,22 @@ class TenantState:
                 fingerprint=bindparam("f"),
                 run_id=run_id,
                 delivered_at=now(),
-                row_hash=None,
+                row_hash=bindparam("h"),
                 **{name: bindparam(f"v_{name}") for name in _VALUES},
             )
         )
         with self._write() as conn:
             conn.execute(
                 statement,
-                [{"k": c.key, "f": c.fingerprint, **_values(c, prefix="v_")} for c in updated],
+                [
+                    {
+                        "k": c.key,
+                        "f": c.fingerprint,
+                        "h": c.row_hash or None,
+                        **_values(c, prefix="v_"),
+                    }
+                    for c in updated
+                ],
             )
 
     def forget(self, keys: Sequence[str]) -> None:
@@ -437,6 +447,7 @@ class TenantState:
                         "run_id": run_id,
                         "delivered_at": stamp,
                         "origin": d.origin,
+                        "row_hash": d.contact.row_hash or None,
                         **_values(d.contact),
                     }
                     for d in delivered
@@ -573,14 +584,15 @@ _DELIVERED = (
     deliveries.c.kore_id,
     deliveries.c.fingerprint,
     deliveries.c.origin,
+    deliveries.c.row_hash,
     *(deliveries.c[name] for name in _VALUES),
 )
 
 
 def _delivered(row: Sequence[Any]) -> Delivered:
-    kore_id, print_, origin, *values = row
+    kore_id, print_, origin, row_hash, *values = row
     sent = None if values[0] is None else tuple(str(v or "") for v in values)
-    return Delivered(kore_id, print_, origin, sent)  # type: ignore[arg-type]
+    return Delivered(kore_id, print_, origin, sent, row_hash)  # type: ignore[arg-type]
 
 
 def _values(contact: Contact, prefix: str = "") -> dict[str, str]:

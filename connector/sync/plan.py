@@ -105,6 +105,7 @@ def _classify(
     counters.contacts += len(kept)
     delivered = ctx.state.delivered([c.key for _, c in kept])
     rows: list[tuple[int, str, str | None]] = []
+    seen: list[tuple[str, str, str]] = []
     for ordinal, contact in kept:
         before = delivered.get(contact.key)
         if before is None:
@@ -112,7 +113,11 @@ def _classify(
             plan.creates += 1
             continue
         counters.already_delivered += 1
-        if before.fingerprint == contact.fingerprint or not before.kore_id:
+        if before.fingerprint == contact.fingerprint:
+            if contact.row_hash and before.row_hash != contact.row_hash:
+                seen.append((contact.row_hash, contact.key, contact.fingerprint))
+            continue
+        if not before.kore_id:
             continue
         action = _renamed(ctx, before)
         updates.append(_update_row(contact, before, action))
@@ -120,6 +125,10 @@ def _classify(
             rows.append((ordinal, "update", before.kore_id))
             plan.updates += 1
     staging.plan(rows)
+    if seen and not ctx.dry_run:
+        # Unchanged contacts whose row the state does not know yet (a first run after an
+        # upgrade, or --full); what is created or updated brings its row along.
+        ctx.state.remember_rows(seen)
 
 
 def _renamed(ctx: RunContext, before: Delivered) -> str:

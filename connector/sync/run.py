@@ -14,7 +14,7 @@ import logging
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -156,9 +156,6 @@ def run_once(
                 snapshot=_snapshot(source, units, hidden, result.warnings),
             )
             plan.execute(ctx, staging, sink)
-            if not ctx.dry_run:
-                for rows in staging.row_hashes(_CHUNK_ROWS):
-                    ctx.state.remember_rows(rows)
         if not ctx.dry_run:
             ctx.state.commit_checkpoint(
                 source.checkpoint(unit_rows),
@@ -338,7 +335,7 @@ def _take(
     """A mapped row into the run: a contact to the staging file, a rejection to the report.
     Returns 1 for a rejection that hides the row's number."""
     if isinstance(item, Contact):
-        staging.add(item, row_hash, ordinal)
+        staging.add(replace(item, row_hash=row_hash), ordinal)
         return 0
     if item.reason == "skip_when" and item.keys:
         staging.flag(item.keys, item.source, item.row)
