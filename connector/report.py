@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import os
 import shutil
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -49,10 +50,8 @@ class Report:
 
     def _open(self) -> None:
         try:
-            self.directory.mkdir(parents=True, exist_ok=True)
-            self._rejected_file = (self.directory / "rejected.csv").open(
-                "w", encoding="utf-8", newline=""
-            )
+            private_folder(self.directory)
+            self._rejected_file = private_file(self.directory / "rejected.csv")
         except OSError as exc:
             raise ConnectorError(
                 f"cannot write the report to {self.directory}: {exc.strerror}",
@@ -93,7 +92,8 @@ class Report:
             self._open()
         self._batches += 1
         path = self.directory / f"batch-{self._batches:04d}.csv"
-        path.write_bytes(body)
+        with private_file(path) as handle:
+            handle.write(body.decode("utf-8"))
         return path
 
     def write_table(self, name: str, header: Sequence[str], rows: Iterable[Sequence[str]]) -> None:
@@ -102,7 +102,7 @@ class Report:
         if self._rejected is None:
             self._open()
         try:
-            with (self.directory / name).open("w", encoding="utf-8", newline="") as handle:
+            with private_file(self.directory / name) as handle:
                 writer = csv.writer(handle)
                 writer.writerow(header)
                 writer.writerows([neutralise(str(cell)) for cell in row] for row in rows)
@@ -125,16 +125,30 @@ class Report:
             "unknown_countries": dict(self.unknown_countries.most_common()),
         }
         try:
-            (self.directory / "summary.json").write_text(
-                json.dumps(summary, indent=2, sort_keys=True, default=str) + "\n",
-                encoding="utf-8",
-            )
+            with private_file(self.directory / "summary.json") as handle:
+                handle.write(json.dumps(summary, indent=2, sort_keys=True, default=str) + "\n")
         except OSError as exc:
             raise ConnectorError(
                 f"cannot write the report to {self.directory}: {exc.strerror}",
                 hint="check reports_dir and its permissions",
             ) from None
         return True
+
+
+def private_folder(directory: Path) -> None:
+    """Make the folder and any missing parent, each open to its owner only (0700) whatever the
+    umask: reports hold names and phone numbers."""
+    missing = [p for p in (directory, *directory.parents) if not p.exists()]
+    for path in reversed(missing):
+        path.mkdir(mode=0o700, exist_ok=True)
+        path.chmod(0o700)
+
+
+def private_file(path: Path) -> IO[str]:
+    """A report file for writing, readable by its owner only (0600) whatever the umask."""
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(descriptor, 0o600)
+    return os.fdopen(descriptor, "w", encoding="utf-8", newline="")
 
 
 def prune(tenant_dir: Path, *, keep_days: int) -> int:

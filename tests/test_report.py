@@ -2,11 +2,22 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import stat
+import subprocess
+import sys
 from pathlib import Path
 
+import pytest
+
 from connector.contacts import Rejection
+from connector.kore.sandbox import DEFAULT_SECRET, Sandbox
 from connector.kore.wire import batch_csv
 from connector.report import Report, neutralise
+from connector.state import Store
+from tests.conftest import tenant_config, write_config
+from tests.helpers import runs
+from tests.messy import write_export
 
 
 def test_formula_cells_are_neutralised_in_reports_only(tmp_path: Path) -> None:
@@ -55,3 +66,40 @@ def test_old_run_folders_are_pruned_and_nothing_else_is_touched(tmp_path: Path) 
     assert prune(tmp_path, keep_days=30) == 1
     assert not old.exists() and recent.exists() and other.exists()
     assert prune(tmp_path, keep_days=0) == 0, "0 keeps every folder"
+
+
+@pytest.mark.parametrize("umask", [0o000, 0o022, 0o277])
+def test_state_and_reports_are_readable_by_their_owner_only_whatever_the_umask(
+    tmp_path: Path, sandbox: Sandbox, umask: int
+) -> None:
+    """Names and phone numbers are personal data: 0600 files, 0700 folders."""
+    export = tmp_path / "contacts.csv"
+    write_export(export, valid=20, seed=9)
+    config = write_config(tmp_path, {"acme": tenant_config(sandbox, export)})
+
+    for args in (("sync", "--dry-run"), ("sync",)):
+        done = subprocess.run(
+            [sys.executable, "-m", "connector", *args, "--config", str(config)],
+            env={**os.environ, "TEST_KORE_SECRET": DEFAULT_SECRET},
+            capture_output=True,
+            text=True,
+            preexec_fn=lambda: os.umask(umask),
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+
+    state = [p for p in tmp_path.iterdir() if p.name.startswith("state.db")]
+    assert {stat.S_IMODE(p.stat().st_mode) for p in state} == {0o600}
+    folders = [tmp_path / "reports", tmp_path / "reports" / "acme", *runs(tmp_path, "acme")]
+    assert {stat.S_IMODE(p.stat().st_mode) for p in folders} == {0o700}
+    files = [f for run in runs(tmp_path, "acme") for f in run.iterdir()]
+    assert {f.suffix for f in files} == {".csv", ".json"} and len(files) > 4
+    assert {stat.S_IMODE(f.stat().st_mode) for f in files} == {0o600}
+
+
+def test_a_state_file_made_readable_by_others_is_narrowed(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    path.touch(mode=0o644)
+    path.chmod(0o644)
+    Store(f"sqlite:///{path}").close()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600

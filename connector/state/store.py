@@ -12,12 +12,15 @@ replicas that start together upgrade the schema once.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sqlite3
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from importlib.resources import files
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, text
@@ -63,6 +66,7 @@ class Store:
         except (ArgumentError, NoSuchModuleError, ValueError) as exc:
             raise StateError(f"state_url is not usable: {exc}") from None
         if self.engine.dialect.name == "sqlite":
+            _private_database(parsed.database)
             event.listen(self.engine, "connect", _sqlite_connect)
             event.listen(self.engine, "begin", _sqlite_begin)
         self.leases: Leases = Leases(self)
@@ -121,6 +125,28 @@ class Store:
         from connector.state.tenant import TenantState
 
         return TenantState(self, name, lease)
+
+
+def _private_database(name: str | None) -> None:
+    """A SQLite state file (and its WAL and shared-memory files, which SQLite creates with the
+    file's own mode) readable by its owner only, whatever the umask: it holds names and numbers.
+    A file made by an older version, or by hand, is narrowed to 0600 too."""
+    if not name or name == ":memory:" or name.startswith("file:"):
+        return
+    path = Path(name)
+    try:
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        pass
+    except OSError:
+        return  # a missing folder: opening the database says so, in one line
+    else:
+        os.fchmod(descriptor, 0o600)  # the umask may have taken the owner's bits too
+        os.close(descriptor)
+    for each in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        with contextlib.suppress(OSError):
+            if each.stat().st_mode & 0o077:
+                each.chmod(each.stat().st_mode & 0o700)
 
 
 def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
