@@ -5,6 +5,7 @@ the phone library."""
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -17,6 +18,20 @@ KORE_COLUMNS = (
     "cellPhoneCountryCode",
     "cellPhoneExtension",
 )
+
+
+_UNSAFE = re.compile(
+    "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u061c\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff]"
+)
+_BLANKS = re.compile(r"\s+")
+
+
+def safe_name(text: str) -> tuple[str, bool]:
+    """A name fit to send and to show: control characters (NUL, ESC, BEL…), bidirectional
+    overrides and invisible characters removed, and every run of whitespace (tabs and line
+    breaks too) made one space. Returns the name and whether anything but whitespace went."""
+    kept = _UNSAFE.sub("", text)
+    return _BLANKS.sub(" ", kept).strip(), len(kept) != len(text)
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +59,8 @@ class Contact:
     updated_at: datetime | None
     dnc_known: bool = True
     """Whether the row's export says whether to call it (has its do-not-call column)."""
+    cleaned: bool = False
+    """Whether control, bidirectional or invisible characters were removed from its names."""
     row_hash: str = ""
     """The hash of the source row (its cells and the mapping that read them), when read from
     one: the state keeps it beside the number, so the same row need not be mapped again."""

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from connector.contacts import Contact, PhoneKey, Rejection
+from connector.contacts import Contact, PhoneKey, Rejection, safe_name
 from connector.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -442,6 +442,7 @@ class BoundMapping:
             title, first, last = split_full_name(self._first("full_name", values))
             if title and not salutation and "salutation" in spec.fields:
                 salutation = _lookup(spec.fields["salutation"].map, title)
+        (first, a), (last, b), (salutation, c) = map(safe_name, (first, last, salutation))
         if not first and not last:
             return self._reject(
                 "name_missing",
@@ -468,6 +469,7 @@ class BoundMapping:
                     record_id=record_id,
                     updated_at=parse_timestamp(self._first("updated_at", values)),
                     dnc_known=self._dnc_known,
+                    cleaned=a or b or c,
                 )
             problem = problem or parsed
         if problem is None:

@@ -63,6 +63,8 @@ class KoreSettings(_Strict):
     phone_format: Literal["national", "international"] = "national"
     default_salutation: str = ""
     default_extension: str = ""
+    max_name_length: int = Field(default=100, ge=1, le=10_000)
+    long_names: Literal["truncate", "reject"] = "truncate"
     update_changed: bool = False
 
     @field_validator("host")

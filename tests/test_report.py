@@ -15,8 +15,8 @@ from connector.kore.sandbox import DEFAULT_SECRET, Sandbox
 from connector.kore.wire import batch_csv
 from connector.report import Report, neutralise
 from connector.state import Store
-from tests.conftest import tenant_config, write_config
-from tests.helpers import runs
+from tests.conftest import run_cli, tenant_config, write_config
+from tests.helpers import rejected, runs, summary
 from tests.messy import write_export
 
 
@@ -103,3 +103,40 @@ def test_a_state_file_made_readable_by_others_is_narrowed(tmp_path: Path) -> Non
     path.chmod(0o644)
     Store(f"sqlite:///{path}").close()
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+@pytest.mark.parametrize("long_names", ["truncate", "reject"])
+def test_names_are_safe_values_before_they_reach_kore(
+    tmp_path: Path, sandbox: Sandbox, long_names: str
+) -> None:
+    export = tmp_path / "contacts.csv"
+    rows = [
+        ["1", "Ann\x00e", "Lee\x1b[31m", "+1 415 201 0901"],
+        ["2", "Bo\u202eb", "\tSmith \n Jones\x07", "+1 415 201 0902"],
+        ["3", "Cy", "L" * 100_000, "+1 415 201 0903"],
+        ["4", "\x00\u202e", "\x1b", "+1 415 201 0904"],
+    ]
+    with export.open("w", encoding="utf-8", newline="") as handle:
+        csv.writer(handle).writerows([["Id", "FirstName", "LastName", "MobilePhone"], *rows])
+    tenant = tenant_config(sandbox, export, long_names=long_names, max_name_length=40)
+    config = write_config(tmp_path, {"acme": tenant})
+
+    result = run_cli("sync", config=config)
+
+    assert result.returncode == 0, result.stderr
+    names = {
+        c["cellPhone"]["phoneNumber"]: (c["firstName"], c["lastName"])
+        for c in sandbox.state.active()
+    }
+    assert names["+14152010901"] == ("Anne", "Lee[31m")
+    assert names["+14152010902"] == ("Bob", "Smith Jones")
+    counters = summary(runs(tmp_path, "acme")[0])["counters"]
+    assert counters["names_cleaned"] == 2
+    reasons = {r["record_id"]: r["reason"] for r in rejected(runs(tmp_path, "acme")[0])}
+    assert reasons["4"] == "name_missing", "a name of control characters only is no name"
+    if long_names == "truncate":
+        assert names["+14152010903"] == ("Cy", "L" * 40)
+        assert counters["names_truncated"] == 1
+    else:
+        assert "+14152010903" not in names
+        assert reasons["3"] == "name_too_long"

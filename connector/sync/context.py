@@ -27,6 +27,10 @@ class Counters:
     unchanged_rows: int = 0
     """Rows not mapped again: unchanged since a completed run delivered their number."""
     contacts: int = 0
+    names_cleaned: int = 0
+    """Contacts whose names lost control, bidirectional or invisible characters."""
+    names_truncated: int = 0
+    """Contacts whose first or last name was cut to ``kore.max_name_length``."""
     rejected: int = 0
     already_delivered: int = 0
     changed_skipped: int = 0

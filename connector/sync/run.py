@@ -302,7 +302,7 @@ def _read(
     look_up = bool(units) and not ctx.full and ctx.state.any_rows()
     for unit in units:
         mapping = bound[unit.ident]
-        identity = _identity(mapping, ctx.settings.default_region)
+        identity = _identity(ctx, mapping)
         for chunk in _chunks(unit.rows(), _CHUNK_ROWS):
             ctx.check_stop()
             ctx.emit(Progress(ctx.tenant, ctx.counters))
@@ -323,7 +323,7 @@ def _read(
     for ordinal, ident, line, cells in staging.contested():
         unit, mapping = names[ident], bound[ident]
         ctx.counters.unchanged_rows -= 1
-        row_hash = _row_hash(_identity(mapping, ctx.settings.default_region), cells)
+        row_hash = _row_hash(_identity(ctx, mapping), cells)
         item = _mapped(ctx, unit, mapping, SourceRow(cells, line))
         hidden += _take(ctx, staging, item, row_hash, ordinal)
     return hidden
@@ -335,8 +335,12 @@ def _take(
     """A mapped row into the run: a contact to the staging file, a rejection to the report.
     Returns 1 for a rejection that hides the row's number."""
     if isinstance(item, Contact):
-        staging.add(replace(item, row_hash=row_hash), ordinal)
-        return 0
+        kept = _within_limits(ctx, item)
+        if isinstance(kept, Contact):
+            ctx.counters.names_cleaned += kept.cleaned
+            staging.add(replace(kept, row_hash=row_hash), ordinal)
+            return 0
+        item = kept
     if item.reason == "skip_when" and item.keys:
         staging.flag(item.keys, item.source, item.row)
     elif item.keys:
@@ -345,10 +349,38 @@ def _take(
     return int(item.reason in HIDING)
 
 
-def _identity(mapping: BoundMapping, region: str) -> bytes:
-    """What a row's meaning depends on besides its cells: the mapping, the header, the region."""
+def _within_limits(ctx: RunContext, contact: Contact) -> Contact | Rejection:
+    """A name longer than ``kore.max_name_length`` is cut to it (``names_truncated``), or the
+    row is rejected as ``name_too_long`` with ``kore.long_names: reject``."""
+    kore = ctx.settings.kore
+    limit = kore.max_name_length
+    if len(contact.first_name) <= limit and len(contact.last_name) <= limit:
+        return contact
+    if kore.long_names == "reject":
+        longest = max(len(contact.first_name), len(contact.last_name))
+        detail = f"a name of {longest:,} characters, longer than kore.max_name_length ({limit})"
+        return replace(contact_rejection(contact, "name_too_long", detail), keys=(contact.key,))
+    ctx.counters.names_truncated += 1
+    return replace(
+        contact,
+        first_name=contact.first_name[:limit].rstrip(),
+        last_name=contact.last_name[:limit].rstrip(),
+    )
+
+
+def _identity(ctx: RunContext, mapping: BoundMapping) -> bytes:
+    """What a row's meaning depends on besides its cells: the mapping, the header, the region
+    and the limit on names."""
     spec = mapping.mapping.spec.model_dump_json()
-    return hashlib.sha256(f"{spec}\x1e{mapping.header}\x1e{region}".encode()).digest()
+    kore = ctx.settings.kore
+    what = (
+        spec,
+        mapping.header,
+        ctx.settings.default_region,
+        kore.max_name_length,
+        kore.long_names,
+    )
+    return hashlib.sha256(repr(what).encode()).digest()
 
 
 def _row_hash(identity: bytes, cells: list[str]) -> str:
