@@ -48,12 +48,10 @@ class DeletesRefused(ConnectorError):
 
 @dataclass
 class Plan:
-    """What the run will do; ``cleared`` are numbers whose do-not-call flag this export lifts."""
+    """What planning learnt that the run commits when it completes: the numbers whose
+    do-not-call flag this export lifts. The changes themselves wait in the staging database."""
 
     cleared: list[str] = field(default_factory=list)
-    creates: int = 0
-    updates: int = 0
-    deletes: int = 0
 
 
 def build(
@@ -75,7 +73,7 @@ def build(
     deletes: list[tuple[str, str, str, str]] = []
     _do_not_call(ctx, staging, report, flagged, plan, deletes)
     if snapshot is not None:
-        _removed(ctx, staging, snapshot, plan, deletes)
+        _removed(ctx, staging, snapshot, deletes)
     if deletes:
         report.write_table("deletes.csv", DELETES_COLUMNS, deletes)
     return plan
@@ -110,7 +108,6 @@ def _classify(
         before = delivered.get(contact.key)
         if before is None:
             rows.append((ordinal, "create", None))
-            plan.creates += 1
             continue
         counters.already_delivered += 1
         if before.fingerprint == contact.fingerprint:
@@ -123,7 +120,6 @@ def _classify(
         updates.append(_update_row(contact, before, action))
         if action == "update":
             rows.append((ordinal, "update", before.kore_id))
-            plan.updates += 1
     staging.plan(rows)
     if seen and not ctx.dry_run:
         # Unchanged contacts whose row the state does not know yet (a first run after an
@@ -185,7 +181,6 @@ def _do_not_call(
         action = _deletion(
             ctx, staging, (key, found.kore_id, found.deletable), delete, "do_not_call"
         )
-        plan.deletes += action == "delete"
         deletes.append((key, found.kore_id or "", "do_not_call", action))
 
 
@@ -193,7 +188,6 @@ def _removed(
     ctx: RunContext,
     staging: Staging,
     snapshot: str,
-    plan: Plan,
     deletes: list[tuple[str, str, str, str]],
 ) -> None:
     """Numbers delivered before that the snapshot no longer has were removed from the CRM."""
@@ -219,7 +213,6 @@ def _removed(
         )
     for row in gone:
         action = _deletion(ctx, staging, row, delete, "removed")
-        plan.deletes += action == "delete"
         deletes.append((row[0], row[1] or "", "removed", action))
 
 
