@@ -98,7 +98,7 @@ def test_429_waits_for_retry_after_without_spending_a_retry(style: str) -> None:
             client.import_contacts(CSV)
             second = client.import_contacts(CSV.replace(b"0132", b"0133"))
             waited = max(sleeps)
-            assert 0.99 <= waited <= 3.0, sleeps
+            assert 0.9 <= waited <= 3.0, sleeps  # a date has whole seconds: about one
             assert len(second.created) == 1 and second.uncertain is False
             assert failures == [], "a 429 is no failure: retries=0 and it went through"
             assert pacer.throttle.share < 1, "and it slowed the pace down"

@@ -298,7 +298,7 @@ def _retry_after(style: str, wait: float) -> dict[str, str]:
     if style == "seconds":
         return {"Retry-After": str(max(1, math.ceil(wait)))}
     if style == "date":
-        return {"Retry-After": email.utils.formatdate(time.time() + wait + 1, usegmt=True)}
+        return {"Retry-After": email.utils.formatdate(math.ceil(time.time() + wait), usegmt=True)}
     return {}
 
 
