@@ -412,6 +412,8 @@ def cmd_status(args: argparse.Namespace) -> int:
             )
             shown = ", ".join(f"{k} {v:,}" for k, v in last["counters"].items() if v)
             print(f"  its counters:   {shown or '-'}")
+            if last["error"]:
+                print(f"  its error:      {last['error']}")
         print(f"  delivered:      {item['delivered']:,} contacts")
         print(f"  pending:        {item['pending']:,} rows in flight")
         print(f"  next run:       {item['next_run']}")

@@ -129,6 +129,7 @@ def status_of(store: Store, name: str, tenant: TenantSettings) -> dict[str, Any]
             if last.finished_at
             else None,
             "counters": last.counters,
+            "error": last.error,
         }
     return {
         "last_run": run,

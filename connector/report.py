@@ -16,13 +16,15 @@ import os
 import shutil
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
 
 from connector.contacts import KORE_COLUMNS, Contact, Rejection
 from connector.errors import ConnectorError
-from connector.sync.context import RUN_ID_TIME, Event, RowRejected
+from connector.sources import FileTally
+from connector.sync.context import RUN_ID_TIME, Event, RowRejected, UnitRead
 
 log = logging.getLogger(__name__)
 
@@ -44,47 +46,78 @@ class Report:
         self.directory = directory
         self.reasons: Counter[str] = Counter()
         self.unknown_countries: Counter[str] = Counter()
+        self.files: list[dict[str, object]] = []
         self._batches = 0
         self._rejected_file: IO[str] | None = None
         self._rejected: Any = None
+        self.broken: ConnectorError | None = None
+        """Why a rejected row could not be written (a full disk): the run fails at its next
+        batch boundary (``check``), once the batch in flight has settled."""
 
     def _open(self) -> None:
         try:
             private_folder(self.directory)
             self._rejected_file = private_file(self.directory / "rejected.csv")
+            self._rejected = csv.writer(self._rejected_file)
+            self._rejected.writerow(REJECTED_COLUMNS)
         except OSError as exc:
-            raise ConnectorError(
-                f"cannot write the report to {self.directory}: {exc.strerror}",
-                hint="check reports_dir and its permissions",
-            ) from None
-        self._rejected = csv.writer(self._rejected_file)
-        self._rejected.writerow(REJECTED_COLUMNS)
+            raise self._error(exc, self.directory / "rejected.csv") from None
+
+    def _error(self, exc: OSError, path: Path) -> ConnectorError:
+        return ConnectorError(
+            f"cannot write the report to {path}: {exc.strerror}",
+            hint="free space in reports_dir, or check it and its permissions; the next run "
+            "reads this run's files again",
+        )
 
     def reject(self, rejection: Rejection) -> None:
-        if self._rejected is None:
-            self._open()
+        """Count the row and write it to ``rejected.csv``; a write that fails breaks the report
+        (``broken``) instead of raising, so that the batch in flight settles first."""
         self.reasons[rejection.reason] += 1
         if rejection.reason == "country_unknown":
             self.unknown_countries[rejection.subject] += 1
+        if self.broken is not None:
+            return
         values = json.dumps(rejection.values, ensure_ascii=False) if rejection.values else ""
-        self._rejected.writerow(
-            [
-                neutralise(str(cell))
-                for cell in (
-                    rejection.source,
-                    rejection.row,
-                    rejection.record_id,
-                    rejection.reason,
-                    rejection.detail,
-                    values,
-                )
-            ]
+        cells = (
+            rejection.source,
+            rejection.row,
+            rejection.record_id,
+            rejection.reason,
+            rejection.detail,
+            values,
         )
+        try:
+            if self._rejected is None:
+                self._open()
+            self._rejected.writerow([neutralise(str(cell)) for cell in cells])
+        except OSError as exc:
+            self.broken = self._error(exc, self.directory / "rejected.csv")
+        except ConnectorError as exc:
+            self.broken = exc
+
+    def preflight(self) -> None:
+        """Before a run reads or sends anything: the folder its report goes in can be made
+        (a read-only or missing-permission reports_dir fails the run here, not after it sent)."""
+        existing = next(p for p in (self.directory, *self.directory.parents) if p.exists())
+        if not os.access(existing, os.W_OK | os.X_OK):
+            raise ConnectorError(
+                f"cannot write the report to {self.directory}: {existing} is not writable",
+                hint="check reports_dir, its permissions and that its disk is not read-only",
+            )
+
+    def check(self) -> None:
+        """Raise what broke the report, if anything did: at a batch boundary, the run ends."""
+        if self.broken is not None:
+            raise self.broken
 
     def observe(self, event: Event) -> None:
-        """The report is an observer of the run: it writes every ``RowRejected``."""
+        """The report is an observer of the run: it writes every ``RowRejected`` and keeps
+        every ``UnitRead`` for the summary's ``files``. Like every observer, it never raises."""
         if isinstance(event, RowRejected):
             self.reject(event.rejection)
+        elif isinstance(event, UnitRead):
+            self.files.append({"name": event.name, "rows": event.rows, **_lines(event.tally)})
 
     def write_batch(self, body: bytes) -> Path:
         """Keep a batch file (dry runs): what would have been uploaded, byte for byte."""
@@ -92,8 +125,11 @@ class Report:
             self._open()
         self._batches += 1
         path = self.directory / f"batch-{self._batches:04d}.csv"
-        with private_file(path) as handle:
-            handle.write(body.decode("utf-8"))
+        try:
+            with private_file(path) as handle:
+                handle.write(body.decode("utf-8"))
+        except OSError as exc:
+            raise self._error(exc, path) from None
         return path
 
     def write_table(self, name: str, header: Sequence[str], rows: Iterable[Sequence[str]]) -> None:
@@ -107,32 +143,39 @@ class Report:
                 writer.writerow(header)
                 writer.writerows([neutralise(str(cell)) for cell in row] for row in rows)
         except OSError as exc:
-            raise ConnectorError(
-                f"cannot write the report to {self.directory / name}: {exc.strerror}",
-                hint="check reports_dir and its permissions",
-            ) from None
+            raise self._error(exc, self.directory / name) from None
 
     def close(self, summary: dict[str, Any], *, keep: bool) -> bool:
-        """Write ``summary.json`` if the folder exists or ``keep`` asks for it; say whether."""
-        if keep and self._rejected is None:
+        """Write ``summary.json`` if the folder exists or ``keep`` asks for it; say whether.
+        The summary is written whole or not at all (beside, then renamed): never 0 bytes."""
+        if keep and self._rejected is None and self.broken is None:
             self._open()
         if self._rejected_file is None:
             return False
-        self._rejected_file.close()
+        try:
+            self._rejected_file.close()
+        except OSError as exc:
+            raise self._error(exc, self.directory / "rejected.csv") from None
         summary = {
             **summary,
             "rejected_by_reason": dict(sorted(self.reasons.items())),
             "unknown_countries": dict(self.unknown_countries.most_common()),
+            "files": self.files,
         }
+        path = self.directory / "summary.json"
+        part = path.with_name(path.name + ".part")
         try:
-            with private_file(self.directory / "summary.json") as handle:
+            with private_file(part) as handle:
                 handle.write(json.dumps(summary, indent=2, sort_keys=True, default=str) + "\n")
+            part.replace(path)
         except OSError as exc:
-            raise ConnectorError(
-                f"cannot write the report to {self.directory}: {exc.strerror}",
-                hint="check reports_dir and its permissions",
-            ) from None
+            part.unlink(missing_ok=True)
+            raise self._error(exc, path) from None
         return True
+
+
+def _lines(tally: FileTally | None) -> dict[str, int]:
+    return asdict(tally) if tally else {}
 
 
 def private_folder(directory: Path) -> None:

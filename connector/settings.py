@@ -93,6 +93,7 @@ class CsvSourceSettings(_Strict):
     snapshot: bool = False
     encoding: str | None = None
     delimiter: str | None = Field(default=None, min_length=1, max_length=1)
+    max_row_chars: int = Field(default=4_194_304, ge=1024)
 
     @field_validator("encoding")
     @classmethod

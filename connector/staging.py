@@ -9,10 +9,12 @@ whatever the size. Rows are written in batches; a window function picks one row 
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import Iterable, Iterator
 
 from connector.contacts import Contact, PhoneKey
+from connector.errors import ConnectorError
 
 _FLUSH = 5000
 _COLUMNS = (
@@ -54,8 +56,17 @@ class Staging:
     def __enter__(self) -> Staging:
         return self
 
-    def __exit__(self, *_exc: object) -> None:
+    def __exit__(self, _type: object, exc: BaseException | None, _tb: object) -> None:
+        """Close; a failure of the working file (a full temporary folder) becomes one line."""
         self.close()
+        if isinstance(exc, sqlite3.Error):
+            # SQLite's own order for its temporary files; only named here, never opened
+            folder = os.environ.get("SQLITE_TMPDIR") or os.environ.get("TMPDIR") or "/var/tmp"  # noqa: S108
+            raise ConnectorError(
+                f"the run's working file in {folder}: {exc}",
+                hint="free space there, or set SQLITE_TMPDIR to a folder with room; the next "
+                "run reads this run's files again",
+            ) from None
 
     def add(self, contact: Contact, ordinal: int | None = None) -> None:
         """A mapped contact, with its place among the run's rows (by default, after every row

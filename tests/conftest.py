@@ -6,7 +6,7 @@ import os
 import secrets
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -70,17 +70,46 @@ def write_config(
 
 
 def run_cli(
-    *args: str, config: Path | None = None, env: dict[str, str] | None = None, timeout: float = 300
+    *args: str,
+    config: Path | None = None,
+    env: dict[str, str] | None = None,
+    timeout: float = 300,
+    prefix: Sequence[str] = (),
 ) -> subprocess.CompletedProcess[str]:
-    """The real command line, in a child process, as a user would run it."""
+    """The real command line, in a child process, as a user would run it (``prefix`` runs it
+    inside another command, such as ``on_small_disk``)."""
     full_env = {**os.environ, "TEST_KORE_SECRET": DEFAULT_SECRET, **(env or {})}
     full_env.pop("CONNECTOR_CONFIG", None)
-    command = [sys.executable, "-m", "connector", *args]
+    command = [*prefix, sys.executable, "-m", "connector", *args]
     if config is not None:
         command += ["--config", str(config)]
     return subprocess.run(
         command, capture_output=True, text=True, env=full_env, timeout=timeout, check=False
     )
+
+
+def on_small_disk(folder: Path, *, size_kb: int, free_kb: int | None = None) -> list[str]:
+    """A command prefix: what follows runs with ``folder`` on a disk of its own (a tmpfs in a
+    private mount namespace, gone when the command ends) of ``size_kb``, ``free_kb`` of it free;
+    ``free_kb=None`` mounts it read-only. Real ENOSPC and EROFS, not simulated ones."""
+    folder.mkdir(parents=True, exist_ok=True)
+    if free_kb is None:
+        setup = f"mount -t tmpfs -o size={size_kb}k,ro tmpfs '{folder}'"
+    else:
+        setup = (
+            f"mount -t tmpfs -o size={size_kb}k tmpfs '{folder}' && "
+            f"head -c {(size_kb - free_kb) * 1024} /dev/zero > '{folder}/filler'"
+        )
+    return [
+        "unshare",
+        "--mount",
+        "--propagation",
+        "private",
+        "sh",
+        "-c",
+        setup + ' && exec "$@"',
+        "sh",
+    ]
 
 
 def _server_url(variable: str) -> str:

@@ -47,13 +47,27 @@ def as_text(value: Any) -> str:
     return str(value)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class SourceRow:
-    """One record: its cells, where it starts (line or row number), and why it is broken."""
+    """One record: its cells, where it starts (line or row number), how many physical lines it
+    spans, and why it is broken. (Not frozen: a frozen dataclass costs three times as much to
+    make, and a million rows are made per million-row export.)"""
 
     values: list[str]
     line: int
     error: str | None = None
+    span: int = 1
+
+
+@dataclass
+class FileTally:
+    """Where every physical line of a text file went: ``lines`` = ``header_lines`` +
+    ``row_lines`` (the lines of every record, read or rejected) + ``blank_lines``."""
+
+    lines: int = 0
+    header_lines: int = 0
+    row_lines: int = 0
+    blank_lines: int = 0
 
 
 @dataclass
@@ -72,6 +86,9 @@ class ExportFile:
     def name(self) -> str:
         return self.path.name
 
+    def tally(self) -> FileTally | None:
+        return None
+
 
 class SourceUnit(Protocol):
     @property
@@ -87,6 +104,9 @@ class SourceUnit(Protocol):
         """Whether a unit with no rows is suspicious (a new export with a header only)."""
 
     def describe(self) -> str: ...
+
+    def tally(self) -> FileTally | None:
+        """Where each physical line of a text file went, once its rows are read; else None."""
 
     def header(self) -> list[str]: ...
 

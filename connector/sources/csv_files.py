@@ -1,4 +1,14 @@
-"""CSV exports in any common encoding and delimiter, streamed."""
+"""CSV exports in any common encoding and delimiter, streamed, never out of step with the file.
+
+Python's csv module alone can lose its place: a quoted field longer than its field limit makes
+it stop mid-field and read the rest of the field as new records, and a quote never closed makes
+it swallow the rest of the file as one silent record. So the reader finds where each record
+ends itself, with the csv module's own rules (a quote opens a field only at its start, a
+doubled quote is one quote, a stray quote elsewhere is text), and hands the csv module one whole
+record at a time. A record longer than ``source.max_row_chars`` is rejected without being held
+in memory; a quote still open at the end of the file fails the file, naming the line it opened
+on. Every physical line is accounted for: the header, a record's lines, or a blank line.
+"""
 
 from __future__ import annotations
 
@@ -7,15 +17,17 @@ import csv
 import hashlib
 import re
 from collections.abc import Generator, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
 from connector.errors import SourceError
 from connector.settings import CsvSourceSettings
-from connector.sources import ExportFile, SourceRow
+from connector.sources import ExportFile, FileTally, SourceRow
 
 _CHUNK = 1 << 20
+_PIECE = 1 << 20
+"""Characters read at a time: a longer physical line is read in pieces, never whole."""
 _BOMS = (
     (codecs.BOM_UTF32_LE, "utf-32"),
     (codecs.BOM_UTF32_BE, "utf-32"),
@@ -23,26 +35,42 @@ _BOMS = (
     (codecs.BOM_UTF16_LE, "utf-16"),
     (codecs.BOM_UTF16_BE, "utf-16"),
 )
+_WIDE = ("utf-32-le", "utf-32-be", "utf-16-le", "utf-16-be")
+_MAGIC = (
+    (b"\x1f\x8b", "gzip data"),
+    (b"PK\x03\x04", "a zip archive (an .xlsx workbook is one)"),
+    (b"\xd0\xcf\x11\xe0", "an old Excel (.xls) workbook"),
+    (b"%PDF", "a PDF document"),
+    (b"BZh", "bzip2 data"),
+    (b"\xfd7zXZ\x00", "xz data"),
+    (b"7z\xbc\xaf", "a 7-Zip archive"),
+    (b"SQLite format 3\x00", "an SQLite database"),
+)
+_SAMPLE = 1 << 16
+"""Bytes of a file with NUL bytes tried as UTF-16 and UTF-32."""
+_CONTROL = [byte for byte in range(32) if byte not in b"\t\n\r"]
 _DELIMITERS = (",", ";", "\t")
 _SEP_HINT = re.compile(r"^sep=(.)\r?\n?$")
+_BLANK = frozenset({"\n", "\r\n", "\r"})
 
 
 def inspect_csv(path: Path, settings: CsvSourceSettings) -> CsvFile:
     """Hash the file and settle its encoding in one streamed pass.
 
     A declared or BOM-marked encoding must decode the whole file (else one error naming the
-    line); without either, UTF-8 is tried, then cp1252, then Latin-1, which never fails.
+    line). Without either, a file with NUL bytes is UTF-16 or UTF-32 written without a BOM, or
+    not text at all (refused); otherwise UTF-8 is tried, then cp1252, then Latin-1, which never
+    fails.
     """
     digest = hashlib.sha256()
     try:
         with path.open("rb") as handle:
-            head = handle.read(4)
-            declared = settings.encoding or _bom_encoding(head)
+            chunk = handle.read(_CHUNK)
+            declared = settings.encoding or _bom_encoding(chunk) or _wide_encoding(path, chunk)
             candidates = [declared] if declared else ["utf-8", "cp1252"]
             decoders = {name: codecs.getincrementaldecoder(name)() for name in candidates}
             failed: dict[str, int] = {}
             newlines = 0
-            chunk = head + handle.read(_CHUNK)
             while chunk:
                 digest.update(chunk)
                 for name, decoder in decoders.items():
@@ -67,7 +95,9 @@ def inspect_csv(path: Path, settings: CsvSourceSettings) -> CsvFile:
             hint="fix the file, or set source.encoding to the encoding it was written in",
         )
     encoding = declared or next((n for n in candidates if n not in failed), "latin-1")
-    return CsvFile(path, digest.hexdigest(), encoding, settings.delimiter)
+    return CsvFile(
+        path, digest.hexdigest(), encoding, settings.delimiter, max_row_chars=settings.max_row_chars
+    )
 
 
 def _bom_encoding(head: bytes) -> str | None:
@@ -77,14 +107,59 @@ def _bom_encoding(head: bytes) -> str | None:
     return None
 
 
+def _wide_encoding(path: Path, head: bytes) -> str | None:
+    """For a file starting with ``head`` that has NUL bytes: the UTF-16 or UTF-32 it is written
+    in without a BOM, or a ``SourceError`` saying it is not text. ``None`` for text (a few stray
+    NULs in a name are text: the names are cleaned later).
+
+    A CSV export is mostly ASCII (digits, delimiters, Latin letters), so its UTF-16 or UTF-32
+    decodes to mostly ASCII without NULs; binary data is neither UTF-8 nor sparing with control
+    bytes."""
+    if b"\x00" not in head:
+        return None
+    what = next((name for magic, name in _MAGIC if head.startswith(magic)), None)
+    sample = head[:_SAMPLE]
+    if what is None:
+        for name in _WIDE:
+            try:
+                text = codecs.getincrementaldecoder(name)().decode(sample)
+            except UnicodeDecodeError:
+                continue
+            if "\x00" not in text and sum(c < "\x80" for c in text) >= len(text) / 2:
+                return name
+        control = sum(sample.count(byte) for byte in _CONTROL)
+        if _is_utf8(sample) or control <= len(sample) * 0.05:
+            return None
+        what = f"binary data ({control:,} control bytes in its first {len(sample):,})"
+    raise SourceError(
+        f"{path}: not a CSV text file: it holds {what}; nothing of it was read",
+        hint="export the contacts as CSV, or set source.kind: xlsx for a workbook"
+        if "xls" in what
+        else "export the contacts as CSV, or set source.encoding if it is text in another encoding",
+    )
+
+
+def _is_utf8(sample: bytes) -> bool:
+    try:
+        codecs.getincrementaldecoder("utf-8")().decode(sample)
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 @dataclass
 class CsvFile(ExportFile):
     encoding: str
     delimiter: str | None
+    max_row_chars: int = 4_194_304
+    _tally: FileTally = field(default_factory=FileTally)
+
+    def tally(self) -> FileTally:
+        return self._tally
 
     def describe(self) -> str:
         with self._open() as handle:
-            delimiter, _ = self._dialect(handle.readline())
+            delimiter, _ = self._dialect(handle.readline(_PIECE))
         name = {",": "comma", ";": "semicolon", "\t": "tab"}.get(delimiter, repr(delimiter))
         return f"{self.path} ({self.encoding}, {name}-separated)"
 
@@ -103,38 +178,216 @@ class CsvFile(ExportFile):
             raise SourceError(f"{self.path}: cannot read: {exc.strerror}") from None
 
     def header(self) -> list[str]:
-        for row in self._records():
+        for row in self._records(FileTally()):
+            if row.error:
+                raise SourceError(f"{self.path}: the header row is unreadable: {row.error}")
             return row.values
         raise SourceError(f"{self.path}: the file is empty; expected a header row")
 
     def rows(self) -> Generator[SourceRow, None, None]:
-        """Every record after the header; a record the CSV parser cannot read comes with its error."""
-        records = self._records()
-        next(records, None)
+        """Every record after the header; a record that cannot be read comes with its error.
+        When the rows are all read, ``tally()`` says where every physical line went."""
+        self._tally = tally = FileTally()
+        records = self._records(tally)
+        head = next(records, None)
+        if head is not None:
+            tally.header_lines += head.span
+            tally.row_lines -= head.span
         yield from records
 
-    def _records(self) -> Iterator[SourceRow]:
+    def _records(self, tally: FileTally) -> Iterator[SourceRow]:
         with self._open() as handle:
-            first = handle.readline()
+            first = handle.readline(_PIECE)
             delimiter, skip_hint = self._dialect(first)
-            skipped = 1 if skip_hint else 0
-            if not skip_hint:
+            if skip_hint:
+                tally.lines = tally.header_lines = 1
+            else:
                 handle.seek(0)
-            line = 1 + skipped
-            reader = csv.reader(handle, delimiter=delimiter, strict=False)
-            while True:
-                try:
-                    values = next(reader)
-                except StopIteration:
-                    return
-                except csv.Error as exc:
-                    yield SourceRow([], line, f"unreadable CSV record: {exc}")
-                    line = reader.line_num + 1 + skipped
+            try:
+                yield from _Splitter(delimiter, self.max_row_chars, tally).rows(handle)
+            except UnicodeDecodeError:
+                raise SourceError(
+                    f"{self.path}: changed while it was read; it is read again next run"
+                ) from None
+            except _Unsplit as exc:
+                raise SourceError(
+                    f"{self.path} line {exc.line}: where this record ends cannot be told for sure;"
+                    " nothing of this file was sent",
+                    hint="check the quoting around this line in the export",
+                ) from None
+            except _Unclosed as exc:
+                raise SourceError(
+                    f"{self.path} line {exc.line}: a quote opened in this record is never closed;"
+                    " nothing of this file was sent",
+                    hint="fix the quoting in the export (a quote inside a quoted field is "
+                    'written twice: "")',
+                ) from None
+
+
+_Record = tuple[int, int, "str | None", int]
+"""A record as the splitter cut it: its first line, the lines it spans, its text (None when it
+is longer than the ceiling), and its length in characters."""
+_BATCH = 2000
+"""Records handed to the csv module together."""
+
+
+class _Unclosed(Exception):
+    """A quote still open at the end of the file; ``line`` is where its record starts."""
+
+    def __init__(self, line: int) -> None:
+        self.line = line
+
+
+class _Unsplit(_Unclosed):
+    """The csv module read a record across the end the splitter found for it."""
+
+
+_START, _FIELD, _QUOTED, _END = range(4)
+
+
+class _Splitter:
+    """Finds where each record ends, by the csv module's rules (non-strict, quotes doubled).
+
+    Three states suffice: at a field's start (also right after a quote that closed a quoted
+    field: the same characters do the same there), inside an unquoted field, inside a quoted
+    one. Lines holding no quote, and lines that are plainly well-formed, are settled by one
+    string test or one regular expression; the rest are walked field by field."""
+
+    def __init__(self, delimiter: str, ceiling: int, tally: FileTally) -> None:
+        self.delimiter = delimiter
+        self.ceiling = ceiling
+        self.tally = tally
+        d = re.escape(delimiter)
+        self._field_end = re.compile(f"[{d}\r\n]")
+        one = f'(?:"[^"]*(?:""[^"]*)*"|[^"{d}\r\n][^{d}\r\n]*|)'
+        self._plain = re.compile(f"{one}(?:{d}{one})*(?:\r\n|\r|\n)")
+        csv.field_size_limit(max(csv.field_size_limit(), ceiling + 1))
+
+    def rows(self, handle: TextIO) -> Iterator[SourceRow]:
+        """Each record as a row: the csv module parses the texts the splitter cut, a batch at a
+        time, and must find exactly one record in each."""
+        for batch in self._batches(handle):
+            reader = csv.reader(
+                [text for _, _, text, _ in batch if text is not None],
+                delimiter=self.delimiter,
+                strict=False,
+            )
+            parsed = 0
+            for line, span, text, chars in batch:
+                if text is None:
+                    yield self._rejected(line, span, chars)
                     continue
-                except UnicodeDecodeError:
-                    raise SourceError(
-                        f"{self.path}: changed while it was read; it is read again next run"
-                    ) from None
-                if values:
-                    yield SourceRow(values, line)
-                line = reader.line_num + 1 + skipped
+                values = next(reader, None)
+                parsed += 1
+                if values is None or reader.line_num != parsed:
+                    raise _Unsplit(line)
+                yield SourceRow(values, line, None, span)
+
+    def _rejected(self, line: int, span: int, chars: int) -> SourceRow:
+        lines = f"line {line}" if span == 1 else f"lines {line}-{line + span - 1}"
+        return SourceRow(
+            [],
+            line,
+            f"a record of {chars:,} characters ({lines}), more than"
+            f" source.max_row_chars ({self.ceiling:,})",
+            span,
+        )
+
+    def _batches(self, handle: TextIO) -> Iterator[list[_Record]]:
+        tally = self.tally
+        readline = handle.readline
+        plain = self._plain.fullmatch
+        line = tally.lines + 1
+        batch: list[_Record] = []
+        while True:
+            piece = readline(_PIECE)
+            if not piece:
+                break
+            if len(piece) == _PIECE and piece[-1] == "\r":
+                piece += _line_feed_after(handle)
+            if piece in _BLANK:
+                tally.blank_lines += 1
+                line += 1
+                continue
+            if ('"' not in piece and piece[-1] in "\r\n") or plain(piece):
+                batch.append((line, 1, piece, len(piece)))
+                line += 1
+            else:
+                record = self._long(piece, handle, line)
+                batch.append(record)
+                line += record[1]
+            if len(batch) >= _BATCH:
+                self._count(batch, line)
+                yield batch
+                batch = []
+        self._count(batch, line)
+        if batch:
+            yield batch
+
+    def _count(self, batch: list[_Record], line: int) -> None:
+        self.tally.row_lines += sum(span for _, span, _, _ in batch)
+        self.tally.lines = line - 1
+
+    def _long(self, piece: str, handle: TextIO, line: int) -> _Record:
+        """A record whose first piece is ``piece`` and that needs walking: quoted line breaks,
+        stray quotes, a line longer than a piece, or the last line without a line break."""
+        kept: list[str] | None = [piece]
+        chars = len(piece)
+        ended = piece[-1] in "\r\n"
+        span = int(ended)
+        state = self._advance(piece, _START)
+        while state != _END:
+            piece = handle.readline(_PIECE)
+            if not piece:
+                if state == _QUOTED:
+                    raise _Unclosed(line)
+                return line, span + int(not ended), None if kept is None else "".join(kept), chars
+            if len(piece) == _PIECE and piece[-1] == "\r":
+                piece += _line_feed_after(handle)
+            chars += len(piece)
+            ended = piece[-1] in "\r\n"
+            span += int(ended)
+            if kept is not None:
+                kept.append(piece)
+                if chars > self.ceiling:
+                    kept = None
+            state = self._advance(piece, state)
+        return line, span, None if kept is None or chars > self.ceiling else "".join(kept), chars
+
+    def _advance(self, piece: str, state: int) -> int:
+        """The state after ``piece``, or ``_END`` when the record ends with it (only ever at its
+        line break: a line break ends a record anywhere but inside a quoted field)."""
+        i, n = 0, len(piece)
+        while i < n:
+            if state == _QUOTED:
+                j = piece.find('"', i)
+                if j < 0:
+                    return _QUOTED
+                state, i = _START, j + 1
+            elif state == _FIELD:
+                match = self._field_end.search(piece, i)
+                if match is None:
+                    return _FIELD
+                if match[0] != self.delimiter:
+                    return _END
+                state, i = _START, match.end()
+            else:
+                c = piece[i]
+                if c == '"':
+                    state, i = _QUOTED, i + 1
+                elif c == self.delimiter:
+                    i += 1
+                elif c in "\r\n":
+                    return _END
+                else:
+                    state = _FIELD
+        return state
+
+
+def _line_feed_after(handle: TextIO) -> str:
+    """A piece cut right after ``\\r``: the ``\\n`` that follows belongs to the same line break."""
+    at = handle.tell()
+    if handle.read(1) == "\n":
+        return "\n"
+    handle.seek(at)
+    return ""

@@ -133,6 +133,9 @@ class SqlTable:
     def name(self) -> str:
         return self.settings.table or "query"
 
+    def tally(self) -> None:
+        return None
+
     @property
     def expect_rows(self) -> bool:
         return self.position is None

@@ -31,6 +31,7 @@ runs = Table(
     Column("dry_run", Boolean, nullable=False),
     Column("counters", Text, nullable=False),
     Column("holder", String(200)),
+    Column("error", Text),
     Index("ix_runs_tenant_started", "tenant", "started_at"),
 )
 

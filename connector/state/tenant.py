@@ -102,6 +102,7 @@ class RunRecord:
     status: str
     holder: str | None
     counters: dict[str, Any]
+    error: str | None = None
 
 
 @dataclass(frozen=True)
@@ -177,7 +178,9 @@ class TenantState:
                 )
             )
 
-    def finish_run(self, run_id: str, *, status: str, counters: dict[str, Any]) -> None:
+    def finish_run(
+        self, run_id: str, *, status: str, counters: dict[str, Any], error: str | None = None
+    ) -> None:
         with self._write() as conn:
             conn.execute(
                 update(runs)
@@ -186,6 +189,7 @@ class TenantState:
                     status=status,
                     finished_at=now(),
                     counters=json.dumps(counters, sort_keys=True),
+                    error=error,
                 )
             )
 
@@ -207,6 +211,7 @@ class TenantState:
             status=row.status,
             holder=row.holder,
             counters=json.loads(row.counters),
+            error=row.error,
         )
 
     # delivered keys

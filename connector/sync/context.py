@@ -13,6 +13,7 @@ from pathlib import Path
 from connector.contacts import Rejection
 from connector.errors import RunInterrupted
 from connector.settings import Settings, TenantSettings
+from connector.sources import FileTally
 from connector.state import TenantState
 
 
@@ -88,6 +89,8 @@ class UnitRead:
     tenant: str
     name: str
     rows: int
+    tally: FileTally | None = None
+    """For a text file: where each of its physical lines went."""
 
 
 @dataclass(frozen=True)
@@ -173,6 +176,9 @@ class RunContext:
     full: bool = False
     stop: threading.Event = field(default_factory=threading.Event)
     observers: list[Observer] = field(default_factory=list)
+    guards: list[Callable[[], None]] = field(default_factory=list)
+    """Checks made at every batch boundary: each raises when the run cannot go on (its
+    report could not be written)."""
     run_id: str = field(default_factory=new_run_id)
     counters: Counters = field(default_factory=Counters)
 
@@ -186,6 +192,8 @@ class RunContext:
             raise RunInterrupted(f"tenant {self.tenant}: stopped while waiting")
 
     def check_stop(self) -> None:
-        """A batch boundary: stop here if told to."""
+        """A batch boundary: stop here if told to, or fail if a guard says the run is broken."""
+        for guard in self.guards:
+            guard()
         if self.stop.is_set():
             raise RunInterrupted(f"tenant {self.tenant}: stopped between batches")

@@ -25,7 +25,17 @@ def log_event(event: Event) -> None:
     elif isinstance(event, RunStarted):
         log.info("run started")
     elif isinstance(event, UnitRead):
-        log.info("read %s: %d rows", event.name, event.rows, extra={"rows": event.rows})
+        lines = event.tally
+        log.info(
+            "read %s: %d rows%s",
+            event.name,
+            event.rows,
+            f" ({lines.lines:,} lines: {lines.header_lines} header, {lines.row_lines:,} in rows,"
+            f" {lines.blank_lines:,} blank)"
+            if lines
+            else "",
+            extra={"rows": event.rows},
+        )
     elif isinstance(event, BatchSettled):
         log.info(
             "%s batch %d settled: %d rows, %d delivered",

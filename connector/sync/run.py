@@ -115,6 +115,7 @@ def run_once(
     logs.bind(tenant=ctx.tenant, run_id=ctx.run_id)
     report = Report(ctx.app.reports_dir / ctx.tenant / ctx.run_id)
     ctx.observers.insert(0, report.observe)
+    ctx.guards.append(report.check)
     counters = ctx.counters
     result = RunResult(ctx.tenant, ctx.run_id, "running", counters, None)
     started = datetime.now(UTC)
@@ -123,6 +124,7 @@ def run_once(
     try:
         if not ctx.dry_run:
             ctx.state.start_run(ctx.run_id)
+        report.preflight()
         mapping = load_mapping(ctx.settings.mapping, base=ctx.base_dir)
         source = open_source(
             ctx.settings.source, state=ctx.state, full=ctx.full, id_columns=mapping.spec.id_columns
@@ -222,11 +224,21 @@ def conclude(
     pending = None
     folder = None
     try:
+        report.check()
+    except ConnectorError as exc:
+        status, error = "failed", error or exc
+    summary = {**summary, "status": status, "error": error.message if error else None}
+    try:
         if report.close(summary, keep=keep):
             folder = report.directory
+    except ConnectorError as exc:
+        status, error = "failed", error or exc
+    try:
         prune(ctx.app.reports_dir / ctx.tenant, keep_days=ctx.app.reports_keep_days)
         if not ctx.dry_run:
-            ctx.state.finish_run(ctx.run_id, status=status, counters=summary["counters"])
+            ctx.state.finish_run(
+                ctx.run_id, status=status, counters=summary["counters"], error=summary["error"]
+            )
             pending = ctx.state.pending_count()
     except LeaseLost as exc:
         log.error("%s", exc.message)
@@ -318,7 +330,7 @@ def _read(
                     ctx.counters.unchanged_rows += 1
                     continue
                 hidden += _take(ctx, staging, _mapped(ctx, unit, mapping, row), row_hash, ordinal)
-        ctx.emit(UnitRead(ctx.tenant, unit.name, unit_rows[unit.ident]))
+        ctx.emit(UnitRead(ctx.tenant, unit.name, unit_rows[unit.ident], unit.tally()))
         ctx.emit(Progress(ctx.tenant, ctx.counters))
     for ordinal, ident, line, cells in staging.contested():
         unit, mapping = names[ident], bound[ident]
