@@ -122,7 +122,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="store every Nth upload, then drop the connection",
     )
     sandbox.add_argument(
+        "--reset-every",
+        type=int,
+        default=0,
+        metavar="N",
+        help="reset the connection of every Nth upload while reading its body",
+    )
+    sandbox.add_argument(
         "--rate-limit-every", type=int, default=0, metavar="N", help="429 on every Nth upload"
+    )
+    sandbox.add_argument(
+        "--late",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="carry every upload out, then answer this much later",
     )
     sandbox.add_argument(
         "--delay", type=float, default=0.0, metavar="SECONDS", help="slow every upload"
@@ -468,6 +482,8 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
         retry_after=args.retry_after,
         fail_every=args.fail_every,
         drop_every=args.drop_every,
+        reset_every=args.reset_every,
+        late_seconds=args.late,
         rate_limit_every=args.rate_limit_every,
         delay_seconds=args.delay,
         duplicates=args.duplicates,

@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from connector.contacts import Contact
+from connector.crash import crash_point
 from connector.errors import KoreRejected
 from connector.kore.client import KoreClient
 from connector.kore.wire import batch_csv, kore_row
@@ -153,6 +154,7 @@ class Deliverer:
         self._pending_at = pending_at
         delivered: list[Delivery] = []
         self._upload(batch_id, contacts, delivered)
+        crash_point("before_settle")
         self.state.settle_batch(batch_id, self.ctx.run_id, delivered)
         self.ctx.emit(
             BatchSettled(self.ctx.tenant, batch_id, len(contacts), len(delivered), resent)
@@ -164,7 +166,9 @@ class Deliverer:
         self.state.note_attempt(batch_id)
         body = batch_csv([kore_row(c, self.settings) for c in contacts])
         try:
+            crash_point("before_upload")
             result = self.client.import_contacts(body)
+            crash_point("after_upload")
         except KoreRejected as exc:
             self._narrow(batch_id, contacts, delivered, exc)
             return
@@ -276,6 +280,7 @@ class Deliverer:
             self.ctx.check_stop()
             chunk = changed[start : start + size]
             confirmed = self.client.bulk_update([self._update_body(c, i) for c, i in chunk])
+            crash_point("mid_update")
             done = [c for c, kore_id in chunk if confirmed is None or kore_id in confirmed]
             self.state.record_updates(self.ctx.run_id, done)
             self.counters.updated += len(done)
@@ -313,6 +318,7 @@ class Deliverer:
                 chunk = [(k, i or (found[k].kore_id if k in found else "")) for k, i in chunk]
             ids = [kore_id for _, kore_id in chunk if kore_id]
             failed = self.client.bulk_delete(ids) if ids else set()
+            crash_point("mid_delete")
             if failed:
                 self.directory.invalidate()
                 still = {f.kore_id for f in self.directory.find([k for k, _ in chunk]).values()}

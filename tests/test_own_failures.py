@@ -13,7 +13,7 @@ from pathlib import Path
 
 from connector.kore.sandbox import Sandbox
 from tests.conftest import on_small_disk, run_cli, tenant_config, write_config
-from tests.helpers import held, runs, summary
+from tests.helpers import assert_exactly_once, held, runs, summary
 
 EXISTING = 400
 TOTAL = 1000
@@ -85,9 +85,14 @@ def test_a_full_reports_disk_fails_the_run_and_the_next_run_finishes_the_job(
     again = run_cli("sync", config=config)
 
     assert again.returncode == 0, again.stderr
-    kore = held(sandbox)
-    assert len(kore) == TOTAL and len(sandbox.state.active()) == TOTAL
-    assert sum(1 for first, _, _ in kore.values() if first == "Other") == EXISTING
+    assert_exactly_once(
+        sandbox,
+        f"sqlite:///{tmp_path / 'state.db'}",
+        {
+            f"+1201555{n:04d}": "Other" if n % 2 == 0 and n < 2 * EXISTING else f"Name{n}"
+            for n in range(TOTAL)
+        },
+    )
     counters = summary(runs(tmp_path, "acme")[-1])["counters"]
     assert counters["adopted"] == 0 and counters["pending_resent"] == 0
     assert counters["created"] == TOTAL - EXISTING - first_sent

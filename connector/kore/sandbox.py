@@ -15,6 +15,7 @@ import json
 import logging
 import math
 import socket
+import struct
 import sys
 import threading
 import time
@@ -55,8 +56,13 @@ class Faults:
 
     fail_every: int = 0
     drop_every: int = 0
+    reset_every: int = 0
+    """Every Nth request's connection is reset while its body is read: not carried out."""
     rate_limit_every: int = 0
     delay_seconds: float = 0.0
+    late_seconds: float = 0.0
+    """Requests are carried out, then their answer waits this long (past a client's timeout,
+    it never arrives in time)."""
     duplicates: Literal["skip", "reject-file"] = "skip"
     refuse: frozenset[str] = frozenset()
     on: frozenset[Operation] = frozenset({"import"})
@@ -327,17 +333,27 @@ def _handler_for(sandbox: Sandbox) -> type[BaseHTTPRequestHandler]:
 
         def _route(self, method: str) -> None:
             length = int(self.headers.get("Content-Length") or 0)
-            body = self.rfile.read(length) if length else b""
             path = self.path.split("?", 1)[0]
+            rest = path[len(PREFIX) :].split("/", 1)[-1] if path.startswith(PREFIX) else ""
+            operation = _OPERATIONS.get((method, rest))
+            number = self._count(operation) if operation is not None else 0
+            faults = sandbox.faults
+            if operation in faults.on and faults.reset_every and number % faults.reset_every == 0:
+                self.rfile.read(length // 2)
+                self.connection.setsockopt(
+                    socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+                )
+                self.close_connection = True
+                self.connection.close()
+                return None
+            body = self.rfile.read(length) if length else b""
             if not path.startswith(PREFIX) or "/contacts" not in path:
                 return self._reply(404, _error("not found"))
             reason = sandbox.authorise(self.headers)
             if reason:
                 return self._reply(401, _error(reason))
-            rest = path[len(PREFIX) :].split("/", 1)[1]
-            operation = _OPERATIONS.get((method, rest))
             if operation is not None:
-                return self._operate(operation, body)
+                return self._operate(operation, body, number)
             if method == "DELETE" and rest.startswith("contacts/"):
                 removed = sandbox.delete([rest.removeprefix("contacts/")])
                 return (
@@ -347,9 +363,8 @@ def _handler_for(sandbox: Sandbox) -> type[BaseHTTPRequestHandler]:
                 )
             return self._reply(404, _error("not found"))
 
-        def _operate(self, operation: Operation, body: bytes) -> None:
-            """One operation, with the faults switched on for it."""
-            faults = sandbox.faults
+        def _count(self, operation: Operation) -> int:
+            """Count a request of ``operation`` (faulted ones too); returns its number."""
             with sandbox.state.lock:
                 number = sandbox.state.requests.get(operation, 0) + 1
                 sandbox.state.requests[operation] = number
@@ -357,6 +372,11 @@ def _handler_for(sandbox: Sandbox) -> type[BaseHTTPRequestHandler]:
                     sandbox.state.uploads = number
                 if operation == "list":
                     sandbox.state.listings += 1
+            return number
+
+        def _operate(self, operation: Operation, body: bytes, number: int) -> None:
+            """One operation, with the faults switched on for it."""
+            faults = sandbox.faults
             faulty = operation in faults.on
             if faulty and faults.delay_seconds:
                 time.sleep(faults.delay_seconds)
@@ -385,6 +405,8 @@ def _handler_for(sandbox: Sandbox) -> type[BaseHTTPRequestHandler]:
                 self.close_connection = True
                 self.connection.shutdown(socket.SHUT_RDWR)
                 return None
+            if faulty and faults.late_seconds:
+                time.sleep(faults.late_seconds)
             return self._reply(status, answer)
 
         def _import(self, body: bytes) -> tuple[int, Any]:
