@@ -269,7 +269,7 @@ class Mapping:
                         f"mapping {self.name}: {where} names '{ref}', which {source} lacks"
                         f"{_closest([ref], header)}",
                         hint="fix the name, or write alternatives as {any: [A, B]}; "
-                        f"columns there: {', '.join(h.strip() for h in header)}",
+                        f"columns there: {_listed(header)}",
                     )
                 found += hits
             if not found and (use.optional or use.warning):
@@ -282,7 +282,7 @@ class Mapping:
                 raise ConfigError(
                     f"mapping {self.name}: {where} names {_quoted(candidates)}, which {source} lacks"
                     f"{_closest(candidates, header)}",
-                    hint=f"columns there: {', '.join(h.strip() for h in header)}",
+                    hint=f"columns there: {_listed(header)}",
                 )
             resolved[where] = found
         self._need_a_name(resolved, header, source)
@@ -312,7 +312,7 @@ class Mapping:
         names = names_of(refs + (spec.full_name.from_ if spec.full_name else []))
         raise ConfigError(
             f"mapping {self.name}: {source} has no name column ({_quoted(names)})",
-            hint=f"columns there: {', '.join(h.strip() for h in header)}",
+            hint=f"columns there: {_listed(header)}",
         )
 
 
@@ -349,7 +349,7 @@ def _repeated(header: Sequence[str], resolved: dict[str, list[int]], source: str
         counts[normalise_header(name)] = counts.get(normalise_header(name), 0) + 1
     read = sorted({p for found in resolved.values() for p in found})
     return [
-        f"{source}: column '{header[p].strip()}' appears {counts[normalise_header(header[p])]} "
+        f"{source}: column '{shown(header[p])}' appears {counts[normalise_header(header[p])]} "
         "times; the first is read"
         for p in read
         if counts[normalise_header(header[p])] > 1
@@ -360,12 +360,29 @@ def normalise_header(name: str) -> str:
     return _SPACES.sub(" ", name.translate(_INVISIBLE)).strip().casefold()
 
 
+_LISTED = 30
+"""Columns a message lists before it says how many more there are."""
+
+
+def shown(name: str, limit: int = 40) -> str:
+    """A header name fit for a one-line message: control and invisible characters written as
+    escapes (a binary file's header prints no raw bytes), a long name cut."""
+    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in name.strip())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _listed(header: Sequence[str]) -> str:
+    names = [shown(h) for h in header]
+    more = f" … and {len(names) - _LISTED:,} more" if len(names) > _LISTED else ""
+    return ", ".join(names[:_LISTED]) + more
+
+
 def _quoted(names: Sequence[str]) -> str:
     return " or ".join(f"'{n}'" for n in names)
 
 
 def _closest(candidates: Sequence[str], header: Sequence[str]) -> str:
-    choices = {normalise_header(h): h.strip() for h in header}
+    choices = {normalise_header(h): shown(h) for h in header}
     for name in candidates:
         close = difflib.get_close_matches(normalise_header(name), list(choices), n=1, cutoff=0.6)
         if close:

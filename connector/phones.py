@@ -16,7 +16,7 @@ from connector.contacts import PhoneKey
 _SCIENTIFIC = re.compile(r"^[+-]?\d+(?:[.,]\d+)?[eE][+-]?\d+$")
 _FLOAT_TAIL = re.compile(r"^(\+?\d+)\.0+$")
 _TEXT_FORMULA = re.compile(r'^="(.*)"$')
-# A spreadsheet drops the "+" of an international number; only numbers this long are retried
+# A spreadsheet drops the "+" of an international number; only numbers this long are read
 # with it, so a short national number is never read as a foreign one.
 _MIN_INTERNATIONAL_DIGITS = 11
 _INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff"), None) | {0xA0: " "}
@@ -41,8 +41,13 @@ def parse_phone(raw: str, region: str) -> PhoneKey | PhoneProblem | None:
     if float_tail:
         value = float_tail[1]
     number = _valid(value, region)
-    if number is None and value.isdigit() and len(value) >= _MIN_INTERNATIONAL_DIGITS:
-        number = _valid("+" + value, region)
+    if value.isdigit() and len(value) >= _MIN_INTERNATIONAL_DIGITS:
+        # digits that start with the region's own country code are, with a "+", the number a
+        # spreadsheet took the "+" from (4915123456000 in Germany is +49 151…, although
+        # German numbers are long enough to read it as 4915… too)
+        own = str(phonenumbers.country_code_for_region(region))
+        if number is None or value.startswith(own):
+            number = _valid("+" + value, region) or number
     if number is None:
         return PhoneProblem("phone_invalid", value)
     return PhoneKey(
