@@ -15,15 +15,46 @@ import pytest
 import yaml
 from sqlalchemy import Engine, create_engine, text
 
-from connector.kore.sandbox import DEFAULT_ACCOUNT_ID, DEFAULT_CLIENT_ID, DEFAULT_SECRET, Sandbox
+from connector.kore.sandbox import DEFAULT_ACCOUNT_ID, DEFAULT_CLIENT_ID, Sandbox
 
 SAMPLES = Path(__file__).resolve().parent / "samples"  # copied unchanged from shared/samples
 REQUIRE_SERVERS = os.environ.get("CONNECTOR_TEST_REQUIRE_SERVERS") == "1"
 
+SECRET = "kc-canary-" + secrets.token_hex(12)
+"""The Kore client secret of every test in the suite, and a canary: made afresh each session,
+it must never appear in anything the connector prints or writes. Every command ``run_cli`` runs
+is checked, and the session ends by searching every file the tests left behind (reports, state
+files, daemon logs, configs, and the temporary files of every child process, whose ``TMPDIR``
+is a folder of the session) and every PostgreSQL schema before it is dropped."""
+
+
+def assert_no_canary(text: str | bytes, where: str) -> None:
+    found = SECRET.encode() in text if isinstance(text, bytes) else SECRET in text
+    assert not found, f"the client secret leaked into {where}"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def canary(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Children's temporary files go to a folder of the session; at the end, no file the
+    session left holds the secret."""
+    os.environ["TMPDIR"] = str(tmp_path_factory.mktemp("tmpdir"))
+    yield
+    leaked = leaks(tmp_path_factory.getbasetemp())
+    assert not leaked, f"the client secret leaked into {leaked}"
+
+
+def leaks(folder: Path) -> list[str]:
+    """Every file under ``folder`` that holds the secret."""
+    return [
+        str(path)
+        for path in folder.rglob("*")
+        if path.is_file() and not path.is_symlink() and SECRET.encode() in path.read_bytes()
+    ]
+
 
 @pytest.fixture
 def sandbox() -> Iterator[Sandbox]:
-    with Sandbox() as running:
+    with Sandbox(secret=SECRET) as running:
         yield running
 
 
@@ -78,14 +109,16 @@ def run_cli(
 ) -> subprocess.CompletedProcess[str]:
     """The real command line, in a child process, as a user would run it (``prefix`` runs it
     inside another command, such as ``on_small_disk``)."""
-    full_env = {**os.environ, "TEST_KORE_SECRET": DEFAULT_SECRET, **(env or {})}
+    full_env = {**os.environ, "TEST_KORE_SECRET": SECRET, **(env or {})}
     full_env.pop("CONNECTOR_CONFIG", None)
     command = [*prefix, sys.executable, "-m", "connector", *args]
     if config is not None:
         command += ["--config", str(config)]
-    return subprocess.run(
+    done = subprocess.run(
         command, capture_output=True, text=True, env=full_env, timeout=timeout, check=False
     )
+    assert_no_canary(done.stdout + done.stderr, f"the output of {' '.join(args)}")
+    return done
 
 
 def on_small_disk(folder: Path, *, size_kb: int, free_kb: int | None = None) -> list[str]:
@@ -151,6 +184,14 @@ def postgres_url() -> Iterator[str]:
         base = engine.url.render_as_string(hide_password=False)
         separator = "&" if "?" in base else "?"
         yield f"{base}{separator}options=-csearch_path%3D{schema}"
+        with engine.begin() as conn:
+            tables = conn.execute(
+                text("SELECT table_name FROM information_schema.tables WHERE table_schema = :s"),
+                {"s": schema},
+            ).scalars()
+            for table in list(tables):
+                rows = conn.execute(text(f'SELECT * FROM "{schema}"."{table}"')).all()
+                assert_no_canary(repr(rows), f"the PostgreSQL table {table}")
 
 
 @pytest.fixture

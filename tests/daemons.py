@@ -17,7 +17,7 @@ from pathlib import Path
 
 import httpx
 
-from connector.kore.sandbox import DEFAULT_SECRET
+from tests.conftest import SECRET
 
 
 class DaemonProcess:
@@ -26,7 +26,7 @@ class DaemonProcess:
         command = [sys.executable, "-m", "connector", "daemon", "--config", str(config)]
         if listen:
             command += ["--listen", "127.0.0.1:0"]
-        env = {**os.environ, "TEST_KORE_SECRET": DEFAULT_SECRET}
+        env = {**os.environ, "TEST_KORE_SECRET": SECRET}
         env.pop("CONNECTOR_CONFIG", None)
         with log.open("wb") as out:
             self.process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)

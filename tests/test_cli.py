@@ -11,8 +11,8 @@ from pathlib import Path
 
 import yaml
 
-from connector.kore.sandbox import DEFAULT_SECRET, Sandbox
-from tests.conftest import SAMPLES, run_cli, tenant_config, write_config
+from connector.kore.sandbox import Sandbox
+from tests.conftest import SAMPLES, SECRET, run_cli, tenant_config, write_config
 from tests.helpers import held, rejected, runs, summary
 from tests.messy import write_export
 
@@ -89,7 +89,7 @@ def test_unreachable_kore_is_exit_1_and_the_batch_stays_pending(tmp_path: Path) 
     export = tmp_path / "contacts.csv"
     expected = write_export(export, valid=50, seed=4)
     port = _free_port()
-    with Sandbox(port=port) as sandbox:
+    with Sandbox(secret=SECRET, port=port) as sandbox:
         tenant = tenant_config(sandbox, export, retries=1)
     config = write_config(tmp_path, {"acme": tenant})
 
@@ -98,7 +98,7 @@ def test_unreachable_kore_is_exit_1_and_the_batch_stays_pending(tmp_path: Path) 
     assert down.returncode == 1
     assert "did not answer" in _one_line_error(down.stderr)
     assert summary(runs(tmp_path, "acme")[0])["status"] == "failed"
-    with Sandbox(port=port) as sandbox:
+    with Sandbox(secret=SECRET, port=port) as sandbox:
         up = run_cli("sync", config=config)
         assert up.returncode == 0, up.stderr
         assert held(sandbox) == expected.contacts
@@ -124,7 +124,7 @@ def test_refused_credentials_are_exit_1_and_the_secret_is_never_printed(
         + (tmp_path / "state.db").read_bytes().decode("latin-1")
     )
     assert wrong not in everything
-    assert DEFAULT_SECRET not in everything
+    assert SECRET not in everything
 
 
 def test_unset_variable_and_unknown_tenant_are_exit_2(tmp_path: Path, sandbox: Sandbox) -> None:
@@ -241,7 +241,7 @@ def test_json_logs_mask_phone_numbers(tmp_path: Path) -> None:
     export = tmp_path / "contacts.csv"
     expected = write_export(export, valid=60, seed=6)
     refused = frozenset(sorted(expected.contacts)[:3])
-    with Sandbox(faults=Faults(refuse=refused, fail_every=2)) as sandbox:
+    with Sandbox(secret=SECRET, faults=Faults(refuse=refused, fail_every=2)) as sandbox:
         config = write_config(tmp_path, {"acme": tenant_config(sandbox, export, batch_size=20)})
         result = run_cli("sync", "-v", "--log-format", "json", config=config)
 
@@ -268,7 +268,7 @@ def test_a_terminal_gets_a_progress_line(tmp_path: Path, sandbox: Sandbox) -> No
     write_export(export, valid=300, seed=12)
     config = write_config(tmp_path, {"acme": tenant_config(sandbox, export, batch_size=100)})
     leader, follower = pty.openpty()
-    env = {**os.environ, "TEST_KORE_SECRET": DEFAULT_SECRET}
+    env = {**os.environ, "TEST_KORE_SECRET": SECRET}
     child = subprocess.run(
         [sys.executable, "-m", "connector", "sync", "--config", str(config)],
         stdout=subprocess.DEVNULL,
@@ -314,7 +314,7 @@ def test_help_status_and_a_run_with_nothing_new_load_nothing_they_do_not_use(
     write_export(export, valid=30, seed=2)
     config = write_config(tmp_path, {"acme": tenant_config(sandbox, export)})
     assert run_cli("sync", config=config).returncode == 0
-    env = {**os.environ, "TEST_KORE_SECRET": DEFAULT_SECRET}
+    env = {**os.environ, "TEST_KORE_SECRET": SECRET}
 
     def loaded(*args: str) -> str:
         done = subprocess.run(

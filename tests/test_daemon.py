@@ -15,7 +15,7 @@ from connector.kore.sandbox import Sandbox
 from connector.settings import load_settings
 from connector.state import Store
 from connector.sync.context import KoreAnswered
-from tests.conftest import tenant_config, write_config
+from tests.conftest import SECRET, tenant_config, write_config
 
 
 @pytest.fixture
@@ -76,7 +76,7 @@ def test_a_reload_with_a_broken_mapping_keeps_everything(
 def test_a_bad_listen_address_is_one_line_and_exit_2(tmp_path: Path, listen: str) -> None:
     from tests.conftest import run_cli
 
-    with Sandbox() as sandbox:
+    with Sandbox(secret=SECRET) as sandbox:
         config = _config(tmp_path, sandbox, {"a": {"every": "1h"}})
     result = run_cli("daemon", "--listen", listen, config=config, timeout=30)
     assert result.returncode == 2

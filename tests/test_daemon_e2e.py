@@ -14,7 +14,7 @@ import yaml
 
 from connector.kore.sandbox import Faults, Sandbox
 from connector.state import Store
-from tests.conftest import run_cli, tenant_config, write_config
+from tests.conftest import SECRET, run_cli, tenant_config, write_config
 from tests.daemons import DaemonProcess, wait_for, write_contacts
 from tests.helpers import held, total
 
@@ -30,7 +30,9 @@ def _daemon_tenant(sandbox: Sandbox, exports: Path, **kore: object) -> dict[str,
 def test_two_daemons_share_the_tenants_survive_a_kill_9_and_follow_a_reload(
     tmp_path: Path, postgres_url: str
 ) -> None:
-    sandboxes = [Sandbox(faults=Faults(delay_seconds=0.15)).start() for _ in range(4)]
+    sandboxes = [
+        Sandbox(secret=SECRET, faults=Faults(delay_seconds=0.15)).start() for _ in range(4)
+    ]
     expected: dict[str, dict[str, tuple[str, str, str]]] = {}
     tenants = {}
     for i in range(3):
@@ -124,7 +126,7 @@ def test_sigterm_during_a_slow_upload_lets_it_finish_and_a_sync_meanwhile_is_ref
     tmp_path: Path,
 ) -> None:
     expected = write_contacts(tmp_path / "acme" / "a.csv", "240", 200)
-    with Sandbox(faults=Faults(delay_seconds=2)) as sandbox:
+    with Sandbox(secret=SECRET, faults=Faults(delay_seconds=2)) as sandbox:
         config = write_config(
             tmp_path,
             {"acme": _daemon_tenant(sandbox, tmp_path / "acme")},
@@ -166,7 +168,7 @@ def test_sigterm_past_the_grace_exits_0_and_the_next_start_resends_only_that_bat
     tmp_path: Path,
 ) -> None:
     expected = write_contacts(tmp_path / "acme" / "a.csv", "250", 200)
-    with Sandbox(faults=Faults(delay_seconds=4)) as sandbox:
+    with Sandbox(secret=SECRET, faults=Faults(delay_seconds=4)) as sandbox:
         config = write_config(
             tmp_path,
             {"acme": _daemon_tenant(sandbox, tmp_path / "acme")},
@@ -201,7 +203,7 @@ def test_healthz_fails_while_the_state_database_is_down_and_recovers(
     from tests.daemons import TcpProxy
 
     write_contacts(tmp_path / "acme" / "a.csv", "260", 10)
-    with Sandbox() as sandbox, TcpProxy(("127.0.0.1", 5432)) as proxy:
+    with Sandbox(secret=SECRET) as sandbox, TcpProxy(("127.0.0.1", 5432)) as proxy:
         url = postgres_url.replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}")
         assert url != postgres_url
         tenant = _daemon_tenant(sandbox, tmp_path / "acme")
@@ -225,7 +227,7 @@ def test_healthz_fails_while_the_state_database_is_down_and_recovers(
 
 def test_a_bad_config_on_sighup_is_refused_and_the_old_one_kept(tmp_path: Path) -> None:
     expected = write_contacts(tmp_path / "acme" / "a.csv", "270", 20)
-    with Sandbox() as sandbox:
+    with Sandbox(secret=SECRET) as sandbox:
         config = write_config(tmp_path, {"acme": _daemon_tenant(sandbox, tmp_path / "acme")})
         daemon = DaemonProcess(config, tmp_path / "daemon.log", listen=False)
         try:

@@ -24,8 +24,8 @@ from typing import Any
 import pytest
 from sqlalchemy import create_engine, text
 
-from connector.kore.sandbox import DEFAULT_SECRET, Faults, Sandbox
-from tests.conftest import run_cli, tenant_config, write_config
+from connector.kore.sandbox import Faults, Sandbox
+from tests.conftest import SECRET, run_cli, tenant_config, write_config
 from tests.helpers import assert_exactly_once, runs, summary
 
 VALID = 600
@@ -117,7 +117,7 @@ def test_a_kill_in_the_middle_of_updates_and_deletes_is_finished_by_the_next_run
 
 
 def test_a_5xx_storm_fails_the_run_and_the_next_run_delivers(tmp_path: Path) -> None:
-    with Sandbox(faults=Faults(fail_every=1)) as sandbox:
+    with Sandbox(secret=SECRET, faults=Faults(fail_every=1)) as sandbox:
         config, expected, url = _setup(tmp_path, sandbox, retries=2)
 
         stormy = run_cli("sync", config=config)
@@ -134,7 +134,7 @@ def test_429s_with_every_kind_of_retry_after_slow_the_run_and_lose_nothing(
     tmp_path: Path, style: str
 ) -> None:
     faults = Faults(rate_limit_every=2, retry_after=style)  # type: ignore[arg-type]
-    with Sandbox(faults=faults) as sandbox:
+    with Sandbox(secret=SECRET, faults=faults) as sandbox:
         config, expected, url = _setup(tmp_path, sandbox)
 
         result = run_cli("sync", config=config)
@@ -145,7 +145,7 @@ def test_429s_with_every_kind_of_retry_after_slow_the_run_and_lose_nothing(
 
 
 def test_connections_reset_mid_body_are_retried(tmp_path: Path) -> None:
-    with Sandbox(faults=Faults(reset_every=2)) as sandbox:
+    with Sandbox(secret=SECRET, faults=Faults(reset_every=2)) as sandbox:
         config, expected, url = _setup(tmp_path, sandbox)
 
         result = run_cli("sync", config=config)
@@ -156,7 +156,7 @@ def test_connections_reset_mid_body_are_retried(tmp_path: Path) -> None:
 
 
 def test_answers_slower_than_the_timeout_are_settled_by_the_next_run(tmp_path: Path) -> None:
-    with Sandbox(faults=Faults(late_seconds=1.5)) as sandbox:
+    with Sandbox(secret=SECRET, faults=Faults(late_seconds=1.5)) as sandbox:
         config, expected, url = _setup(tmp_path, sandbox, timeout_seconds=0.5, retries=1)
 
         late = run_cli("sync", config=config)
@@ -172,7 +172,7 @@ def test_answers_slower_than_the_timeout_are_settled_by_the_next_run(tmp_path: P
 
 
 def test_a_whole_file_400_is_narrowed_to_the_rows_at_fault(tmp_path: Path) -> None:
-    with Sandbox(faults=Faults(duplicates="reject-file")) as sandbox:
+    with Sandbox(secret=SECRET, faults=Faults(duplicates="reject-file")) as sandbox:
         config, expected, url = _setup(tmp_path, sandbox)
         first = run_cli("sync", config=config)
         assert first.returncode == 0, first.stderr
@@ -183,9 +183,9 @@ def test_postgresql_backends_terminated_mid_run(tmp_path: Path, postgres_url: st
     name = f"kc_{secrets.token_hex(4)}"
     url = f"{postgres_url}&application_name={name}"
     killer = create_engine(postgres_url)
-    with Sandbox(faults=Faults(delay_seconds=0.4)) as sandbox:
+    with Sandbox(secret=SECRET, faults=Faults(delay_seconds=0.4)) as sandbox:
         config, expected, _ = _setup(tmp_path, sandbox, state_url=url, batch_size=50)
-        env = {**os.environ, "TEST_KORE_SECRET": DEFAULT_SECRET}
+        env = {**os.environ, "TEST_KORE_SECRET": SECRET}
         command = [sys.executable, "-m", "connector", "sync", "--config", str(config)]
         child = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
         terminated = 0

@@ -14,7 +14,7 @@ from connector.kore.sandbox import Sandbox
 from connector.settings import SqlSourceSettings, XlsxSourceSettings
 from connector.sources.sql import SqlSource
 from connector.sources.xlsx_files import inspect_xlsx
-from tests.conftest import run_cli, tenant_config, write_config
+from tests.conftest import SECRET, run_cli, tenant_config, write_config
 from tests.helpers import held, rejected, runs
 from tests.messy import write_export
 
@@ -57,7 +57,7 @@ def test_csv_encodings_and_xlsx_give_identical_contacts(tmp_path: Path) -> None:
 
     results = {}
     for name, path in variants.items():
-        with Sandbox() as sandbox:
+        with Sandbox(secret=SECRET) as sandbox:
             tenant = tenant_config(sandbox, path)
             if name == "xlsx":
                 tenant["source"] = {"kind": "xlsx", "path": str(path), "sheet": "Contacts"}

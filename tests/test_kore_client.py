@@ -14,11 +14,11 @@ from connector.kore.pacing import Pacer, Throttle
 from connector.kore.sandbox import (
     DEFAULT_ACCOUNT_ID,
     DEFAULT_CLIENT_ID,
-    DEFAULT_SECRET,
     Faults,
     Sandbox,
 )
 from connector.settings import KoreSettings
+from tests.conftest import SECRET
 
 CSV = b"firstName,lastName,salutation,cellPhoneNumber,cellPhoneCountryCode,cellPhoneExtension\r\nA,B,,4155550132,+1,\r\n"
 
@@ -29,7 +29,7 @@ def _settings(host: str, **extra: Any) -> KoreSettings:
         bot_id="st-bot",
         account_id=DEFAULT_ACCOUNT_ID,
         client_id=DEFAULT_CLIENT_ID,
-        client_secret=SecretStr(DEFAULT_SECRET),
+        client_secret=SecretStr(SECRET),
         **{"retries": 2, "backoff_seconds": 0.0, **extra},
     )
 
@@ -66,7 +66,7 @@ def test_every_request_carries_a_fresh_short_lived_jwt_and_the_account(algorithm
         client.import_contacts(CSV)
 
         tokens = [r.headers["auth"] for r in seen]
-        claims = [jwt.decode(t, DEFAULT_SECRET, algorithms=[algorithm]) for t in tokens]
+        claims = [jwt.decode(t, SECRET, algorithms=[algorithm]) for t in tokens]
         assert all(c["appId"] == DEFAULT_CLIENT_ID and c["sub"] for c in claims)
         assert all(0 < c["exp"] - c["iat"] <= 300 for c in claims)
         assert claims[0]["jti"] != claims[1]["jti"]
@@ -74,11 +74,11 @@ def test_every_request_carries_a_fresh_short_lived_jwt_and_the_account(algorithm
         assert seen[0].headers["accountId"] == DEFAULT_ACCOUNT_ID
         assert seen[0].url.path == "/agentassist/api/v1/public/st-bot/contacts/import-contacts"
         assert b'name="result_file"' in seen[0].content and CSV in seen[0].content
-        assert DEFAULT_SECRET not in repr(client) + repr(client._http.auth)
+        assert SECRET not in repr(client) + repr(client._http.auth)
 
 
 def test_5xx_is_retried_then_reported_unavailable() -> None:
-    with Sandbox(faults=Faults(fail_every=1)) as sandbox:
+    with Sandbox(secret=SECRET, faults=Faults(fail_every=1)) as sandbox:
         sleeps: list[float] = []
         with KoreClient(_settings(sandbox.url), sleep=sleeps.append, pacers=_free_pacer) as client:
             with pytest.raises(KoreUnavailable, match="after 3 tries: HTTP 500"):
@@ -90,7 +90,7 @@ def test_5xx_is_retried_then_reported_unavailable() -> None:
 @pytest.mark.parametrize("style", ["seconds", "date"])
 def test_429_waits_for_retry_after_without_spending_a_retry(style: str) -> None:
     faults = Faults(rate_limit_every=2, retry_after=style)  # type: ignore[arg-type]
-    with Sandbox(faults=faults) as sandbox:
+    with Sandbox(secret=SECRET, faults=faults) as sandbox:
         pacer, sleeps = _recording_pacer()
         failures: list[float] = []
         settings = _settings(sandbox.url, retries=0, max_rate_limit_wait_seconds=3)
@@ -167,7 +167,7 @@ def test_the_rate_limit_message_counts_as_429_whatever_the_status() -> None:
 
 
 def test_a_dropped_connection_is_retried_and_marked_uncertain() -> None:
-    with Sandbox(faults=Faults(drop_every=2)) as sandbox:
+    with Sandbox(secret=SECRET, faults=Faults(drop_every=2)) as sandbox:
         with KoreClient(_settings(sandbox.url), pacers=_free_pacer) as client:
             assert client.import_contacts(CSV).uncertain is False
             second = client.import_contacts(CSV.replace(b"0132", b"0133"))
@@ -181,11 +181,11 @@ def test_wrong_secret_is_a_credentials_error_after_one_fresh_token() -> None:
         with KoreClient(_settings(sandbox.url), pacers=_free_pacer) as client:
             with pytest.raises(KoreAuthError, match="refused the credentials") as caught:
                 client.list_contacts()
-            assert DEFAULT_SECRET not in str(caught.value)
+            assert SECRET not in str(caught.value)
 
 
 def test_other_4xx_is_rejected_with_the_detail() -> None:
-    with Sandbox(faults=Faults(duplicates="reject-file")) as sandbox:
+    with Sandbox(secret=SECRET, faults=Faults(duplicates="reject-file")) as sandbox:
         with KoreClient(_settings(sandbox.url), pacers=_free_pacer) as client:
             client.import_contacts(CSV)
             with pytest.raises(KoreRejected) as caught:
@@ -214,7 +214,7 @@ def test_the_pacer_keeps_to_each_window() -> None:
 
 
 def test_list_contacts_reads_results() -> None:
-    with Sandbox() as sandbox:
+    with Sandbox(secret=SECRET) as sandbox:
         sandbox.import_contacts(CSV)
         with KoreClient(_settings(sandbox.url), pacers=_free_pacer) as client:
             (contact,) = client.list_contacts()

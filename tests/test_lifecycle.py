@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 from sqlalchemy import create_engine, text
 
-from connector.kore.sandbox import DEFAULT_SECRET, Faults, Sandbox
-from tests.conftest import run_cli, tenant_config, write_config
+from connector.kore.sandbox import Faults, Sandbox
+from tests.conftest import SECRET, run_cli, tenant_config, write_config
 from tests.daemons import DaemonProcess, wait_for
 from tests.helpers import held, rejected, runs, summary
 
@@ -194,7 +194,9 @@ def test_failing_updates_and_deletes_lose_nothing_and_do_nothing_twice(
     exports = tmp_path / "exports"
     first = people(120)
     switch = {"fail_every": 2} if faults == "fail" else {"drop_every": 2}
-    with Sandbox(faults=Faults(on=frozenset({"update", "delete"}), **switch)) as sandbox:  # type: ignore[arg-type]
+    with Sandbox(
+        secret=SECRET, faults=Faults(on=frozenset({"update", "delete"}), **switch)
+    ) as sandbox:  # type: ignore[arg-type]
         write(exports / "1.csv", first, mtime=1_700_000_000)
         tenant = snapshot_tenant(sandbox, exports)
         tenant["kore"].update(batch_size=10, retries=0)
@@ -223,7 +225,7 @@ def test_kill_9_during_deletes_and_updates_then_the_next_run_finishes_them(
 ) -> None:
     exports = tmp_path / "exports"
     first = people(200)
-    with Sandbox(faults=Faults(on=frozenset({"update", "delete"}))) as sandbox:
+    with Sandbox(secret=SECRET, faults=Faults(on=frozenset({"update", "delete"}))) as sandbox:
         write(exports / "1.csv", first, mtime=1_700_000_000)
         tenant = snapshot_tenant(sandbox, exports)
         tenant["kore"]["batch_size"] = 10
@@ -237,7 +239,7 @@ def test_kill_9_during_deletes_and_updates_then_the_next_run_finishes_them(
         for wanted in ("delete", "update"):
             child = subprocess.Popen(
                 [sys.executable, "-m", "connector", "sync", "--config", str(config)],
-                env={**os.environ, "TEST_KORE_SECRET": DEFAULT_SECRET},
+                env={**os.environ, "TEST_KORE_SECRET": SECRET},
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from connector.kore.sandbox import Faults, Sandbox
-from tests.conftest import run_cli, tenant_config, write_config
+from tests.conftest import SECRET, run_cli, tenant_config, write_config
 from tests.helpers import held, runs, summary
 from tests.test_lifecycle import expected, people, write
 
@@ -19,7 +19,7 @@ def _sync(
 ) -> tuple[Sandbox, dict[str, int]]:
     rows = people(count)
     write(tmp_path / "contacts.csv", rows)
-    with Sandbox(faults=faults) as sandbox:
+    with Sandbox(secret=SECRET, faults=faults) as sandbox:
         tenant = tenant_config(
             sandbox,
             tmp_path / "contacts.csv",

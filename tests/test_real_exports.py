@@ -19,7 +19,7 @@ from connector.kore.sandbox import Sandbox
 from connector.mapping import builtin_names, load_mapping, names_of
 from connector.settings import CsvSourceSettings
 from connector.sources.files import FileSource
-from tests.conftest import SAMPLES, run_cli, tenant_config, write_config
+from tests.conftest import SAMPLES, SECRET, run_cli, tenant_config, write_config
 from tests.helpers import rejected, runs, summary
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -33,7 +33,7 @@ def _dry_run(
     export = tmp_path / "export.csv"
     with export.open("w", encoding="utf-8", newline="") as handle:
         csv.writer(handle).writerows([header, *rows])
-    with Sandbox() as sandbox:
+    with Sandbox(secret=SECRET) as sandbox:
         config = write_config(tmp_path, {"t": tenant_config(sandbox, export, mapping=mapping)})
         result = run_cli("sync", "--dry-run", config=config)
     assert result.returncode == 0, result.stderr

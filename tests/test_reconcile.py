@@ -11,8 +11,8 @@ import sys
 import time
 from pathlib import Path
 
-from connector.kore.sandbox import DEFAULT_SECRET, Faults, Sandbox
-from tests.conftest import run_cli, tenant_config, write_config
+from connector.kore.sandbox import Faults, Sandbox
+from tests.conftest import SECRET, run_cli, tenant_config, write_config
 from tests.helpers import held, runs, summary
 from tests.test_lifecycle import expected, number, people, table, write
 
@@ -140,7 +140,7 @@ def test_faults_while_reconcile_recreates_lose_nothing_and_create_nothing_twice(
 def test_kill_9_during_reconcile_apply_then_it_finishes_exactly_once(tmp_path: Path) -> None:
     exports = tmp_path / "exports"
     write(exports / "1.csv", people(150))
-    with Sandbox() as sandbox:
+    with Sandbox(secret=SECRET) as sandbox:
         tenant = tenant_config(sandbox, exports / "*.csv", batch_size=10)
         config = write_config(tmp_path, {"t": tenant}, daemon={"lease_seconds": 3})
         assert run_cli("sync", config=config).returncode == 0
@@ -150,7 +150,7 @@ def test_kill_9_during_reconcile_apply_then_it_finishes_exactly_once(tmp_path: P
         uploads = sandbox.state.uploads
         child = subprocess.Popen(
             [sys.executable, "-m", "connector", "reconcile", "--apply", "--config", str(config)],
-            env={**os.environ, "TEST_KORE_SECRET": DEFAULT_SECRET},
+            env={**os.environ, "TEST_KORE_SECRET": SECRET},
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )

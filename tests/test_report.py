@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 
 from connector.contacts import Rejection
-from connector.kore.sandbox import DEFAULT_SECRET, Sandbox
+from connector.kore.sandbox import Sandbox
 from connector.kore.wire import batch_csv
 from connector.report import Report, neutralise
 from connector.state import Store
-from tests.conftest import run_cli, tenant_config, write_config
+from tests.conftest import SECRET, run_cli, tenant_config, write_config
 from tests.helpers import rejected, runs, summary
 from tests.messy import write_export
 
@@ -80,7 +80,7 @@ def test_state_and_reports_are_readable_by_their_owner_only_whatever_the_umask(
     for args in (("sync", "--dry-run"), ("sync",)):
         done = subprocess.run(
             [sys.executable, "-m", "connector", *args, "--config", str(config)],
-            env={**os.environ, "TEST_KORE_SECRET": DEFAULT_SECRET},
+            env={**os.environ, "TEST_KORE_SECRET": SECRET},
             capture_output=True,
             text=True,
             preexec_fn=lambda: os.umask(umask),

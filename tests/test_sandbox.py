@@ -13,10 +13,10 @@ import pytest
 from connector.kore.sandbox import (
     DEFAULT_ACCOUNT_ID,
     DEFAULT_CLIENT_ID,
-    DEFAULT_SECRET,
     Faults,
     Sandbox,
 )
+from tests.conftest import SECRET
 
 CSV = (
     "firstName,lastName,salutation,cellPhoneNumber,cellPhoneCountryCode,cellPhoneExtension\n"
@@ -35,7 +35,7 @@ def _headers(**claims: object) -> dict[str, str]:
             "jti": uuid.uuid4().hex,
             **claims,
         },
-        DEFAULT_SECRET,
+        SECRET,
         algorithm="HS256",
     )
     return {"auth": token, "accountid": DEFAULT_ACCOUNT_ID}

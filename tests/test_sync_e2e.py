@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from connector.kore.sandbox import DEFAULT_SECRET, Faults, Sandbox
+from connector.kore.sandbox import Faults, Sandbox
 from connector.state import Store
-from tests.conftest import run_cli, tenant_config, write_config
+from tests.conftest import SECRET, run_cli, tenant_config, write_config
 from tests.helpers import held, rejected, runs, summary, total
 from tests.messy import write_export
 
@@ -70,7 +70,7 @@ def test_failing_and_dropping_sandbox_loses_nothing_and_creates_nothing_twice(
     export = tmp_path / "contacts.csv"
     expected = write_export(export, valid=1500, seed=11)
     faults = Faults(fail_every=3, drop_every=5, duplicates=duplicates)  # type: ignore[arg-type]
-    with Sandbox(faults=faults) as sandbox:
+    with Sandbox(secret=SECRET, faults=faults) as sandbox:
         config = write_config(
             tmp_path, {"acme": tenant_config(sandbox, export, batch_size=100, retries=1)}
         )
@@ -97,13 +97,13 @@ def test_failing_and_dropping_sandbox_loses_nothing_and_creates_nothing_twice(
 def test_kill_9_during_an_upload_resends_only_the_batch_in_flight(tmp_path: Path) -> None:
     export = tmp_path / "contacts.csv"
     expected = write_export(export, valid=1000, seed=5)
-    with Sandbox(faults=Faults(delay_seconds=0.4)) as sandbox:
+    with Sandbox(secret=SECRET, faults=Faults(delay_seconds=0.4)) as sandbox:
         config = write_config(
             tmp_path,
             {"acme": tenant_config(sandbox, export, batch_size=100)},
             daemon={"lease_seconds": 4},
         )
-        env = {**os.environ, "TEST_KORE_SECRET": DEFAULT_SECRET}
+        env = {**os.environ, "TEST_KORE_SECRET": SECRET}
         child = subprocess.Popen(
             [sys.executable, "-m", "connector", "sync", "--config", str(config)],
             env=env,
@@ -170,7 +170,7 @@ def test_numbers_kore_already_has_are_reported_and_the_rest_delivered(tmp_path: 
     expected = write_export(export, valid=300, seed=9)
     taken = sorted(expected.contacts)[:3]
     for duplicates in ("skip", "reject-file"):
-        with Sandbox(faults=Faults(duplicates=duplicates)) as sandbox:  # type: ignore[arg-type]
+        with Sandbox(secret=SECRET, faults=Faults(duplicates=duplicates)) as sandbox:  # type: ignore[arg-type]
             body = "firstName,lastName,salutation,cellPhoneNumber,cellPhoneCountryCode,cellPhoneExtension\n"
             body += "".join(f"Someone,Else,,{k},,\n" for k in taken)
             sandbox.import_contacts(body.encode())
@@ -265,7 +265,7 @@ def test_rows_kore_refuses_are_found_and_reported_and_the_rest_delivered(
     expected = write_export(export, valid=400, seed=13)
     refused = frozenset(list(expected.contacts)[i] for i in (3, 250, 390))
     faults = Faults(duplicates=duplicates, refuse=refused)  # type: ignore[arg-type]
-    with Sandbox(faults=faults) as sandbox:
+    with Sandbox(secret=SECRET, faults=faults) as sandbox:
         config = write_config(tmp_path, {"acme": tenant_config(sandbox, export, batch_size=200)})
 
         result = run_cli("sync", config=config)
@@ -376,9 +376,9 @@ def test_an_answer_that_lists_refused_rows_too_is_not_taken_as_created(
             ],
         )
 
-    with Sandbox() as sandbox:
+    with Sandbox(secret=SECRET) as sandbox:
         config = write_config(tmp_path, {"acme": tenant_config(sandbox, export)})
-    monkeypatch.setenv("TEST_KORE_SECRET", DEFAULT_SECRET)
+    monkeypatch.setenv("TEST_KORE_SECRET", SECRET)
     settings = load_settings(config)
     store = Store(settings.state_url)
     result = run_tenant(
@@ -403,9 +403,9 @@ def test_ctrl_c_during_a_sync_settles_the_batch_in_flight_and_records_interrupte
 ) -> None:
     export = tmp_path / "contacts.csv"
     expected = write_export(export, valid=500, seed=21)
-    with Sandbox(faults=Faults(delay_seconds=1)) as sandbox:
+    with Sandbox(secret=SECRET, faults=Faults(delay_seconds=1)) as sandbox:
         config = write_config(tmp_path, {"acme": tenant_config(sandbox, export, batch_size=100)})
-        env = {**os.environ, "TEST_KORE_SECRET": DEFAULT_SECRET}
+        env = {**os.environ, "TEST_KORE_SECRET": SECRET}
         child = subprocess.Popen(
             [sys.executable, "-m", "connector", "sync", "--config", str(config)],
             env=env,
@@ -443,7 +443,7 @@ def test_a_contact_kore_had_before_the_batch_is_never_adopted_after_an_uncertain
     export = tmp_path / "contacts.csv"
     expected = write_export(export, valid=200, seed=31)
     theirs = sorted(expected.contacts)[0]
-    with Sandbox(faults=Faults(drop_every=1)) as sandbox:
+    with Sandbox(secret=SECRET, faults=Faults(drop_every=1)) as sandbox:
         body = batch_csv([("Someone", "Else", "", theirs, "", "")])
         sandbox.faults.drop_every = 0
         status, created = sandbox.import_contacts(body)
