@@ -9,7 +9,7 @@ demo: $(VENV)/.installed
 	$(BIN)/kore-connector demo
 
 test: lint
-	$(BIN)/pytest
+	$(BIN)/pytest -n 3
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from connector.kore.sandbox import Faults, Sandbox
 from tests.conftest import SECRET, leaks, run_cli, tenant_config, write_config
 from tests.helpers import runs
@@ -21,10 +23,13 @@ def test_the_search_finds_a_planted_secret(tmp_path: Path) -> None:
         (tmp_path / "deep" / "er" / "oops.log").unlink()  # the session's own search finds it
 
 
+@pytest.mark.slow
 def test_debug_and_json_logs_reports_and_state_never_hold_the_secret(tmp_path: Path) -> None:
     export = tmp_path / "contacts.csv"
     write_export(export, valid=300, seed=11)
-    with Sandbox(secret=SECRET, faults=Faults(fail_every=3, drop_every=4, rate_limit_every=5)) as sandbox:
+    with Sandbox(
+        secret=SECRET, faults=Faults(fail_every=3, drop_every=4, rate_limit_every=5)
+    ) as sandbox:
         config = write_config(tmp_path, {"acme": tenant_config(sandbox, export, batch_size=50)})
         outputs = [
             run_cli("check", "--online", "-v", config=config),

@@ -33,6 +33,8 @@ VALID = 600
 LEASE = 2.0
 """Seconds a killed process's lease outlives it."""
 
+pytestmark = pytest.mark.slow
+
 
 def _export(path: Path, *, names: str = "Name", keep: range = range(VALID)) -> dict[str, str]:
     """An export of the numbers in ``keep``, plus rows the run must not send (an invalid

@@ -40,6 +40,7 @@ def _write_xlsx(path: Path, rows: list[list[str]]) -> None:
     book.save(path)
 
 
+@pytest.mark.slow
 def test_csv_encodings_and_xlsx_give_identical_contacts(tmp_path: Path) -> None:
     original = tmp_path / "utf8" / "contacts.csv"
     original.parent.mkdir()

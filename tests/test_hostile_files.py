@@ -176,3 +176,77 @@ def test_blank_lines_and_multi_line_records_are_accounted_for(
         "row_lines": 6,
         "blank_lines": 2,
     }
+
+
+def _zip_named_csv() -> bytes:
+    import zipfile
+
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as archive:
+        archive.writestr("xl/workbook.xml", "<workbook/>")
+    return out.getvalue()
+
+
+GOOD = _csv([HEADER, *_rows(1, 3)]).encode()
+CORPUS: dict[str, bytes] = {
+    "empty": b"",
+    "header_only": _csv([HEADER]).encode(),
+    "only_quotes": b'"' * 501,
+    "quote_storm": _csv(
+        [HEADER, ["q1", 'Ann ""A"" "', '","', "+1 201 555 0101", '\r\n"\r\n",,"']]
+    ).encode()
+    + GOOD,
+    "lone_cr_line_ends": GOOD.replace(b"\r\n", b"\r"),
+    "mixed_line_ends": GOOD.replace(b"\r\n", b"\n", 2),
+    "nul_in_header": b"Id,First\x00Name,LastName,MobilePhone\r\n1,A,B,+12015550100\r\n",
+    "control_bytes": bytes(range(1, 32)) * 40,
+    "bom_then_binary": codecs.BOM_UTF8 + bytes(range(256)) * 8,
+    "utf16_odd_length": GOOD.decode().encode("utf-16-le") + b"\x00",
+    "utf32_bom": codecs.BOM_UTF32_LE + GOOD.decode().encode("utf-32-le"),
+    "sep_hint_only": b"sep=;\r\n",
+    "one_line_2mb_no_break": b"Id,FirstName,LastName,MobilePhone\r\n" + b"x" * (2 << 20),
+    "many_columns": _csv(
+        [HEADER + [f"c{i}" for i in range(50_000)]] + [row + [""] * 50_000 for row in _rows(1, 3)]
+    ).encode(),
+    "zip_named_csv": _zip_named_csv(),
+    "pdf_named_csv": b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n1 0 obj\n<<>>\nendobj\n" + bytes(200),
+    "invalid_utf8_tail": GOOD + b"4,Bad,\xff\xfe\xfd,+12015550104,x\r\n",
+    "unterminated_last_field": GOOD + b'5,Open,Quote,+12015550105,"never closed\r\n',
+}
+
+
+def test_a_corpus_of_hostile_files_gives_rows_rejections_or_one_clean_line_each(
+    tmp_path: Path, sandbox: Sandbox
+) -> None:
+    """Every file as a tenant of its own, all in one real ``sync``: no traceback, no raw bytes
+    printed, one error line per failed tenant, and nothing sent that is not a row of the file."""
+    tenants = {}
+    for name, content in CORPUS.items():
+        path = tmp_path / f"{name}.csv"
+        path.write_bytes(content)
+        tenant = tenant_config(sandbox, path, bot_id=f"st-{name}")
+        tenant["source"]["max_row_chars"] = 1 << 20
+        tenants[name.replace("_", "-")] = tenant
+    config = write_config(tmp_path, tenants)
+
+    result = run_cli("sync", config=config, timeout=600)
+
+    assert result.returncode in (0, 1, 2), result.stderr
+    lines = result.stderr.splitlines()
+    assert not any(x.startswith(("internal error", "Traceback")) for x in lines), result.stderr
+    assert all(c.isprintable() for line in lines + result.stdout.splitlines() for c in line)
+    sent = set(held(sandbox))
+    assert sent <= {f"+120155501{n:02d}" for n in range(0, 6)} | {
+        f"+120155510{n:02d}" for n in range(1, 4)
+    }
+    summaries = {run.parent.name: summary(run) for run in (tmp_path / "reports").glob("*/*")}
+    assert summaries["quote-storm"]["status"] == "completed"
+    assert summaries["unterminated-last-field"]["status"] == "failed"
+    assert (
+        "line 5: a quote opened in this record is never closed"
+        in summaries["unterminated-last-field"]["error"]
+    )
+    assert "zip archive" in summaries["zip-named-csv"]["error"]
+    assert "line 5: not valid utf-16-le" in summaries["utf16-odd-length"]["error"]
+    assert summaries["utf32-bom"]["status"] == "completed"
+    assert summaries["many-columns"]["status"] == "completed"

@@ -187,6 +187,7 @@ def test_only_what_is_ours_is_updated_or_deleted(tmp_path: Path, sandbox: Sandbo
     assert [(r["phone_key"], r["plan"][:13]) for r in plan] == [(number(0), "keep (not our")]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("faults", ["fail", "drop"])
 def test_failing_updates_and_deletes_lose_nothing_and_do_nothing_twice(
     tmp_path: Path, faults: str
@@ -220,6 +221,7 @@ def test_failing_updates_and_deletes_lose_nothing_and_do_nothing_twice(
     assert '"pending": 0' in status.stdout
 
 
+@pytest.mark.slow
 def test_kill_9_during_deletes_and_updates_then_the_next_run_finishes_them(
     tmp_path: Path,
 ) -> None:

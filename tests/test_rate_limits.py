@@ -13,6 +13,8 @@ from tests.conftest import SECRET, run_cli, tenant_config, write_config
 from tests.helpers import held, runs, summary
 from tests.test_lifecycle import expected, people, write
 
+pytestmark = pytest.mark.slow
+
 
 def _sync(
     tmp_path: Path, faults: Faults, per_minute: int, count: int = 800

@@ -11,6 +11,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from connector.kore.sandbox import Faults, Sandbox
 from tests.conftest import SECRET, run_cli, tenant_config, write_config
 from tests.helpers import held, runs, summary
@@ -115,6 +117,7 @@ def test_reconcile_never_recreates_a_number_flagged_do_not_call(
     ]
 
 
+@pytest.mark.slow
 def test_faults_while_reconcile_recreates_lose_nothing_and_create_nothing_twice(
     tmp_path: Path, sandbox: Sandbox
 ) -> None:

@@ -59,6 +59,7 @@ def database_url(request: pytest.FixtureRequest) -> str:
     return str(request.getfixturevalue(f"{request.param}_url"))
 
 
+@pytest.mark.slow
 def test_a_table_is_read_incrementally_by_cursor_with_a_tie_break_on_id(
     tmp_path: Path, sandbox: Sandbox, database_url: str
 ) -> None:

@@ -63,6 +63,7 @@ def test_messy_export_creates_every_valid_contact_once_and_reports_the_rest(
     assert summary(later[0])["counters"].get("sent", 0) == 0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("duplicates", ["skip", "reject-file"])
 def test_failing_and_dropping_sandbox_loses_nothing_and_creates_nothing_twice(
     tmp_path: Path, duplicates: str
@@ -94,6 +95,7 @@ def test_failing_and_dropping_sandbox_loses_nothing_and_creates_nothing_twice(
     assert {k: d.kore_id for k, d in recorded.items()} == ids
 
 
+@pytest.mark.slow
 def test_kill_9_during_an_upload_resends_only_the_batch_in_flight(tmp_path: Path) -> None:
     export = tmp_path / "contacts.csv"
     expected = write_export(export, valid=1000, seed=5)
