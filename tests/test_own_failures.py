@@ -6,12 +6,12 @@ someone else created."""
 from __future__ import annotations
 
 import csv
-import io
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from connector.kore.sandbox import Sandbox
+from connector.kore.wire import batch_csv
 from tests.conftest import on_small_disk, run_cli, tenant_config, write_config
 from tests.helpers import assert_exactly_once, held, runs, summary
 
@@ -29,21 +29,8 @@ def _export(path: Path) -> None:
 
 def _created_elsewhere_an_hour_ago(sandbox: Sandbox) -> None:
     """Every other number of the export is already in Kore, created by someone else."""
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(
-        [
-            "firstName",
-            "lastName",
-            "salutation",
-            "cellPhoneNumber",
-            "cellPhoneCountryCode",
-            "cellPhoneExtension",
-        ]
-    )
-    for n in range(0, 2 * EXISTING, 2):
-        writer.writerow(["Other", "Person", "", f"201555{n:04d}", "+1", ""])
-    status, _ = sandbox.import_contacts(out.getvalue().encode())
+    rows = [["Other", "Person", "", f"201555{n:04d}", "+1", ""] for n in range(0, 2 * EXISTING, 2)]
+    status, _ = sandbox.import_contacts(batch_csv(rows))
     assert status == 200
     earlier = (datetime.now(UTC) - timedelta(hours=1)).isoformat().replace("+00:00", "Z")
     with sandbox.state.lock:
