@@ -10,6 +10,7 @@ import argparse
 import contextlib
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -189,7 +190,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             "sandbox": cmd_sandbox,
             "demo": cmd_demo,
         }[args.command]
-        return handler(args)
+        code = handler(args)
+        sys.stdout.flush()  # a reader that went away shows here, not at exit
+        return code
+    except BrokenPipeError:
+        # the reader went away (`status | head -1`): nothing more to say, and nowhere to say it
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return FAILED
     except ConnectorError as exc:
         print_error(exc, verbose=verbose)
         return exc.exit_code
@@ -384,8 +391,10 @@ def _records(args: argparse.Namespace) -> bool:
 
 def cmd_check(args: argparse.Namespace) -> int:
     from connector.checks import check_tenant
+    from connector.state.store import check_location
 
     settings, base = _load(args)
+    check_location(settings.state_url)
     code = OK
     for name, tenant in _tenants(settings, args.tenant).items():
         try:

@@ -43,6 +43,25 @@ class SourceError(ConnectorError):
     pass
 
 
+_EXTRAS = {
+    "postgresql": ("postgres", "postgresql+psycopg://"),
+    "mysql": ("mysql", "mysql+pymysql://"),
+    "mariadb": ("mysql", "mysql+pymysql://"),
+}
+
+
+def missing_driver(setting: str, url: str, exc: Exception) -> ConfigError:
+    """A database URL whose driver is not installed: which extra of the package brings it."""
+    backend = url.split(":", 1)[0].split("+", 1)[0]
+    extra = _EXTRAS.get(backend)
+    return ConfigError(
+        f"{setting} {url}: its database driver is not installed ({exc})",
+        hint=f"pip install 'kore-connector[{extra[0]}]' and write the URL as {extra[1]}…"
+        if extra
+        else "install the SQLAlchemy driver the URL names",
+    )
+
+
 class StateError(ConnectorError):
     pass
 

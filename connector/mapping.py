@@ -17,11 +17,11 @@ from importlib.resources import files
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from connector.contacts import Contact, PhoneKey, Rejection, safe_name
 from connector.errors import ConfigError
+from connector.settings import load_yaml
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -695,10 +695,7 @@ def load_mapping(name_or_path: str, *, base: Path | None = None) -> Mapping:
 
 
 def _parse(name: str, text: str) -> Mapping:
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError:
-        raise ConfigError(f"mapping {name}: not valid YAML") from None
+    data = load_yaml(text, Path(f"mapping {name}"))
     try:
         return Mapping(name, MappingSpec.model_validate(data))
     except ValidationError as exc:

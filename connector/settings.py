@@ -8,12 +8,14 @@ the file, as operators expect when they override one value for one run.
 from __future__ import annotations
 
 import codecs
+import difflib
 import ipaddress
 import os
 import re
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from types import UnionType
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 from urllib.parse import urlsplit
 
 import yaml
@@ -273,20 +275,16 @@ def load_settings(path: Path) -> Settings:
         ) from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read config file: {exc.strerror}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"{path}{where}: not valid YAML") from None
+    data = load_yaml(text, path)
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping with 'tenants' at the top")
-    data = _expand(data, path, ())
+    empties: dict[tuple[str, ...], str] = {}
+    data = _expand(data, path, (), empties)
     try:
         settings = Settings(**data)
     except ValidationError as exc:
         raise ConfigError(
-            _describe(path, exc), hint="see README.md, 'Configuring a tenant'"
+            _describe(path, exc, empties), hint="see README.md, 'Configuring a tenant'"
         ) from None
     return _anchored(settings, path.parent)
 
@@ -324,11 +322,33 @@ def _anchored_url(url: str, base: Path) -> str:
     return prefix + str(base / rest)
 
 
-def _expand(value: Any, path: Path, where: tuple[str, ...]) -> Any:
+def load_yaml(text: str, path: Path) -> Any:
+    """A YAML document, or a ``ConfigError`` with the parser's reason, line and column."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1} column {mark.column + 1}" if mark is not None else ""
+        reason = getattr(exc, "problem", None) or "cannot be read"
+        context = getattr(exc, "context", None)
+        raise ConfigError(
+            f"{path}{where}: not valid YAML: {reason}" + (f" ({context})" if context else ""),
+            hint="check the indentation and the quoting there (a value holding ': ' or "
+            "starting with a special character needs quotes)",
+        ) from None
+
+
+def _expand(
+    value: Any, path: Path, where: tuple[str, ...], empties: dict[tuple[str, ...], str]
+) -> Any:
+    """``${VAR}`` replaced from the environment; where a set but empty variable was used is
+    kept in ``empties``, for the message should the empty value be refused."""
     if isinstance(value, dict):
-        return {key: _expand(item, path, (*where, str(key))) for key, item in value.items()}
+        return {
+            key: _expand(item, path, (*where, str(key)), empties) for key, item in value.items()
+        }
     if isinstance(value, list):
-        return [_expand(item, path, (*where, str(i))) for i, item in enumerate(value)]
+        return [_expand(item, path, (*where, str(i)), empties) for i, item in enumerate(value)]
     if isinstance(value, str):
 
         def lookup(match: re.Match[str]) -> str:
@@ -337,23 +357,90 @@ def _expand(value: Any, path: Path, where: tuple[str, ...]) -> Any:
                 raise ConfigError(
                     f"{path}: {'.'.join(where)} uses ${{{name}}}, which is not set in the environment"
                 )
+            if not os.environ[name]:
+                empties[where] = name
             return os.environ[name]
 
         return _VAR.sub(lookup, value)
     return value
 
 
-def _describe(path: Path, exc: ValidationError) -> str:
-    """One line for the first problem, naming its dotted path; never echo the input value."""
-    error = exc.errors(include_input=False)[0]
-    location = ".".join(str(part) for part in error["loc"] if part not in ("csv", "xlsx", "sql"))
+def _describe(path: Path, exc: ValidationError, empties: dict[tuple[str, ...], str]) -> str:
+    """Every problem on one line, unknown settings first (with the closest known one), in plain
+    words; a value that came from an empty ``${VAR}`` names the variable. Never echoes a value."""
+    errors = sorted(exc.errors(include_input=False), key=lambda e: e["type"] != "extra_forbidden")
+    problems = [_problem(error, empties) for error in errors]
+    if len(problems) == 1:
+        return f"{path}: {problems[0]}"
+    return f"{path}: {len(problems)} problems: " + "; ".join(problems)
+
+
+_TAGS = ("csv", "xlsx", "sql")
+
+
+def _problem(error: Any, empties: dict[tuple[str, ...], str]) -> str:
+    loc = tuple(str(part) for part in error["loc"])
+    shown = tuple(part for part in loc if part not in _TAGS)
+    location = ".".join(shown) or "config"
     kind = error["type"]
+    context = error.get("ctx") or {}
     if kind == "missing":
         problem = "is required"
     elif kind == "extra_forbidden":
-        problem = "is not a known setting"
+        close = difflib.get_close_matches(loc[-1], _known_at(loc[:-1]), n=1, cutoff=0.6)
+        problem = "is not a known setting" + (f" (did you mean '{close[0]}'?)" if close else "")
+    elif kind == "union_tag_invalid":
+        tags = [t.strip("' ") for t in str(context.get("expected_tags", "")).split(",")]
+        tag = str(context.get("tag", ""))
+        close = difflib.get_close_matches(tag, tags, n=1, cutoff=0.5)
+        location += ".kind"
+        problem = f"'{tag}' is not one of {', '.join(tags)}" + (
+            f" (did you mean '{close[0]}'?)" if close else ""
+        )
+    elif kind == "union_tag_not_found":
+        location += ".kind"
+        problem = f"is required: one of {', '.join(_TAGS)}"
+    elif kind in ("string_too_short", "too_short"):
+        problem = "is empty"
     else:
-        problem = error["msg"].removeprefix("Value error, ")
-    more = len(exc.errors()) - 1
-    tail = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
-    return f"{path}: {location or 'config'} {problem}{tail}"
+        problem = error["msg"].removeprefix("Value error, ").replace("Input should be", "must be")
+    variable = next((v for where, v in empties.items() if shown[: len(where)] == where), None)
+    if variable is not None:
+        problem += f" (it comes from ${{{variable}}}, which is set but empty)"
+    return f"{location} {problem}"
+
+
+def _known_at(loc: tuple[str, ...]) -> list[str]:
+    """The setting names a config may give where ``loc`` points, for "did you mean"."""
+    current: Any = Settings
+    for part in loc:
+        current = _unwrap(current, part)
+        if current is None:
+            return []
+    model = _unwrap(current, None)
+    return (
+        list(model.model_fields) if isinstance(model, type) and issubclass(model, BaseModel) else []
+    )
+
+
+def _unwrap(annotation: Any, part: str | None) -> Any:
+    """One step into a settings type: ``part`` is a field, a dict key or a source's kind;
+    None only unwraps (``Annotated``, optional)."""
+    origin = get_origin(annotation)
+    if origin is Annotated:
+        return _unwrap(get_args(annotation)[0], part)
+    if origin in (Union, UnionType):
+        members = [a for a in get_args(annotation) if a is not type(None)]
+        if part in _TAGS:
+            return next(
+                (m for m in members if m.model_fields["kind"].annotation == Literal[part]), None
+            )
+        return _unwrap(members[0], part) if len(members) == 1 else None
+    if part is None:
+        return annotation
+    if origin is dict:
+        return get_args(annotation)[1]
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        field = annotation.model_fields.get(part)
+        return None if field is None else field.annotation
+    return None

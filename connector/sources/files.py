@@ -34,7 +34,14 @@ class FileSource:
     def paths(self) -> list[Path]:
         pattern = self.settings.path
         if glob.has_magic(pattern):
-            return sorted(p for p in map(Path, glob.glob(pattern, recursive=True)) if p.is_file())
+            found = sorted(p for p in map(Path, glob.glob(pattern, recursive=True)) if p.is_file())
+            folder = _folder_of(pattern)
+            if not found and not folder.is_dir():
+                raise SourceError(
+                    f"source.path {pattern}: the folder {folder} does not exist",
+                    hint="check source.path: a glob in a missing folder would match nothing, ever",
+                )
+            return found
         path = Path(pattern)
         if not path.is_file():
             raise SourceError(f"{pattern}: file not found", hint="check source.path")
@@ -77,3 +84,10 @@ class FileSource:
 
     def checkpoint(self, rows: Mapping[str, int]) -> Checkpoint:
         return Checkpoint(processed=[(u.ident, u.name, rows.get(u.ident, 0)) for u in self._read])
+
+
+def _folder_of(pattern: str) -> Path:
+    """The folder a glob looks in: its path up to the first part with a wildcard."""
+    parts = Path(pattern).parts
+    fixed = next((i for i, part in enumerate(parts) if glob.has_magic(part)), len(parts))
+    return Path(*parts[:fixed]) if fixed else Path(".")

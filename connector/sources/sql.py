@@ -10,6 +10,7 @@ the database offers one. Rows whose cursor is NULL are read only by a run withou
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 from collections.abc import Generator, Mapping
@@ -29,11 +30,12 @@ from sqlalchemy import (
     table,
     text,
 )
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.pool import NullPool
 from sqlalchemy.sql.expression import ColumnClause
 
-from connector.errors import ConfigError, SourceError
+from connector.errors import ConfigError, SourceError, missing_driver
 from connector.mapping import normalise_header
 from connector.settings import SqlSourceSettings
 from connector.sources import SourceRow, SourceStats, SourceUnit, as_text
@@ -102,10 +104,7 @@ def _engine(settings: SqlSourceSettings) -> Engine:
     except (ArgumentError, ValueError) as exc:
         raise ConfigError(f"source.url {settings.display_url} is not usable: {exc}") from None
     except (NoSuchModuleError, ImportError) as exc:
-        raise ConfigError(
-            f"source.url {settings.display_url}: no driver for it ({exc})",
-            hint="install the driver, e.g. pip install 'kore-connector[postgres]' or '[mysql]'",
-        ) from None
+        raise missing_driver("source.url", settings.display_url, exc) from None
 
 
 class SqlTable:
@@ -151,7 +150,10 @@ class SqlTable:
     def header(self) -> list[str]:
         if self._header is None:
             with self._connect() as conn:
-                self._header = list(conn.execute(self._from().limit(0)).keys())
+                try:
+                    self._header = list(conn.execute(self._from().limit(0)).keys())
+                except SQLAlchemyError as exc:
+                    raise self._error(exc) from exc
         return self._header
 
     def rows(self) -> Generator[SourceRow, None, None]:
@@ -202,10 +204,33 @@ class SqlTable:
         return _ReadOnly(self)
 
     def _error(self, exc: SQLAlchemyError) -> SourceError:
+        """One line for a database error: a missing table names the tables there are."""
+        missing = self._missing_table()
+        if missing is not None:
+            return missing
         first = str(getattr(exc, "orig", None) or exc).splitlines()[0]
         return SourceError(
             f"source {self.settings.display_url} {self.name}: {first}",
             hint="check source.url, the table or query, and that the database is running",
+        )
+
+    def _missing_table(self) -> SourceError | None:
+        """When ``source.table`` is not in the database: the error that says so, listing the
+        tables there (closest first); None when it is there, or the database cannot tell."""
+        if not self.settings.table:
+            return None
+        schema, _, name = self.settings.table.rpartition(".")
+        try:
+            found = sa_inspect(self.engine).get_table_names(schema=schema or None)
+        except SQLAlchemyError:
+            return None
+        if name in found:
+            return None
+        close = difflib.get_close_matches(name, found, n=1)
+        return SourceError(
+            f"source.table '{self.settings.table}' does not exist in {self.settings.display_url}"
+            + (f" (did you mean '{close[0]}'?)" if close else ""),
+            hint=f"tables there: {', '.join(sorted(found)) or 'none'}",
         )
 
 

@@ -27,7 +27,7 @@ from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 
-from connector.errors import StateError
+from connector.errors import ConfigError, StateError, missing_driver
 
 if TYPE_CHECKING:
     from connector.state.leases import Lease, Leases
@@ -63,9 +63,12 @@ class Store:
             self.engine: Engine = create_engine(
                 parsed, pool_pre_ping=True, connect_args=connect_args
             )
-        except (ArgumentError, NoSuchModuleError, ValueError) as exc:
+        except (ArgumentError, ValueError) as exc:
             raise StateError(f"state_url is not usable: {exc}") from None
+        except (NoSuchModuleError, ImportError) as exc:
+            raise missing_driver("state_url", self.label, exc) from None
         if self.engine.dialect.name == "sqlite":
+            sqlite_folder(parsed.database, self.label)
             _private_database(parsed.database)
             event.listen(self.engine, "connect", _sqlite_connect)
             event.listen(self.engine, "begin", _sqlite_begin)
@@ -125,6 +128,34 @@ class Store:
         from connector.state.tenant import TenantState
 
         return TenantState(self, name, lease)
+
+
+def check_location(url: str) -> None:
+    """What ``check`` can tell of a state URL without opening it: a SQLite file's folder."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise ConfigError(f"state_url is not usable: {exc}") from None
+    if parsed.get_backend_name() == "sqlite":
+        sqlite_folder(parsed.database, parsed.render_as_string(hide_password=True))
+
+
+def sqlite_folder(name: str | None, label: str) -> None:
+    """The folder of a SQLite state file must exist and be writable (SQLite makes the file and
+    its WAL files there); a ``ConfigError`` naming it otherwise, before anything is done."""
+    if not name or name == ":memory:" or name.startswith("file:"):
+        return
+    folder = Path(name).absolute().parent
+    if not folder.is_dir():
+        raise ConfigError(
+            f"state_url {label}: the folder {folder} does not exist",
+            hint="create it, or point state_url at an existing folder",
+        )
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ConfigError(
+            f"state_url {label}: the folder {folder} is not writable",
+            hint="SQLite writes the state file and its WAL files there; fix its permissions",
+        )
 
 
 def _private_database(name: str | None) -> None:
