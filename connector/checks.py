@@ -10,23 +10,38 @@ from typing import TextIO
 
 from connector.contacts import KORE_COLUMNS, Contact
 from connector.kore.client import KoreClient
-from connector.mapping import load_mapping
+from connector.mapping import load_mapping, read_otherwise, reading_of
 from connector.settings import TenantSettings
 from connector.sources import open_source
+from connector.state import TenantState
 
 SAMPLE_ROWS = 1000
 PREVIEW_ROWS = 5
 
 
 def check_tenant(
-    name: str, tenant: TenantSettings, *, base_dir: Path, online: bool, out: TextIO
+    name: str,
+    tenant: TenantSettings,
+    *,
+    base_dir: Path,
+    online: bool,
+    out: TextIO,
+    state: TenantState | None = None,
 ) -> None:
+    """Print what a run would make of the tenant; raise what it would trip on. With the
+    tenant's ``state``, also say which files a run would skip as read with another mapping."""
     mapping = load_mapping(tenant.mapping, base=base_dir)
     print(f"{name}:", file=out)
     print(f"  mapping:  {mapping.name}", file=out)
     units = open_source(tenant.source, state=None, id_columns=mapping.spec.id_columns).units()
     if not units:
         print("  source:   no file matches yet", file=out)
+    if state is not None and units:
+        readings = state.readings()
+        remembered = [(u.ident, u.name) for u in units if u.ident in readings]
+        stale = read_otherwise(remembered, readings, reading_of(mapping, tenant))
+        if stale:
+            print(f"  note:     {stale}", file=out)
     for unit in units:
         bound = mapping.bind(unit.header(), unit.name)
         print(f"  source:   {unit.describe()}", file=out)
@@ -68,7 +83,8 @@ def check_tenant(
         if preview:
             _table(out, [KORE_COLUMNS, *(c.csv_row() for c in preview)])
     if online:
-        with KoreClient(tenant.kore) as client:
+        hint = "check kore.host, and that Kore is reachable from here"
+        with KoreClient(tenant.kore, gave_up_hint=hint) as client:
             count = len(client.list_contacts())
         print(
             f"  kore:     credentials accepted by {tenant.kore.host}; {count:,} contacts there",

@@ -395,15 +395,35 @@ def cmd_check(args: argparse.Namespace) -> int:
 
     settings, base = _load(args)
     check_location(settings.state_url)
+    store = _existing_store(settings.state_url)
     code = OK
-    for name, tenant in _tenants(settings, args.tenant).items():
-        try:
-            check_tenant(name, tenant, base_dir=base, online=args.online, out=sys.stdout)
-        except ConnectorError as exc:
-            print(f"{name}: FAILED")
-            print_error(exc, verbose=getattr(args, "verbose", False))
-            code = max(code, exc.exit_code)
+    try:
+        for name, tenant in _tenants(settings, args.tenant).items():
+            try:
+                state = store.tenant(name) if store is not None else None
+                check_tenant(
+                    name, tenant, base_dir=base, online=args.online, out=sys.stdout, state=state
+                )
+            except ConnectorError as exc:
+                print(f"{name}: FAILED")
+                print_error(exc, verbose=getattr(args, "verbose", False))
+                code = max(code, exc.exit_code)
+    finally:
+        if store is not None:
+            store.close()
     return code
+
+
+def _existing_store(url: str) -> Store | None:
+    """The state database, when there is one: ``check`` never creates a SQLite file."""
+    from sqlalchemy.engine import make_url
+
+    from connector.state import Store
+
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and not Path(parsed.database or "").is_file():
+        return None
+    return Store(url)
 
 
 # status

@@ -92,8 +92,16 @@ class KoreRejected(KoreError):
     ``uncertain`` is set when an earlier try of the same request may have been carried out.
     """
 
-    def __init__(self, message: str, *, status: int, detail: str, uncertain: bool = False) -> None:
-        super().__init__(message)
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int,
+        detail: str,
+        uncertain: bool = False,
+        hint: str | None = None,
+    ) -> None:
+        super().__init__(message, hint=hint)
         self.status = status
         self.detail = detail
         self.uncertain = uncertain

@@ -8,6 +8,7 @@ a ``Contact`` or a ``Rejection`` out.
 from __future__ import annotations
 
 import difflib
+import hashlib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from connector.phones import PhoneProblem
+    from connector.settings import TenantSettings
 
 _SPACES = re.compile(r"\s+")
 _MULTI = " ::: "
@@ -671,6 +673,39 @@ def builtin_names() -> list[str]:
         p.name.removesuffix(".yaml")
         for p in files("connector.mappings").iterdir()
         if p.name.endswith(".yaml")
+    )
+
+
+def reading_parts(mapping: Mapping, tenant: TenantSettings) -> tuple[str, str, int, str]:
+    """What decides how a tenant's rows are read, besides their cells and header: the mapping,
+    the default region and the limit on names."""
+    kore = tenant.kore
+    return (
+        mapping.spec.model_dump_json(),
+        tenant.default_region,
+        kore.max_name_length,
+        kore.long_names,
+    )
+
+
+def reading_of(mapping: Mapping, tenant: TenantSettings) -> str:
+    """``reading_parts`` as a short hash: remembered with each file a completed run read."""
+    return hashlib.sha256(repr(reading_parts(mapping, tenant)).encode()).hexdigest()[:32]
+
+
+def read_otherwise(
+    remembered: Sequence[tuple[str, str]], readings: dict[str, str | None], reading: str
+) -> str | None:
+    """A warning when files this run skips as already read were read another way (the mapping,
+    region or name limits have changed since), naming them and ``--full``; else None."""
+    names = [name for ident, name in remembered if readings.get(ident) not in (None, reading)]
+    if not names:
+        return None
+    shown = ", ".join(names[:5]) + (f" and {len(names) - 5:,} more" if len(names) > 5 else "")
+    return (
+        f"{shown} {'was' if len(names) == 1 else 'were'} read before with another mapping, "
+        f"region or name limit and {'is' if len(names) == 1 else 'are'} not read again; "
+        "`sync --full` reads them with the current one"
     )
 
 

@@ -7,6 +7,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -172,3 +173,40 @@ def test_settings_keys_in_the_messages_come_from_the_models() -> None:
     assert "max_row_chars" in _known_at(("tenants", "acme", "source", "csv"))
     assert "lease_seconds" in _known_at(("daemon",))
     assert yaml.safe_dump(_known_at(()))
+
+
+def test_check_online_fails_fast_on_tls_and_says_where_to_look(
+    tmp_path: Path, sandbox: Sandbox
+) -> None:
+    port = sandbox.url.rsplit(":", 1)[1]
+    cases = {
+        f"https://127.0.0.1:{port}": ("the port does not speak TLS (https)", "written http://"),
+        f"{sandbox.url}/wrong/prefix": ("(HTTP 404)", "check kore.host (the platform's address"),
+        "http://127.0.0.1:9": ("after 6 tries: cannot connect", "and that Kore is reachable"),
+    }
+    for host, (said, hinted) in cases.items():
+        config = _config(tmp_path, sandbox, lambda t, h=host: t["kore"].update(host=h))
+        started = time.monotonic()
+        result = run_cli("check", "--online", config=config)
+        assert result.returncode == 1, result.stderr
+        line, hint = _error(result.stderr)
+        assert said in line and hinted in hint, (line, hint)
+        assert "in flight" not in hint
+        assert time.monotonic() - started < 10, "no waiting on what no retry can mend"
+
+
+def test_after_a_mapping_fix_check_and_sync_say_that_full_reads_the_file_again(
+    tmp_path: Path, sandbox: Sandbox
+) -> None:
+    config = _config(tmp_path, sandbox)
+    assert run_cli("sync", config=config).returncode == 0
+    config = _config(tmp_path, sandbox, lambda t: t.update(default_region="GB"))
+
+    checked = run_cli("check", config=config)
+    synced = run_cli("sync", config=config)
+
+    assert checked.returncode == 0 and synced.returncode == 0
+    said = "contacts.csv was read before with another mapping, region or name limit and is not"
+    assert said in checked.stdout and "`sync --full` reads them" in checked.stdout
+    assert said in synced.stderr
+    assert "0 rows read" in synced.stdout

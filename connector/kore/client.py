@@ -72,11 +72,14 @@ class KoreClient:
         sleep: Callable[[float], None] = time.sleep,
         pacers: Callable[[API], Pacing] | None = None,
         observe: Callable[[Answer], None] | None = None,
+        gave_up_hint: str = "nothing is lost: the next run re-sends whatever was in flight",
     ) -> None:
         """``sleep`` waits between tries (a run passes one that stops early); ``pacers`` gives
         each API's pacing (a run passes budgets shared through the state database; by default
-        each API is paced in this process); ``observe`` sees every exchange."""
+        each API is paced in this process); ``observe`` sees every exchange; ``gave_up_hint``
+        is what to tell the user when the tries run out."""
         self.settings = settings
+        self._gave_up_hint = gave_up_hint
         self._sleep = sleep
         self._make_pacer = pacers or (lambda api: Pacer(limits_of(settings, api), sleep=sleep))
         self._pacers: dict[API, Pacing] = {}
@@ -185,6 +188,11 @@ class KoreClient:
                 response = self._http.request(method, path, **kwargs)
             except httpx.ConnectError as exc:
                 self._observed(method, path, 0, started, waited)
+                hopeless = _hopeless(exc)
+                if hopeless is not None:
+                    raise KoreUnavailable(
+                        f"Kore at {self.settings.host}: {hopeless[0]}", hint=hopeless[1]
+                    ) from None
                 last = f"cannot connect ({exc})"
             except (httpx.TimeoutException, httpx.TransportError) as exc:
                 self._observed(method, path, 0, started, waited)
@@ -220,13 +228,17 @@ class KoreClient:
                         status=status,
                         detail=detail,
                         uncertain=uncertain,
+                        hint=f"{self.settings.host} has no such API: check kore.host (the "
+                        "platform's address, e.g. https://platform.kore.ai) and kore.bot_id"
+                        if status == 404
+                        else None,
                     )
             failures += 1
             if failures >= attempts:
                 raise KoreUnavailable(
                     f"Kore at {self.settings.host} did not answer {method} {path} after "
                     f"{attempts} tries: {last}",
-                    hint="nothing is lost: the next run re-sends whatever was in flight",
+                    hint=self._gave_up_hint,
                 )
             delay = _backoff(self.settings.backoff_seconds, failures - 1)
             log.warning(
@@ -255,6 +267,32 @@ class KoreClient:
     def _observed(self, method: str, path: str, status: int, started: float, waited: float) -> None:
         if self._observe is not None:
             self._observe(Answer(method, path, status, time.monotonic() - started, waited))
+
+
+_NO_TLS = ("WRONG_VERSION_NUMBER", "record layer failure", "wrong version number", "UNEXPECTED_EOF")
+
+
+def _hopeless(exc: httpx.ConnectError) -> tuple[str, str] | None:
+    """A connection that no retry can make: the host's name does not exist, the port does not
+    speak TLS, or its certificate is not trusted. ``(message, hint)``; None for the rest
+    (refused, unreachable, a name server that did not answer), which may pass."""
+    text = str(exc)
+    if "Name or service not known" in text or "nodename nor servname" in text:
+        return (
+            "the host name does not exist",
+            "check kore.host (e.g. https://platform.kore.ai, or your region's address)",
+        )
+    if "CERTIFICATE_VERIFY_FAILED" in text:
+        return (
+            "its TLS certificate is not trusted",
+            "check kore.host; a proxy that re-signs TLS needs its CA in SSL_CERT_FILE",
+        )
+    if any(marker in text for marker in _NO_TLS):
+        return (
+            "the port does not speak TLS (https)",
+            "check kore.host: a plain-http server (the sandbox) is written http://",
+        )
+    return None
 
 
 def _backoff(base: float, attempt: int) -> float:

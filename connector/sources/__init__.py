@@ -10,7 +10,7 @@ table in memory.
 from __future__ import annotations
 
 from collections.abc import Generator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from decimal import Decimal
 from pathlib import Path
@@ -118,6 +118,8 @@ class SourceStats:
     files_seen: int = 0
     files_read: int = 0
     files_skipped: int = 0
+    remembered: list[tuple[str, str]] = field(default_factory=list)
+    """Files skipped because a completed run read them: ``(content hash, name)``."""
 
 
 class Source(Protocol):

@@ -51,7 +51,8 @@ class FileSource:
         """The files not read before (all with ``--full``), each content once. A snapshot
         source reads only the newest file (by modification time, then name): it is the whole
         contact list, and older files are history."""
-        seen = set() if self.full or self.state is None else self.state.processed_hashes()
+        remembered = set() if self.full or self.state is None else self.state.processed_hashes()
+        seen = set(remembered)
         units: list[SourceUnit] = []
         paths = self.paths()
         if self.settings.snapshot and paths:
@@ -63,6 +64,8 @@ class FileSource:
             unit = self._inspect(path)
             if unit.ident in seen:
                 self.stats.files_skipped += 1
+                if unit.ident in remembered:
+                    self.stats.remembered.append((unit.ident, unit.name))
                 continue
             seen.add(unit.ident)
             units.append(unit)

@@ -96,6 +96,7 @@ processed_files = Table(
     Column("name", Text, nullable=False),
     Column("rows", Integer, nullable=False),
     Column("processed_at", DateTime(timezone=True), nullable=False),
+    Column("reading", String(64)),
 )
 
 source_cursors = Table(

@@ -108,10 +108,12 @@ class RunRecord:
 @dataclass(frozen=True)
 class Checkpoint:
     """What a completed run lets a source skip next time: files read (content hash, name,
-    rows) and the positions of incremental tables. Sources return it; the run commits it."""
+    rows) and how they were read (``reading``: a hash of the mapping and the settings that
+    shape rows), and the positions of incremental tables. Sources return it; the run commits it."""
 
     processed: list[tuple[str, str, int]] = field(default_factory=list)
     cursors: dict[str, str] = field(default_factory=dict)
+    reading: str | None = None
 
 
 class TenantState:
@@ -526,6 +528,16 @@ class TenantState:
             )
             return {h for (h,) in result}
 
+    def readings(self) -> dict[str, str | None]:
+        """How each remembered file was read (content hash -> reading; None before 0008)."""
+        with self.store.transaction() as conn:
+            result = conn.execute(
+                select(processed_files.c.content_hash, processed_files.c.reading).where(
+                    processed_files.c.tenant == self.tenant
+                )
+            )
+            return {h: r for h, r in result}
+
     def cursor(self, source: str) -> str | None:
         """Where an incremental source stopped: an opaque string the source wrote."""
         with self.store.transaction() as conn:
@@ -567,6 +579,7 @@ class TenantState:
                             "name": name,
                             "rows": rows,
                             "processed_at": stamp,
+                            "reading": checkpoint.reading,
                         }
                         for h, name, rows in checkpoint.processed
                     ],

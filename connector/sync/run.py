@@ -22,7 +22,13 @@ from typing import TYPE_CHECKING, Any
 from connector import logs
 from connector.contacts import Contact, Rejection
 from connector.errors import ConnectorError, RunInterrupted
-from connector.mapping import BoundMapping, load_mapping
+from connector.mapping import (
+    BoundMapping,
+    load_mapping,
+    read_otherwise,
+    reading_of,
+    reading_parts,
+)
 from connector.report import Report, contact_rejection, prune
 from connector.settings import Settings
 from connector.sources import Source, SourceRow, SourceUnit, open_source
@@ -130,6 +136,11 @@ def run_once(
             ctx.settings.source, state=ctx.state, full=ctx.full, id_columns=mapping.spec.id_columns
         )
         units = source.units()
+        reading = reading_of(mapping, ctx.settings)
+        if source.stats.remembered:
+            stale = read_otherwise(source.stats.remembered, ctx.state.readings(), reading)
+            if stale:
+                result.warnings.append(stale)
         counters.files_seen = source.stats.files_seen
         counters.files_read = source.stats.files_read
         counters.files_skipped = source.stats.files_skipped
@@ -160,7 +171,7 @@ def run_once(
             plan.execute(ctx, staging, sink)
         if not ctx.dry_run:
             ctx.state.commit_checkpoint(
-                source.checkpoint(unit_rows),
+                replace(source.checkpoint(unit_rows), reading=reading),
                 run_id=ctx.run_id,
                 flagged=flagged,
                 cleared=changes.cleared,
@@ -383,15 +394,8 @@ def _within_limits(ctx: RunContext, contact: Contact) -> Contact | Rejection:
 def _identity(ctx: RunContext, mapping: BoundMapping) -> bytes:
     """What a row's meaning depends on besides its cells: the mapping, the header, the region
     and the limit on names."""
-    spec = mapping.mapping.spec.model_dump_json()
-    kore = ctx.settings.kore
-    what = (
-        spec,
-        mapping.header,
-        ctx.settings.default_region,
-        kore.max_name_length,
-        kore.long_names,
-    )
+    spec, region, limit, long_names = reading_parts(mapping.mapping, ctx.settings)
+    what = (spec, mapping.header, region, limit, long_names)
     return hashlib.sha256(repr(what).encode()).digest()
 
 
