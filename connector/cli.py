@@ -11,6 +11,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import signal
 import sys
 import threading
@@ -170,6 +171,23 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--output", default="demo-output", help="where the demo keeps state and reports"
     )
+
+    init = commands.add_parser(
+        "init", parents=[common], help="write a commented config for one tenant"
+    )
+    init.add_argument(
+        "--from",
+        dest="export",
+        metavar="EXPORT",
+        help="a CRM export (CSV or XLSX): its layout picks the mapping, encoding and delimiter",
+    )
+    init.add_argument("--tenant", default="main", help="the tenant's name (default: main)")
+    init.add_argument("--force", action="store_true", help="replace an existing config file")
+
+    completion = commands.add_parser(
+        "completion", help="print a shell completion script (bash or zsh)"
+    )
+    completion.add_argument("shell", choices=["bash", "zsh"])
     return parser
 
 
@@ -189,6 +207,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "daemon": cmd_daemon,
             "sandbox": cmd_sandbox,
             "demo": cmd_demo,
+            "init": cmd_init,
+            "completion": cmd_completion,
         }[args.command]
         code = handler(args)
         sys.stdout.flush()  # a reader that went away shows here, not at exit
@@ -542,6 +562,41 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
     )
     with contextlib.suppress(KeyboardInterrupt):
         sandbox.serve_forever()
+    return OK
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from connector.settings import config_path
+    from connector.starter import write_config
+
+    target = config_path(getattr(args, "config", None))
+    export = Path(args.export) if args.export else None
+    if export is not None and not export.is_file():
+        raise ConfigError(f"{export}: file not found", hint="give --from the path of an export")
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+", args.tenant):
+        raise ConfigError(
+            f"--tenant {args.tenant!r}: a tenant's name is letters, digits and _ . - only"
+        )
+    layout = write_config(target, tenant=args.tenant, export=export, force=args.force)
+    print(f"wrote {target} (readable by you only): tenant {args.tenant}")
+    if layout is not None:
+        how = f"{layout.kind}" + (f", {layout.encoding}" if layout.encoding else "")
+        print(f"  {export}: {how}; mapping {layout.mapping}")
+        print(f"  columns it reads: {', '.join(layout.columns)}")
+        for warning in layout.warnings:
+            print(f"  note: {warning}")
+    secret = f"{args.tenant.upper().replace('-', '_').replace('.', '_')}_KORE_SECRET"
+    print(
+        f"next: fill in bot_id, account_id and client_id, export {secret}=<client secret>, "
+        f"then: kore-connector --config {target} check --online"
+    )
+    return OK
+
+
+def cmd_completion(args: argparse.Namespace) -> int:
+    import shtab
+
+    print(shtab.complete(build_parser(), shell=args.shell))
     return OK
 
 

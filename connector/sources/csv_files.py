@@ -158,10 +158,15 @@ class CsvFile(ExportFile):
         return self._tally
 
     def describe(self) -> str:
-        with self._open() as handle:
-            delimiter, _ = self._dialect(handle.readline(_PIECE))
+        delimiter = self.dialect()
         name = {",": "comma", ";": "semicolon", "\t": "tab"}.get(delimiter, repr(delimiter))
         return f"{self.path} ({self.encoding}, {name}-separated)"
+
+    def dialect(self) -> str:
+        """The delimiter this file is read with."""
+        with self._open() as handle:
+            delimiter, _ = self._dialect(handle.readline(_PIECE))
+        return delimiter
 
     def _dialect(self, first: str) -> tuple[str, bool]:
         """The delimiter (declared, else Excel's ``sep=`` hint, else the header's commonest) and
