@@ -28,7 +28,7 @@ from connector.errors import ConfigError, ConnectorError
 if TYPE_CHECKING:
     from connector.settings import Settings, TenantSettings
     from connector.state import Store
-    from connector.sync.context import Event, Observer
+    from connector.sync.context import Observer
 
 log = logging.getLogger("connector")
 
@@ -260,8 +260,11 @@ def cmd_sync(args: argparse.Namespace) -> int:
 
     json_mode = logs.current_format() == "json"
     observers: list[Observer] = [log_event] if _records(args) else []
-    progress = _Progress() if sys.stderr.isatty() and not json_mode else None
-    if progress:
+    progress = None
+    if sys.stderr.isatty() and not json_mode:
+        from connector.progress import ProgressBars
+
+        progress = ProgressBars()
         observers.append(progress)
 
     def sync(run: _TenantRun) -> ConnectorError | None:
@@ -343,29 +346,6 @@ def _stopping_on_signals(stop: threading.Event) -> Iterator[None]:
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
-
-
-class _Progress:
-    def __init__(self) -> None:
-        self._shown = False
-
-    def __call__(self, event: Event) -> None:
-        from connector.sync.context import Progress
-
-        if not isinstance(event, Progress):
-            return
-        c = event.counters
-        self._shown = True
-        sys.stderr.write(
-            f"\r{event.tenant}: {c.rows_read:,} rows read, "
-            f"{c.sent:,} sent, {c.created + c.adopted:,} confirmed "
-        )
-        sys.stderr.flush()
-
-    def done(self) -> None:
-        if self._shown:
-            sys.stderr.write("\n")
-            self._shown = False
 
 
 # reconcile

@@ -77,6 +77,15 @@ class TextFormatter(logging.Formatter):
         return super().format(record)
 
 
+class _Stderr(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is at the time: a progress bar stands in for it, to
+    print records above itself."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stderr
+        super().emit(record)
+
+
 _format = ["text"]
 
 
@@ -87,7 +96,7 @@ def current_format() -> str:
 
 def configure(*, log_format: str, verbose: bool) -> None:
     _format[0] = log_format
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _Stderr()
     handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter())
     handler.addFilter(_Bound())
     root = logging.getLogger()

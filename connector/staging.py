@@ -180,6 +180,14 @@ class Staging:
         """``(ordinal, action, kore_id)`` for winners to create or update."""
         self._db.executemany("INSERT INTO planned VALUES (?, ?, ?)", rows)
 
+    def count(self, action: str) -> int:
+        """How many contacts are planned for ``action``."""
+        return int(
+            self._db.execute("SELECT COUNT(*) FROM planned WHERE action = ?", (action,)).fetchone()[
+                0
+            ]
+        )
+
     def planned(self, action: str, chunk: int) -> Iterator[list[tuple[Contact, str]]]:
         """The contacts planned for ``action`` in the order they were read, with their Kore id
         (empty for creates), ``chunk`` at a time."""

@@ -89,6 +89,11 @@ class ExportFile:
     def tally(self) -> FileTally | None:
         return None
 
+    def progress(self) -> tuple[int, int | None]:
+        """Bytes read so far and the file's size (read whole only at its end, unless the
+        format says better)."""
+        return 0, self.path.stat().st_size
+
 
 class SourceUnit(Protocol):
     @property
@@ -107,6 +112,9 @@ class SourceUnit(Protocol):
 
     def tally(self) -> FileTally | None:
         """Where each physical line of a text file went, once its rows are read; else None."""
+
+    def progress(self) -> tuple[int, int | None]:
+        """While its rows are read: bytes done and bytes in all (None when unknown)."""
 
     def header(self) -> list[str]: ...
 

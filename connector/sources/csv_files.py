@@ -153,9 +153,18 @@ class CsvFile(ExportFile):
     delimiter: str | None
     max_row_chars: int = 4_194_304
     _tally: FileTally = field(default_factory=FileTally)
+    _reading: TextIO | None = None
 
     def tally(self) -> FileTally:
         return self._tally
+
+    def progress(self) -> tuple[int, int | None]:
+        """Bytes read so far (the reader's buffer may be a little ahead of the rows)."""
+        size = self.path.stat().st_size
+        handle = self._reading
+        if handle is None:
+            return 0, size
+        return (size if handle.closed else handle.buffer.tell()), size
 
     def describe(self) -> str:
         delimiter = self.dialect()
@@ -202,6 +211,7 @@ class CsvFile(ExportFile):
 
     def _records(self, tally: FileTally) -> Iterator[SourceRow]:
         with self._open() as handle:
+            self._reading = handle
             first = handle.readline(_PIECE)
             delimiter, skip_hint = self._dialect(first)
             if skip_hint:

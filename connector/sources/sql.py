@@ -135,6 +135,9 @@ class SqlTable:
     def tally(self) -> None:
         return None
 
+    def progress(self) -> tuple[int, None]:
+        return 0, None
+
     @property
     def expect_rows(self) -> bool:
         return self.position is None

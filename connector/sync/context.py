@@ -103,8 +103,14 @@ class RowRejected:
 
 @dataclass(frozen=True)
 class Progress:
+    """How far the run has come: ``reading`` (``done`` of ``total`` bytes of the files to read;
+    ``total`` None for a table) or ``sending`` (``done`` of ``total`` batches and chunks)."""
+
     tenant: str
     counters: Counters
+    phase: str = "reading"
+    done: int = 0
+    total: int | None = None
 
 
 @dataclass(frozen=True)

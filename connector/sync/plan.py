@@ -239,16 +239,28 @@ def execute(ctx: RunContext, staging: Staging, sink: Sink) -> None:
     long upload), then updates, then creates in batches; a stop is heeded before each."""
     size = ctx.settings.kore.batch_size
     doomed = staging.doomed()
+    total = sum(-(-n // size) for n in (len(doomed), *map(staging.count, ("update", "create"))))
+    done = 0
+
+    def step() -> None:
+        nonlocal done
+        done += 1
+        ctx.emit(Progress(ctx.tenant, ctx.counters, "sending", done, total))
+
+    if total:
+        ctx.emit(Progress(ctx.tenant, ctx.counters, "sending", 0, total))
     for start in range(0, len(doomed), size):
         ctx.check_stop()
         sink.delete(doomed[start : start + size])
+        step()
     for changed in staging.planned("update", size):
         ctx.check_stop()
         sink.update(changed)
+        step()
     for batch in _batches(staging, size):
         ctx.check_stop()
         sink.send(batch)
-        ctx.emit(Progress(ctx.tenant, ctx.counters))
+        step()
 
 
 def _batches(staging: Staging, size: int) -> Iterator[list[Contact]]:

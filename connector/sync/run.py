@@ -323,12 +323,16 @@ def _read(
     hidden = 0
     names = {u.ident: u for u in units}
     look_up = bool(units) and not ctx.full and ctx.state.any_rows()
-    for unit in units:
+    sizes = [u.progress()[1] for u in units]
+    total = None if None in sizes else sum(s or 0 for s in sizes)
+    before = 0
+    for unit, size in zip(units, sizes, strict=True):
         mapping = bound[unit.ident]
         identity = _identity(ctx, mapping)
         for chunk in _chunks(unit.rows(), _CHUNK_ROWS):
             ctx.check_stop()
-            ctx.emit(Progress(ctx.tenant, ctx.counters))
+            done = before + unit.progress()[0] if total is not None else ctx.counters.rows_read
+            ctx.emit(Progress(ctx.tenant, ctx.counters, "reading", done, total))
             hashes = [_row_hash(identity, row.values) for row in chunk]
             known = ctx.state.unchanged(hashes) if look_up else {}
             for row, row_hash in zip(chunk, hashes, strict=True):
@@ -342,7 +346,9 @@ def _read(
                     continue
                 hidden += _take(ctx, staging, _mapped(ctx, unit, mapping, row), row_hash, ordinal)
         ctx.emit(UnitRead(ctx.tenant, unit.name, unit_rows[unit.ident], unit.tally()))
-        ctx.emit(Progress(ctx.tenant, ctx.counters))
+        before += size or 0
+        done = before if total is not None else ctx.counters.rows_read
+        ctx.emit(Progress(ctx.tenant, ctx.counters, "reading", done, total))
     for ordinal, ident, line, cells in staging.contested():
         unit, mapping = names[ident], bound[ident]
         ctx.counters.unchanged_rows -= 1
