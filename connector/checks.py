@@ -1,4 +1,7 @@
-"""``check``: prove a tenant's config, mapping and source before anything is sent."""
+"""``check``: prove a tenant's config, mapping and source before anything is sent.
+
+``check_tenant`` finds out, as plain data; ``render`` prints it for a person. ``check --json``
+(and ``--log-format json``) prints the data itself."""
 
 from __future__ import annotations
 
@@ -6,13 +9,13 @@ from collections import Counter
 from contextlib import closing
 from itertools import islice
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from connector.contacts import KORE_COLUMNS, Contact
 from connector.kore.client import KoreClient
 from connector.mapping import load_mapping, read_otherwise, reading_of
 from connector.settings import TenantSettings
-from connector.sources import open_source
+from connector.sources import SourceUnit, open_source
 from connector.state import TenantState
 
 SAMPLE_ROWS = 1000
@@ -25,69 +28,101 @@ def check_tenant(
     *,
     base_dir: Path,
     online: bool,
-    out: TextIO,
     state: TenantState | None = None,
-) -> None:
-    """Print what a run would make of the tenant; raise what it would trip on. With the
-    tenant's ``state``, also say which files a run would skip as read with another mapping."""
+) -> dict[str, Any]:
+    """What a run would make of the tenant; raises what it would trip on. With the tenant's
+    ``state``, also which files a run would skip as read with another mapping."""
     mapping = load_mapping(tenant.mapping, base=base_dir)
-    print(f"{name}:", file=out)
-    print(f"  mapping:  {mapping.name}", file=out)
+    found: dict[str, Any] = {"tenant": name, "mapping": mapping.name, "sources": [], "note": None}
     units = open_source(tenant.source, state=None, id_columns=mapping.spec.id_columns).units()
-    if not units:
-        print("  source:   no file matches yet", file=out)
     if state is not None and units:
         readings = state.readings()
         remembered = [(u.ident, u.name) for u in units if u.ident in readings]
-        stale = read_otherwise(remembered, readings, reading_of(mapping, tenant))
-        if stale:
-            print(f"  note:     {stale}", file=out)
+        found["note"] = read_otherwise(remembered, readings, reading_of(mapping, tenant))
     for unit in units:
-        bound = mapping.bind(unit.header(), unit.name)
-        print(f"  source:   {unit.describe()}", file=out)
-        for warning in bound.warnings:
-            print(f"  warning:  {warning}", file=out)
-        reasons: Counter[str] = Counter()
-        countries: Counter[str] = Counter()
-        examples: dict[str, int] = {}
-        preview: list[Contact] = []
-        read = 0
-        with closing(unit.rows()) as rows:
-            for row in islice(rows, SAMPLE_ROWS):
-                read += 1
-                if row.error or len(row.values) != len(bound.header):
-                    reasons["malformed_row"] += 1
-                    examples.setdefault("malformed_row", row.line)
-                    continue
-                item = bound.apply(
-                    row.values, source=unit.name, row=row.line, default_region=tenant.default_region
-                )
-                if isinstance(item, Contact):
-                    if len(preview) < PREVIEW_ROWS:
-                        preview.append(item)
-                else:
-                    reasons[item.reason] += 1
-                    examples.setdefault(item.reason, item.row)
-                    if item.reason == "country_unknown":
-                        countries[item.subject] += 1
-        print(
-            f"  sample:   {read:,} rows, {read - sum(reasons.values()):,} would be sent"
-            f" (before duplicates and numbers already delivered)",
-            file=out,
-        )
-        for reason, count in reasons.most_common():
-            print(f"  rejected: {count:,} {reason} (first at line {examples[reason]})", file=out)
-        if countries:
-            shown = ", ".join(f"'{name}' {count:,}" for name, count in countries.most_common())
-            print(f"  unknown countries: {shown}", file=out)
-        if preview:
-            _table(out, [KORE_COLUMNS, *(c.csv_row() for c in preview)])
+        found["sources"].append(_sample(unit, mapping.bind(unit.header(), unit.name), tenant))
+    found["kore"] = None
     if online:
         hint = "check kore.host, and that Kore is reachable from here"
         with KoreClient(tenant.kore, gave_up_hint=hint) as client:
-            count = len(client.list_contacts())
+            found["kore"] = {"host": tenant.kore.host, "contacts": len(client.list_contacts())}
+    found["ok"] = True
+    return found
+
+
+def _sample(unit: SourceUnit, bound: Any, tenant: TenantSettings) -> dict[str, Any]:
+    """The first ``SAMPLE_ROWS`` rows of a file or table, mapped: what would be sent, what
+    rejected and why (with the first line of each reason), and a preview."""
+    reasons: Counter[str] = Counter()
+    countries: Counter[str] = Counter()
+    examples: dict[str, int] = {}
+    preview: list[Contact] = []
+    read = 0
+    with closing(unit.rows()) as rows:
+        for row in islice(rows, SAMPLE_ROWS):
+            read += 1
+            if row.error or len(row.values) != len(bound.header):
+                reasons["malformed_row"] += 1
+                examples.setdefault("malformed_row", row.line)
+                continue
+            item = bound.apply(
+                row.values, source=unit.name, row=row.line, default_region=tenant.default_region
+            )
+            if isinstance(item, Contact):
+                if len(preview) < PREVIEW_ROWS:
+                    preview.append(item)
+            else:
+                reasons[item.reason] += 1
+                examples.setdefault(item.reason, item.row)
+                if item.reason == "country_unknown":
+                    countries[item.subject] += 1
+    return {
+        "source": unit.describe(),
+        "warnings": list(bound.warnings),
+        "sample_rows": read,
+        "would_send": read - sum(reasons.values()),
+        "rejected": {
+            reason: {"rows": count, "first_line": examples[reason]}
+            for reason, count in reasons.most_common()
+        },
+        "unknown_countries": dict(countries.most_common()),
+        "preview": [dict(zip(KORE_COLUMNS, c.csv_row(), strict=True)) for c in preview],
+    }
+
+
+def render(found: dict[str, Any], out: TextIO) -> None:
+    """The check's findings for a person."""
+    print(f"{found['tenant']}:", file=out)
+    print(f"  mapping:  {found['mapping']}", file=out)
+    if not found["sources"]:
+        print("  source:   no file matches yet", file=out)
+    if found["note"]:
+        print(f"  note:     {found['note']}", file=out)
+    for source in found["sources"]:
+        print(f"  source:   {source['source']}", file=out)
+        for warning in source["warnings"]:
+            print(f"  warning:  {warning}", file=out)
         print(
-            f"  kore:     credentials accepted by {tenant.kore.host}; {count:,} contacts there",
+            f"  sample:   {source['sample_rows']:,} rows, {source['would_send']:,} would be sent"
+            f" (before duplicates and numbers already delivered)",
+            file=out,
+        )
+        for reason, seen in source["rejected"].items():
+            print(
+                f"  rejected: {seen['rows']:,} {reason} (first at line {seen['first_line']})",
+                file=out,
+            )
+        if source["unknown_countries"]:
+            shown = ", ".join(f"'{n}' {c:,}" for n, c in source["unknown_countries"].items())
+            print(f"  unknown countries: {shown}", file=out)
+        if source["preview"]:
+            rows = [KORE_COLUMNS, *(tuple(p.values()) for p in source["preview"])]
+            _table(out, rows)
+    if found["kore"]:
+        kore = found["kore"]
+        print(
+            f"  kore:     credentials accepted by {kore['host']}; {kore['contacts']:,} contacts "
+            "there",
             file=out,
         )
     print("  ok", file=out)

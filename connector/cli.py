@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from connector import __version__, logs
 from connector.cli_output import describe, describe_reconcile, print_error, say, status_of
@@ -90,6 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     check.add_argument("--tenant", action="append", default=[])
     check.add_argument("--online", action="store_true", help="also prove the Kore credentials")
+    check.add_argument("--json", action="store_true", help="the findings as one JSON document")
 
     status = commands.add_parser(
         "status", parents=[common], help="last run and counters per tenant"
@@ -390,27 +391,41 @@ def _records(args: argparse.Namespace) -> bool:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from connector.checks import check_tenant
+    """Each tenant's findings: as text, as one JSON document (``--json``), or as a JSON
+    record a tenant (``--log-format json``)."""
+    from connector.checks import check_tenant, render
     from connector.state.store import check_location
 
     settings, base = _load(args)
     check_location(settings.state_url)
     store = _existing_store(settings.state_url)
+    records = logs.current_format() == "json"
     code = OK
+    document: dict[str, Any] = {}
     try:
         for name, tenant in _tenants(settings, args.tenant).items():
             try:
                 state = store.tenant(name) if store is not None else None
-                check_tenant(
-                    name, tenant, base_dir=base, online=args.online, out=sys.stdout, state=state
-                )
+                found = check_tenant(name, tenant, base_dir=base, online=args.online, state=state)
             except ConnectorError as exc:
-                print(f"{name}: FAILED")
-                print_error(exc, verbose=getattr(args, "verbose", False))
                 code = max(code, exc.exit_code)
+                found = {"tenant": name, "ok": False, "error": exc.message, "hint": exc.hint}
+                if not args.json:
+                    say(f"{name}: FAILED", details={"check": found} if records else None)
+                    if not records:
+                        print_error(exc, verbose=getattr(args, "verbose", False))
+                document[name] = found
+                continue
+            document[name] = found
+            if records:
+                say(f"{name}: ok", details={"check": found})
+            elif not args.json:
+                render(found, sys.stdout)
     finally:
         if store is not None:
             store.close()
+    if args.json:
+        print(json.dumps({"tenants": document}, indent=2, default=str))
     return code
 
 
@@ -443,6 +458,10 @@ def cmd_status(args: argparse.Namespace) -> int:
         store.close()
     if args.json:
         print(json.dumps({"tenants": found}, indent=2, default=str))
+        return OK
+    if logs.current_format() == "json":
+        for name, item in found.items():
+            say(f"{name}: status", details={"tenant": name, "status": item})
         return OK
     for name, item in found.items():
         print(f"{name}:")
@@ -535,10 +554,9 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, stop)
-    print(
+    say(
         f"sandbox: Kore contacts API on {sandbox.url} (client_id {sandbox.client_id}, "
-        f"account_id {sandbox.account_id}); Ctrl-C stops it",
-        flush=True,
+        f"account_id {sandbox.account_id}); Ctrl-C stops it"
     )
     with contextlib.suppress(KeyboardInterrupt):
         sandbox.serve_forever()
@@ -558,15 +576,15 @@ def cmd_init(args: argparse.Namespace) -> int:
             f"--tenant {args.tenant!r}: a tenant's name is letters, digits and _ . - only"
         )
     layout = write_config(target, tenant=args.tenant, export=export, force=args.force)
-    print(f"wrote {target} (readable by you only): tenant {args.tenant}")
+    say(f"wrote {target} (readable by you only): tenant {args.tenant}")
     if layout is not None:
         how = f"{layout.kind}" + (f", {layout.encoding}" if layout.encoding else "")
-        print(f"  {export}: {how}; mapping {layout.mapping}")
-        print(f"  columns it reads: {', '.join(layout.columns)}")
+        say(f"  {export}: {how}; mapping {layout.mapping}")
+        say(f"  columns it reads: {', '.join(layout.columns)}")
         for warning in layout.warnings:
-            print(f"  note: {warning}")
+            say(f"  note: {warning}")
     secret = f"{args.tenant.upper().replace('-', '_').replace('.', '_')}_KORE_SECRET"
-    print(
+    say(
         f"next: fill in bot_id, account_id and client_id, export {secret}=<client secret>, "
         f"then: kore-connector --config {target} check --online"
     )

@@ -8,7 +8,7 @@ import threading
 from importlib.resources import as_file, files
 from pathlib import Path
 
-from connector.cli_output import describe
+from connector.cli_output import describe, say
 from connector.kore.sandbox import DEFAULT_SECRET, Sandbox
 from connector.settings import load_settings
 from connector.state import Store
@@ -30,10 +30,8 @@ def run_demo(output: Path) -> int:
         )
         config = Path(examples) / "connector.yaml"
         settings = load_settings(config)
-        print(f"demo: a sandbox Kore API is listening on {sandbox.url}")
-        print(
-            f"demo: syncing {Path(examples) / 'contacts.csv'} with the built-in salesforce mapping"
-        )
+        say(f"demo: a sandbox Kore API is listening on {sandbox.url}")
+        say(f"demo: syncing {Path(examples) / 'contacts.csv'} with the built-in salesforce mapping")
         store = Store(settings.state_url)
         try:
             for label in ("first sync", "second sync (--full: read the file again)"):
@@ -45,13 +43,13 @@ def run_demo(output: Path) -> int:
                     stop=threading.Event(),
                     full=label.startswith("second"),
                 )
-                print(f"demo: {label}:\n  {describe(result, dry_run=False)}")
+                say(f"demo: {label}:\n  {describe(result, dry_run=False)}")
                 if result.error is not None:
-                    print(f"error: {result.error.message}")
+                    say(f"error: {result.error.message}", error=True, level="error")
                     return 1
         finally:
             store.close()
         held = sandbox.state.active()
-    print(f"demo: the sandbox holds {len(held)} contacts; the second sync sent nothing twice.")
-    print(f"demo: why rows were not sent: {output / 'reports' / 'demo'}/*/rejected.csv")
+    say(f"demo: the sandbox holds {len(held)} contacts; the second sync sent nothing twice.")
+    say(f"demo: why rows were not sent: {output / 'reports' / 'demo'}/*/rejected.csv")
     return 0

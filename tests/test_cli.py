@@ -258,43 +258,6 @@ def test_json_logs_mask_phone_numbers(tmp_path: Path) -> None:
         assert key[-9:] not in result.stderr, "no number, whole or national, reaches a log"
 
 
-def test_a_terminal_gets_a_progress_line(tmp_path: Path, sandbox: Sandbox) -> None:
-    import os
-    import pty
-    import subprocess
-    import sys
-
-    export = tmp_path / "contacts.csv"
-    write_export(export, valid=300, seed=12)
-    config = write_config(tmp_path, {"acme": tenant_config(sandbox, export, batch_size=100)})
-    leader, follower = pty.openpty()
-    env = {**os.environ, "TEST_KORE_SECRET": SECRET}
-    child = subprocess.run(
-        [sys.executable, "-m", "connector", "sync", "--config", str(config)],
-        stdout=subprocess.DEVNULL,
-        stderr=follower,
-        env=env,
-        timeout=120,
-        check=False,
-    )
-    os.close(follower)
-    shown = b""
-    while True:
-        try:
-            chunk = os.read(leader, 65536)
-        except OSError:
-            break
-        if not chunk:
-            break
-        shown += chunk
-    os.close(leader)
-
-    assert child.returncode == 0
-    text = shown.decode()
-    assert "\racme: " in text
-    assert "300 sent, 300 confirmed" in text
-
-
 _LOADED = (
     "import sys, runpy; sys.argv = ['kore-connector', *sys.argv[1:]]\n"
     "try:\n"
