@@ -746,5 +746,5 @@ def _parse(name: str, text: str) -> Mapping:
         )
         raise ConfigError(
             f"mapping {name}: {where or 'mapping'} {problem}",
-            hint="see README.md, 'Writing a mapping'",
+            hint="see docs/mappings.md",
         ) from None

@@ -58,8 +58,7 @@ def recognise(export: Path) -> Layout:
     if best is None:
         raise ConfigError(
             f"{export}: no built-in mapping reads this header (it needs a name and a phone column)",
-            hint="write a mapping of your own (README, 'Writing a mapping') and name it in "
-            "mapping:",
+            hint="write a mapping of your own (docs/mappings.md) and name it in mapping:",
         )
     _, name, bound = best
     used = sorted({p for found in bound.positions.values() for p in found})

@@ -4,14 +4,16 @@ exit code: the texts an operator saw, each through the real command line."""
 from __future__ import annotations
 
 import os
-import sqlite3
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
 
 from connector.kore.sandbox import Sandbox
 from tests.conftest import SECRET, run_cli, tenant_config, write_config
@@ -36,19 +38,28 @@ def _config(tmp_path: Path, sandbox: Sandbox, change: Any = None, **top: Any) ->
     return write_config(tmp_path, {"acme": tenant}, **top)
 
 
-def test_a_misspelt_sql_table_names_the_tables_there(tmp_path: Path, sandbox: Sandbox) -> None:
-    crm = tmp_path / "crm.db"
-    with sqlite3.connect(crm) as db:
-        db.execute("CREATE TABLE contacts (Id TEXT, FirstName TEXT, LastName TEXT, Phone TEXT)")
-        db.execute("CREATE TABLE accounts (Id TEXT)")
-    source = {"kind": "sql", "url": f"sqlite:///{crm}", "table": "contcts"}
+@pytest.mark.parametrize("server", ["sqlite", "postgres"])
+def test_a_misspelt_sql_table_names_the_tables_there(
+    tmp_path: Path, sandbox: Sandbox, server: str, request: pytest.FixtureRequest
+) -> None:
+    if server == "sqlite":
+        url = f"sqlite:///{tmp_path / 'crm.db'}"
+    else:
+        url = request.getfixturevalue("postgres_url")
+    engine = create_engine(url)
+    with engine.begin() as db:
+        db.execute(text("CREATE TABLE contacts (Id TEXT, FirstName TEXT, Phone TEXT)"))
+        db.execute(text("CREATE TABLE accounts (Id TEXT)"))
+    engine.dispose()
+    source = {"kind": "sql", "url": url, "table": "contcts"}
     config = _config(tmp_path, sandbox, lambda t: t.update(source=source, mapping="generic"))
+    shown = make_url(url).render_as_string(hide_password=True)
 
     for command in ("sync", "check"):
         result = run_cli(command, config=config)
         assert result.returncode == 1, result.stderr
         line, hint = _error(result.stderr)
-        assert f"source.table 'contcts' does not exist in sqlite:///{crm}" in line
+        assert f"source.table 'contcts' does not exist in {shown}" in line
         assert "(did you mean 'contacts'?)" in line
         assert hint == "hint: tables there: accounts, contacts"
 
