@@ -103,3 +103,31 @@ def test_a_read_only_reports_disk_fails_the_run_before_anything_is_sent(
     assert held(sandbox) == {}
     last = _status(config)["last_run"]
     assert isinstance(last, dict) and last["status"] == "failed"
+
+
+def test_a_full_temporary_folder_fails_the_run_in_one_line(
+    tmp_path: Path, sandbox: Sandbox
+) -> None:
+    export = tmp_path / "contacts.csv"
+    with export.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["Id", "FirstName", "LastName", "MobilePhone"])
+        for n in range(60_000):
+            writer.writerow(
+                [f"r{n}", f"Name{n}" * 4, "Row" * 10, f"+1 201 {n // 10000 + 200} {n % 10000:04d}"]
+            )
+    config = write_config(tmp_path, {"acme": tenant_config(sandbox, export)})
+    scratch = tmp_path / "scratch"
+
+    result = run_cli(
+        "sync",
+        config=config,
+        env={"SQLITE_TMPDIR": str(scratch)},
+        prefix=on_small_disk(scratch, size_kb=512, free_kb=256),
+    )
+
+    assert result.returncode == 1, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "internal error" not in result.stderr, result.stderr
+    assert f"the run's working file in {scratch}: database or disk is full" in errors[0]
+    assert held(sandbox) == {}, "nothing is sent from a run that could not stage its rows"
