@@ -78,7 +78,7 @@ def _sample(unit: SourceUnit, bound: Any, tenant: TenantSettings) -> dict[str, A
                     countries[item.subject] += 1
     return {
         "source": unit.describe(),
-        "warnings": list(bound.warnings),
+        "warnings": [*unit.warnings(), *bound.warnings],
         "sample_rows": read,
         "would_send": read - sum(reasons.values()),
         "rejected": {

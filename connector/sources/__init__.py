@@ -61,13 +61,25 @@ class SourceRow:
 
 @dataclass
 class FileTally:
-    """Where every physical line of a text file went: ``lines`` = ``header_lines`` +
-    ``row_lines`` (the lines of every record, read or rejected) + ``blank_lines``."""
+    """Where every physical line (or sheet row) of an export went: ``lines`` = ``title_lines``
+    (above the header row) + ``header_lines`` + ``row_lines`` (the lines of every record, read
+    or rejected) + ``totals_lines`` (a report's totals below the data) + ``blank_lines``.
+
+    ``short_rows`` counts records with trailing cells left out (read as empty) and
+    ``long_rows`` records with extra cells that were all empty (ignored); both are among the
+    rows read. ``encoding`` and ``encoding_confidence`` say how a text file was decoded (the
+    confidence is 1.0 for a BOM, a declared encoding or valid UTF-8)."""
 
     lines: int = 0
+    title_lines: int = 0
     header_lines: int = 0
     row_lines: int = 0
+    totals_lines: int = 0
     blank_lines: int = 0
+    short_rows: int = 0
+    long_rows: int = 0
+    encoding: str | None = None
+    encoding_confidence: float | None = None
 
 
 @dataclass
@@ -88,6 +100,9 @@ class ExportFile:
 
     def tally(self) -> FileTally | None:
         return None
+
+    def warnings(self) -> list[str]:
+        return []
 
     def progress(self) -> tuple[int, int | None]:
         """Bytes read so far and the file's size (read whole only at its end, unless the
@@ -112,6 +127,10 @@ class SourceUnit(Protocol):
 
     def tally(self) -> FileTally | None:
         """Where each physical line of a text file went, once its rows are read; else None."""
+
+    def warnings(self) -> list[str]:
+        """What a run and ``check`` must say about how the unit is read (an encoding guessed
+        with little confidence); empty when there is nothing to say."""
 
     def progress(self) -> tuple[int, int | None]:
         """While its rows are read: bytes done and bytes in all (None when unknown)."""

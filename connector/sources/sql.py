@@ -135,6 +135,9 @@ class SqlTable:
     def tally(self) -> None:
         return None
 
+    def warnings(self) -> list[str]:
+        return []
+
     def progress(self) -> tuple[int, None]:
         return 0, None
 

@@ -297,7 +297,7 @@ def _bind(
     bind: Callable[[list[str], str], BoundMapping], unit: SourceUnit, warnings: list[str]
 ) -> BoundMapping:
     bound = bind(unit.header(), unit.name)
-    warnings.extend(w for w in bound.warnings if w not in warnings)
+    warnings.extend(w for w in (*unit.warnings(), *bound.warnings) if w not in warnings)
     return bound
 
 
