@@ -116,7 +116,7 @@ def _config(work: Path, sandbox: Sandbox, source: str) -> Path:
             "uploads_per_minute": 1_000_000,
             "uploads_per_hour": 1_000_000,
         },
-        "source": {"kind": "csv", "path": source},
+        "source": {"kind": "csv", "path": source, "min_file_age": "0s"},
         "mapping": "salesforce",
         "changes": {"renamed": "update"},
     }

@@ -14,8 +14,10 @@ from typing import Any, TextIO
 from connector.contacts import KORE_COLUMNS, Contact
 from connector.kore.client import KoreClient
 from connector.mapping import load_mapping, read_otherwise, reading_of
-from connector.settings import TenantSettings
+from connector.mapping.apply import sample_updated_at
+from connector.settings import SqlSourceSettings, TenantSettings
 from connector.sources import SourceUnit, open_source
+from connector.sources.csv_files import CsvFile
 from connector.state import TenantState
 
 SAMPLE_ROWS = 1000
@@ -39,8 +41,15 @@ def check_tenant(
         readings = state.readings()
         remembered = [(u.ident, u.name) for u in units if u.ident in readings]
         found["note"] = read_otherwise(remembered, readings, reading_of(mapping, tenant))
+    if state is not None:
+        from connector.sources.sql import SqlTable  # the saved cursor, shown by describe()
+
+        for unit in units:
+            if isinstance(unit, SqlTable):
+                unit.recall(state, resume=False)
     for unit in units:
         found["sources"].append(_sample(unit, mapping.bind(unit.header(), unit.name), tenant))
+    found["warnings"] = _removals(tenant, removed_when=bool(mapping.spec.removed_when))
     found["kore"] = None
     if online:
         hint = "check kore.host, and that Kore is reachable from here"
@@ -48,6 +57,25 @@ def check_tenant(
             found["kore"] = {"host": tenant.kore.host, "contacts": len(client.list_contacts())}
     found["ok"] = True
     return found
+
+
+def _removals(tenant: TenantSettings, *, removed_when: bool) -> list[str]:
+    """What keeps contacts removed from the CRM in Kore: ``changes.removed: delete`` with
+    nothing to judge removals on, and a SQL query that never reads a soft-deleted row."""
+    from connector.sources.sql import hides_removed
+
+    found = [tenant.removals_unjudged(removed_when=removed_when)]
+    source = tenant.source
+    query = source.query if isinstance(source, SqlSourceSettings) else None
+    hidden = hides_removed(query) if query else None
+    if hidden:
+        column, clause = hidden
+        found.append(
+            f"source.query reads only live contacts ({clause}): a contact deleted in the CRM "
+            f"is never read, so it stays in Kore; read those rows too and mark them with "
+            f"removed_when: [{{field: {column}, in: [...]}}] in the mapping (docs/mappings.md)"
+        )
+    return [warning for warning in found if warning]
 
 
 def _sample(unit: SourceUnit, bound: Any, tenant: TenantSettings) -> dict[str, Any]:
@@ -58,6 +86,8 @@ def _sample(unit: SourceUnit, bound: Any, tenant: TenantSettings) -> dict[str, A
     examples: dict[str, int] = {}
     preview: list[Contact] = []
     read = 0
+    with closing(unit.rows()) as rows:
+        bound = bound.learn_timestamps(sample_updated_at(bound, islice(rows, SAMPLE_ROWS)))
     with closing(unit.rows()) as rows:
         for row in islice(rows, SAMPLE_ROWS):
             read += 1
@@ -78,7 +108,8 @@ def _sample(unit: SourceUnit, bound: Any, tenant: TenantSettings) -> dict[str, A
                     countries[item.subject] += 1
     return {
         "source": unit.describe(),
-        "warnings": [*unit.warnings(), *bound.warnings],
+        "encoding": _encoding(unit),
+        "warnings": [*unit.warnings(), *bound.warnings, *bound.timestamp_warnings()],
         "sample_rows": read,
         "would_send": read - sum(reasons.values()),
         "rejected": {
@@ -90,6 +121,15 @@ def _sample(unit: SourceUnit, bound: Any, tenant: TenantSettings) -> dict[str, A
     }
 
 
+def _encoding(unit: SourceUnit) -> dict[str, Any] | None:
+    """How a CSV file is decoded: the encoding, how sure that is (1.0 unless it was detected)
+    and the runner-up of a detection; None for a workbook or a table."""
+    if not isinstance(unit, CsvFile):
+        return None
+    runner_up = unit.detection.runner_up if unit.detection else None
+    return {"name": unit.encoding, "confidence": unit.encoding_confidence, "runner_up": runner_up}
+
+
 def render(found: dict[str, Any], out: TextIO) -> None:
     """The check's findings for a person."""
     print(f"{found['tenant']}:", file=out)
@@ -98,8 +138,16 @@ def render(found: dict[str, Any], out: TextIO) -> None:
         print("  source:   no file matches yet", file=out)
     if found["note"]:
         print(f"  note:     {found['note']}", file=out)
+    for warning in found["warnings"]:
+        print(f"  warning:  {warning}", file=out)
     for source in found["sources"]:
         print(f"  source:   {source['source']}", file=out)
+        if source["encoding"]:
+            encoding = source["encoding"]
+            print(
+                f"  encoding: {encoding['name']} (confidence {encoding['confidence']:.2f})",
+                file=out,
+            )
         for warning in source["warnings"]:
             print(f"  warning:  {warning}", file=out)
         print(

@@ -25,13 +25,23 @@ def describe(result: RunResult, *, dry_run: bool) -> str:
     c = result.counters
     if dry_run:
         sent = f"{c.would_send:,} would be sent in {c.batches:,} batch files"
-        changes = (("would update", c.would_update), ("would delete", c.would_delete))
+        changes = (
+            ("would update", c.would_update),
+            ("would delete", c.would_delete),
+            ("removals held back", c.removal_held_back),
+        )
     else:
         parts = [f"{c.created:,} created"]
         parts += [f"{c.adopted:,} adopted"] if c.adopted else []
         sent = f"{c.sent:,} sent ({', '.join(parts)})"
-        changes = (("updated", c.updated), ("deleted", c.deleted))
+        changes = (
+            ("updated", c.updated),
+            ("deleted", c.deleted),
+            ("removals held back", c.removal_held_back),
+        )
     files = f" from {c.files_read:,} new file(s)" if c.files_seen else ""
+    if c.files_waiting:
+        files += f" ({c.files_waiting:,} still being written: read next run)"
     sent += "".join(f", {n:,} {what}" for what, n in changes if n)
     if c.rate_limited:
         sent += f", {c.rate_limited:,} rate limited by Kore ({c.waited_seconds:,.0f}s paced)"

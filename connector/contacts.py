@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -29,7 +30,10 @@ _BLANKS = re.compile(r"\s+")
 def safe_name(text: str) -> tuple[str, bool]:
     """A name fit to send and to show: control characters (NUL, ESC, BEL…), bidirectional
     overrides and invisible characters removed, and every run of whitespace (tabs and line
-    breaks too) made one space. Returns the name and whether anything but whitespace went."""
+    breaks too) made one space, in Unicode's composed form (NFC: a Vietnamese cp1258 export
+    decodes to a letter and its combining accents; Kore and people see one letter). Returns the
+    name and whether anything but whitespace went."""
+    text = unicodedata.normalize("NFC", text)
     kept = _UNSAFE.sub("", text)
     return _BLANKS.sub(" ", kept).strip(), len(kept) != len(text)
 

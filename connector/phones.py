@@ -6,6 +6,7 @@ has, whatever the name, so the number is the identity of a contact.
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 
@@ -20,6 +21,8 @@ _TEXT_FORMULA = re.compile(r'^="(.*)"$')
 # with it, so a short national number is never read as a foreign one.
 _MIN_INTERNATIONAL_DIGITS = 11
 _INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff"), None) | {0xA0: " "}
+_NUMBER_KEYS = ("value", "number", "phone", "phone_number", "phoneNumber")
+_LABEL_KEYS = ("label", "type", "category")
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +59,34 @@ def parse_phone(raw: str, region: str) -> PhoneKey | PhoneProblem | None:
         country_code=f"+{number.country_code}",
         extension=number.extension or "",
     )
+
+
+def listed_numbers(cell: str) -> list[tuple[str, str]] | None:
+    """The numbers of a cell that holds a JSON list, as a CRM's API export writes a contact's
+    phones (Copper's ``phone_numbers``: ``[{"number": "…", "category": "mobile"}]``; others
+    ``value``/``phone`` with ``label``/``type``; or plain strings), each with its label, in
+    order; None when the cell is no JSON list (``[415] 555-0132`` is a number)."""
+    try:
+        items = json.loads(cell)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(items, list):
+        return None
+    found: list[tuple[str, str]] = []
+    for item in items:
+        if isinstance(item, dict):
+            numbers = [item[k] for k in _NUMBER_KEYS if _written(item.get(k))]
+            labels = [item[k] for k in _LABEL_KEYS if isinstance(item.get(k), str)]
+            if numbers:
+                found.append((labels[0] if labels else "", str(numbers[0])))
+        elif _written(item):
+            found.append(("", str(item)))
+    return found
+
+
+def _written(value: object) -> bool:
+    """A number as JSON may carry it: a string, or an integer (never ``true``)."""
+    return isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool))
 
 
 def _unwrap(value: str) -> str:

@@ -89,7 +89,58 @@ def _is_loopback(hostname: str) -> bool:
         return False
 
 
-class CsvSourceSettings(_Strict):
+def _as_timedelta(value: Any) -> Any:
+    """``30s``, ``15m``, ``2h``, ``1d`` or a number of seconds as a ``timedelta``; anything
+    else is left for pydantic to refuse."""
+    if isinstance(value, str):
+        match = _DURATION.match(value)
+        if not match:
+            raise ValueError("must look like 30s, 15m, 2h or 1d")
+        value = timedelta(seconds=int(match[1]) * _UNITS[match[2]])
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        value = timedelta(seconds=value)
+    return value
+
+
+def _parse_duration(value: Any) -> Any:
+    value = _as_timedelta(value)
+    if isinstance(value, timedelta) and value <= timedelta(0):
+        raise ValueError("must be longer than zero, e.g. 30s or 15m")
+    return value
+
+
+def _parse_age(value: Any) -> Any:
+    value = _as_timedelta(value)
+    if isinstance(value, timedelta) and value < timedelta(0):
+        raise ValueError("must not be negative, e.g. 0s or 60s")
+    return value
+
+
+Duration = Annotated[timedelta, BeforeValidator(_parse_duration)]
+"""``30s``, ``15m``, ``2h``, ``1d`` (or a number of seconds); zero and negative are refused."""
+FileAge = Annotated[timedelta, BeforeValidator(_parse_age)]
+"""A duration as ``Duration`` where zero is allowed (it turns a wait off)."""
+
+
+class _FileSourceSettings(_Strict):
+    """What CSV and XLSX sources share: how a file still being written is told, and where the
+    table starts.
+
+    ``min_file_age``: a file modified less than this long ago is left for the next run, neither
+    read nor remembered. Exports arrive by SFTP or a shared folder, and a run that fires
+    mid-copy would otherwise read the bytes so far, remember that partial file and judge a
+    snapshot on it. The same rule as Apache NiFi's ``Minimum File Age`` and Spring
+    Integration's ``LastModifiedFileListFilter``; 60 s outlasts the pauses of a slow copy.
+    ``0s`` turns the wait off (a file is still left when it changes while it is read).
+
+    ``header_row``: the 1-based line (CSV) or sheet row (XLSX) of the header row, when the
+    search for it (the first of the leading rows that reads as a header) must be overruled."""
+
+    min_file_age: FileAge = Field(default="60s", validate_default=True)
+    header_row: int | None = Field(default=None, ge=1)
+
+
+class CsvSourceSettings(_FileSourceSettings):
     kind: Literal["csv"]
     path: str = Field(min_length=1)
     snapshot: bool = False
@@ -108,7 +159,7 @@ class CsvSourceSettings(_Strict):
         return value
 
 
-class XlsxSourceSettings(_Strict):
+class XlsxSourceSettings(_FileSourceSettings):
     kind: Literal["xlsx"]
     path: str = Field(min_length=1)
     snapshot: bool = False
@@ -116,13 +167,27 @@ class XlsxSourceSettings(_Strict):
 
 
 class SqlSourceSettings(_Strict):
-    """A table or query in any database SQLAlchemy reaches; ``cursor`` makes reads incremental."""
+    """A table or query in any database SQLAlchemy reaches; ``cursor`` makes reads incremental.
+
+    ``cursor_lookback``: each incremental read starts this long before the saved position, so
+    that rows stamped behind it (a tie at the last second with a smaller id, a transaction that
+    committed after the last read) are read; rows read again are recognised as unchanged, not
+    sent again. 5 minutes outlasts a CRM's transactions and a modest clock difference between
+    its application servers and the database.
+
+    ``cursor_lag``: the saved position never passes the database's clock minus this, so rows
+    whose transactions are still open when the read runs, or that an application server ahead
+    of the database stamped in the future, are read by the next run. 30 seconds outlasts a
+    commit. The same two rules as dlt's incremental ``lag`` and reverse-ETL lookback windows;
+    neither applies to a cursor that is not a time (a version number)."""
 
     kind: Literal["sql"]
     url: str = Field(min_length=1)
     table: str | None = Field(default=None, min_length=1)
     query: str | None = Field(default=None, min_length=1)
     cursor: str | None = Field(default=None, min_length=1)
+    cursor_lookback: Duration = Field(default="5m", validate_default=True)
+    cursor_lag: Duration = Field(default="30s", validate_default=True)
     batch_rows: int = Field(default=1000, ge=1)
     snapshot: bool = False
 
@@ -151,23 +216,6 @@ class SqlSourceSettings(_Strict):
 SourceSettings = Annotated[
     CsvSourceSettings | XlsxSourceSettings | SqlSourceSettings, Field(discriminator="kind")
 ]
-
-
-def _parse_duration(value: Any) -> Any:
-    if isinstance(value, str):
-        match = _DURATION.match(value)
-        if not match:
-            raise ValueError("must look like 30s, 15m, 2h or 1d")
-        value = timedelta(seconds=int(match[1]) * _UNITS[match[2]])
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        value = timedelta(seconds=value)
-    if isinstance(value, timedelta) and value <= timedelta(0):
-        raise ValueError("must be longer than zero, e.g. 30s or 15m")
-    return value
-
-
-Duration = Annotated[timedelta, BeforeValidator(_parse_duration)]
-"""``30s``, ``15m``, ``2h``, ``1d`` (or a number of seconds); zero and negative are refused."""
 
 
 class ScheduleSettings(_Strict):
@@ -211,8 +259,11 @@ class ChangesSettings(_Strict):
     """What a later export does to contacts already in Kore. ``renamed: update`` sends Kore the
     new names (``kore.update_changed: true`` is the older spelling of the same);
     ``do_not_call: delete`` deletes numbers flagged do-not-call from Kore; ``removed: delete``
-    deletes numbers a snapshot source no longer has, unless they are more than
-    ``max_delete_fraction`` of the tenant's contacts (a truncated export must not wipe Kore)."""
+    deletes numbers removed from the CRM, unless they are more than ``max_delete_fraction`` of
+    the tenant's contacts (a truncated export must not wipe Kore): those a snapshot source no
+    longer has, and those of rows the mapping's ``removed_when`` marks (a soft delete), from
+    any source. Only the mapping, read at run time, tells whether it has such rules, so
+    ``removed: delete`` is valid with any source (``TenantSettings.removals_unjudged``)."""
 
     renamed: Literal["skip", "update"] = "skip"
     do_not_call: Literal["keep", "delete"] = "keep"
@@ -227,6 +278,18 @@ class TenantSettings(_Strict):
     default_region: str = Field(default="US", pattern=r"^[A-Za-z]{2}$")
     schedule: ScheduleSettings = ScheduleSettings(every=timedelta(minutes=15))
     changes: ChangesSettings = ChangesSettings()
+
+    def removals_unjudged(self, *, removed_when: bool) -> str | None:
+        """What ``check`` says when ``changes.removed: delete`` can delete nothing: the source
+        is no snapshot and the mapping (``removed_when``: whether it has such rules) marks no
+        row removed. None when it means something, or is not asked for."""
+        if self.changes.removed != "delete" or self.source.snapshot or removed_when:
+            return None
+        return (
+            f"changes.removed: delete deletes nothing: the source is not a snapshot and mapping "
+            f"{self.mapping} has no removed_when rule; mark the CRM's deleted rows with "
+            "removed_when (docs/mappings.md), or give source.snapshot: true for full exports"
+        )
 
     @property
     def update_renamed(self) -> bool:

@@ -5,6 +5,11 @@ as it reads. Holding the run's contacts in memory would grow with the export; SQ
 temporary database (opened with an empty name: a file in the temporary folder that SQLite
 unlinks at once, so nothing of it outlives the process, even after kill -9) keeps memory flat
 whatever the size. Rows are written in batches; a window function picks one row per number.
+
+A row a ``removed_when`` rule matched (its record was removed from the CRM) is kept apart, with
+its record id: it says its numbers are gone, and it withdraws the rows of its record read before
+it in the run (an older export that still had the contact), which are neither sent nor hold a
+number. Every other row holds its number (``live`` and the lists beside it).
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 import os
 import sqlite3
 from collections.abc import Iterable, Iterator
+from typing import NamedTuple
 
 from connector.contacts import Contact, PhoneKey
 from connector.errors import ConnectorError
@@ -28,9 +34,22 @@ _RANKED = f"""
                ROW_NUMBER() OVER (
                    PARTITION BY key ORDER BY updated IS NULL, updated DESC, ordinal
                ) AS place
-        FROM staged WHERE key NOT IN (SELECT key FROM flagged)
+        FROM live WHERE key NOT IN (SELECT key FROM flagged)
     )
 """
+
+
+class Absent(NamedTuple):
+    """A number delivered before that no row of a snapshot has."""
+
+    key: str
+    kore_id: str | None
+    deletable: bool
+    record_id: str | None
+    """The record id it was delivered from; None when not known."""
+    unreadable_row: int | None
+    """The first row of the run whose number could not be read and that carries that record
+    id: the contact may still be in the CRM, on that row."""
 
 
 class Staging:
@@ -43,12 +62,25 @@ class Staging:
             "CREATE TABLE seen (key TEXT PRIMARY KEY);"
             "CREATE TABLE skipped (ordinal INTEGER PRIMARY KEY, key TEXT, unit TEXT, line INTEGER,"
             " cells TEXT);"
-            "CREATE TABLE known (key TEXT PRIMARY KEY, kore_id TEXT, deletable INTEGER);"
+            "CREATE TABLE known (key TEXT PRIMARY KEY, kore_id TEXT, deletable INTEGER,"
+            " record_id TEXT);"
+            "CREATE TABLE unreadable (record_id TEXT, row_no INTEGER, shifted INTEGER);"
+            "CREATE INDEX unreadable_record ON unreadable (record_id);"
             "CREATE TABLE planned (ordinal INTEGER PRIMARY KEY, action TEXT, kore_id TEXT);"
             "CREATE TABLE doomed (key TEXT PRIMARY KEY, kore_id TEXT);"
+            "CREATE TABLE removed (ordinal INTEGER, key TEXT, record_id TEXT, source TEXT,"
+            " row_no INTEGER);"
+            "CREATE INDEX removed_record ON removed (record_id, ordinal);"
+            "CREATE INDEX removed_key ON removed (key);"
+            # the staged rows that no later row of the run marks removed by their record id
+            "CREATE VIEW live AS SELECT * FROM staged AS s WHERE s.record_id = '' OR NOT EXISTS"
+            " (SELECT 1 FROM removed AS r"
+            "  WHERE r.record_id = s.record_id AND r.ordinal > s.ordinal);"
         )
         self._pending: list[tuple[object, ...]] = []
         self._skipped: list[tuple[object, ...]] = []
+        self._unreadable: list[tuple[str, int, bool]] = []
+        self._removed: list[tuple[int, str | None, str, str, int]] = []
 
     def close(self) -> None:
         self._db.close()
@@ -95,11 +127,14 @@ class Staging:
             self._flush()
 
     def _flush(self) -> None:
+        if self._unreadable:
+            self._db.executemany("INSERT INTO unreadable VALUES (?, ?, ?)", self._unreadable)
+            self._unreadable.clear()
+        if self._removed:
+            self._db.executemany("INSERT INTO removed VALUES (?, ?, ?, ?, ?)", self._removed)
+            self._removed.clear()
         if self._skipped:
             self._db.executemany("INSERT INTO skipped VALUES (?, ?, ?, ?, ?)", self._skipped)
-            self._db.executemany(
-                "INSERT OR IGNORE INTO seen VALUES (?)", [(row[1],) for row in self._skipped]
-            )
             self._skipped.clear()
         if self._pending:
             self._db.executemany(
@@ -114,29 +149,59 @@ class Staging:
             "INSERT OR IGNORE INTO flagged VALUES (?, ?, ?)", [(k, source, row) for k in keys]
         )
 
+    def remove(
+        self, ordinal: int, keys: tuple[str, ...], record_id: str, source: str, row: int
+    ) -> None:
+        """A row whose record was removed from the CRM (``removed_when``), its place among the
+        run's rows, its valid numbers (none, too) and its record id ("" for none)."""
+        marked = [(ordinal, key, record_id, source, row) for key in keys or (None,)]
+        self._removed.extend(marked)
+        if len(self._removed) >= _FLUSH:
+            self._flush()
+
     def skip(self, ordinal: int, key: str, unit: str, line: int, cells: list[str]) -> None:
-        """A row unchanged since the last completed run: not mapped, its number known. Its cells
-        are kept in case another row of the run has its number or flags it."""
+        """A row unchanged since the last completed run: not mapped, its number known and held.
+        Its cells are kept in case another row of the run has its number, flags it or marks it
+        removed."""
         self._skipped.append((ordinal, key, unit, line, "\x1f".join(cells)))
         if len(self._skipped) >= _FLUSH:
             self._flush()
 
     def contested(self) -> Iterator[tuple[int, str, int, list[str]]]:
-        """Skipped rows whose number another row of the run has, or flags: they must be mapped
-        after all, to take their part. ``(ordinal, unit, line, cells)``."""
+        """Skipped rows whose number another row of the run has, flags or marks removed: they
+        must be mapped after all, to take their part (a removed row may withdraw one of its
+        record). ``(ordinal, unit, line, cells)``; they are skipped no more."""
         self._flush()
         rows = self._db.execute(
             """SELECT ordinal, unit, line, cells FROM skipped
                WHERE key IN (SELECT key FROM staged) OR key IN (SELECT key FROM flagged)
+                  OR key IN (SELECT key FROM removed)
                ORDER BY ordinal"""
-        )
-        for ordinal, unit, line, cells in rows.fetchall():
+        ).fetchall()
+        self._db.executemany("DELETE FROM skipped WHERE ordinal = ?", [(row[0],) for row in rows])
+        for ordinal, unit, line, cells in rows:
             yield int(ordinal), str(unit), int(line), str(cells).split("\x1f")
 
     def see(self, keys: tuple[str, ...]) -> None:
         """Numbers the export has on rows that are not sent (a row without a name): they are
         still in the CRM, so a snapshot does not count them as removed."""
         self._db.executemany("INSERT OR IGNORE INTO seen VALUES (?)", [(k,) for k in keys])
+
+    def unreadable(self, record_id: str, row: int, *, shifted: bool) -> None:
+        """A row whose number could not be read, with the record id it carries ("" for none);
+        ``shifted`` when its cells do not line up with the header, so the id cell may hold
+        another column's value."""
+        self._unreadable.append((record_id, row, shifted))
+        if len(self._unreadable) >= _FLUSH:
+            self._flush()
+
+    def unreadable_rows(self) -> tuple[int, int]:
+        """How many rows of the run could not be read, and how many of them carry no record id."""
+        self._flush()
+        rows, without_id = self._db.execute(
+            "SELECT COUNT(*), COALESCE(SUM(record_id = ''), 0) FROM unreadable"
+        ).fetchone()
+        return int(rows), int(without_id)
 
     def flagged(self) -> list[tuple[str, str, int]]:
         """Every number flagged in this run, with the first row that flagged it."""
@@ -147,7 +212,7 @@ class Staging:
         self._flush()
         rows = self._db.execute(
             f"""SELECT {_prefixed("s")}, f.source, f.row_no
-                FROM staged AS s JOIN flagged AS f ON f.key = s.key ORDER BY s.ordinal"""
+                FROM live AS s JOIN flagged AS f ON f.key = s.key ORDER BY s.ordinal"""
         )
         for row in rows:
             yield _contact(row), row[_WIDTH], row[_WIDTH + 1]
@@ -163,6 +228,42 @@ class Staging:
         )
         for row in rows:
             yield _contact(row), row[_WIDTH], row[_WIDTH + 1]
+
+    def withdrawn(self) -> Iterator[tuple[Contact, str, int]]:
+        """Every row that a row read after it marks removed by its record id: (row, the removing
+        row's source, its row). Neither sent nor holding its number."""
+        self._flush()
+        rows = self._db.execute(
+            f"""SELECT {_prefixed("s")}, r.source, MIN(r.row_no) FROM staged AS s
+                JOIN removed AS r ON r.record_id = s.record_id AND r.ordinal > s.ordinal
+                WHERE s.record_id != '' GROUP BY s.ordinal ORDER BY s.ordinal"""
+        )
+        for row in rows:
+            yield _contact(row), row[_WIDTH], row[_WIDTH + 1]
+
+    def removals(self, chunk: int) -> Iterator[list[tuple[str, frozenset[str]]]]:
+        """The numbers that rows marked removed, or rows they withdrew, have and that no other
+        row of the run holds (as a contact, flagged, unchanged or without a name), each with
+        the record ids of those rows ("" for a row without one), ``chunk`` at a time."""
+        self._flush()
+        if self._db.execute("SELECT 1 FROM removed LIMIT 1").fetchone() is None:
+            return  # nothing marked removed: most runs
+        rows = self._db.execute(
+            """WITH marked (key, record_id) AS (
+                   SELECT key, record_id FROM removed WHERE key IS NOT NULL
+                   UNION
+                   SELECT key, record_id FROM staged
+                   WHERE ordinal NOT IN (SELECT ordinal FROM live)
+               )
+               SELECT key, group_concat(record_id, char(31)) FROM marked
+               WHERE key NOT IN (SELECT key FROM live)
+                 AND key NOT IN (SELECT key FROM flagged)
+                 AND key NOT IN (SELECT key FROM seen)
+                 AND key NOT IN (SELECT key FROM skipped)
+               GROUP BY key ORDER BY key"""
+        )
+        while batch := rows.fetchmany(chunk):
+            yield [(str(key), frozenset(str(ids).split("\x1f"))) for key, ids in batch]
 
     def winners(self, chunk: int) -> Iterator[list[tuple[int, Contact]]]:
         """One contact per number with its ordinal, in the order the rows were read, ``chunk``
@@ -207,22 +308,49 @@ class Staging:
     def doomed(self) -> list[tuple[str, str | None]]:
         return list(self._db.execute("SELECT key, kore_id FROM doomed ORDER BY key"))
 
-    def absent(
-        self, known: Iterable[list[tuple[str, str | None, bool]]]
-    ) -> list[tuple[str, str | None, bool]]:
-        """Of the numbers delivered before (``(key, kore_id, deletable)`` in chunks), those no
-        row of this run has: a snapshot's removed contacts."""
+    def know(self, known: Iterable[list[tuple[str, str | None, bool, str | None]]]) -> None:
+        """The numbers delivered before, ``(key, kore_id, deletable, record_id)`` in chunks:
+        what a snapshot is compared with."""
         self._flush()
         for rows in known:
-            self._db.executemany("INSERT OR IGNORE INTO known VALUES (?, ?, ?)", rows)
+            self._db.executemany("INSERT OR IGNORE INTO known VALUES (?, ?, ?, ?)", rows)
+
+    def stray(self) -> int:
+        """Shifted unreadable rows whose id cell is no delivered number's record id: that cell
+        may hold another column's value, so the row could be any contact's. Call after
+        ``know``."""
+        self._flush()
+        (count,) = self._db.execute(
+            """SELECT COUNT(*) FROM unreadable
+               WHERE shifted AND record_id != ''
+                 AND record_id NOT IN (SELECT record_id FROM known WHERE record_id IS NOT NULL)"""
+        ).fetchone()
+        return int(count)
+
+    def absent(self) -> list[Absent]:
+        """Of the numbers delivered before (see ``know``), those no row of this run has: a
+        snapshot's removed contacts, each with the unreadable row that carries its record id."""
+        self._flush()
         return [
-            (str(key), None if kore_id is None else str(kore_id), bool(deletable))
-            for key, kore_id, deletable in self._db.execute(
-                """SELECT key, kore_id, deletable FROM known
-                   WHERE key NOT IN (SELECT key FROM staged)
-                     AND key NOT IN (SELECT key FROM flagged)
-                     AND key NOT IN (SELECT key FROM seen)
-                   ORDER BY key"""
+            Absent(
+                str(key),
+                None if kore_id is None else str(kore_id),
+                bool(deletable),
+                None if record_id is None else str(record_id),
+                None if row_no is None else int(row_no),
+            )
+            for key, kore_id, deletable, record_id, row_no in self._db.execute(
+                """SELECT k.key, k.kore_id, k.deletable, k.record_id, u.row_no
+                   FROM known AS k
+                   LEFT JOIN (
+                       SELECT record_id, MIN(row_no) AS row_no FROM unreadable
+                       WHERE record_id != '' GROUP BY record_id
+                   ) AS u ON u.record_id = k.record_id
+                   WHERE k.key NOT IN (SELECT key FROM live)
+                     AND k.key NOT IN (SELECT key FROM flagged)
+                     AND k.key NOT IN (SELECT key FROM seen)
+                     AND k.key NOT IN (SELECT key FROM skipped)
+                   ORDER BY k.key"""
             )
         ]
 

@@ -75,7 +75,7 @@ def tenant_config(
             "timeout_seconds": 10,
             **kore,
         },
-        "source": {"kind": "csv", "path": str(source)},
+        "source": {"kind": "csv", "path": str(source), "min_file_age": "0s"},  # written just now
         "mapping": mapping,
         "default_region": "US",
     }

@@ -256,7 +256,8 @@ def write_export(path: Path, *, valid: int = 2000, seed: int = 7, cp1252: bool =
 
     bad("phone_missing", 15, "")
     bad("phone_missing", 5, "n/a")  # a placeholder is no value at all
-    for junk in ["12345", "555-0100", "(000) 000-0000", "call me", "+1 415 555"]:
+    bad("phone_missing", 5, "call me")  # a word is no number at all
+    for junk in ["12345", "555-0100", "(000) 000-0000", "+1 415 555"]:
         bad("phone_invalid", 5, junk)
     bad("phone_mangled", 10, "4.15555E+09")
     bad("name_missing", 10, "+1 415 201 3344", names=False)
@@ -269,12 +270,14 @@ def write_export(path: Path, *, valid: int = 2000, seed: int = 7, cp1252: bool =
         writer = csv.DictWriter(handle, HEADER)
         writer.writeheader()
         writer.writerows(rows)
-        # Two broken records: a ragged row and a row shifted by an unquoted comma.
+        # A short row (trailing fields left out, as Outlook does: read as empty, so it has no
+        # phone) and a row shifted by an unquoted comma (cells past the header: malformed).
         handle.write("003Ec9999999999901,,,Broken,Row\r\n")
         handle.write(
             "003Ec9999999999902,,,Shifted,Extra,Mr.,Shifted Extra,1 Main St,Springfield,"
             "US,+1 415 201 7788,,,,,,x@example.com,false,2024-01-01,2024-01-01,extra\r\n"
         )
-    expected.reasons["malformed_row"] += 2
+    expected.reasons["phone_missing"] += 1
+    expected.reasons["malformed_row"] += 1
     expected.rows = len(rows) + 2
     return expected

@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 
 from connector.kore.sandbox import Sandbox
+from connector.mapping import builtin_names, load_mapping, names_of
+from connector.mapping.headers import role_of
 from tests.conftest import run_cli, tenant_config, write_config
 from tests.helpers import held, rejected, runs, summary
 from tests.vendors import LAYOUTS, write
@@ -63,6 +65,47 @@ def test_salesforce_lead_sample_and_dynamics_sample_use_their_builtins(
 
 
 def test_every_builtin_has_a_vendor_fixture() -> None:
-    from connector.mapping import builtin_names
-
     assert {layout.mapping for layout in LAYOUTS.values()} == set(builtin_names())
+
+
+READ_AS = {
+    "fields.firstName.from": {"first_name"},
+    "fields.lastName.from": {"last_name"},
+    "fields.salutation.from": {"salutation", "title"},
+    "full_name": {"full_name"},
+    "id": {"id"},
+    "updated_at": {"updated_at"},
+    "company": {"company"},
+    "is_company": {"is_company"},
+    "phone.from": {"mobile", "phone"},
+    "phone.region_from": {"country"},
+}
+"""The roles a column may have at each place a mapping reads it (a salutation may be a ``title``
+column: Outlook's ``Title`` is the salutation)."""
+
+
+@pytest.mark.parametrize("name", builtin_names())
+def test_every_column_a_builtin_reads_is_in_the_synonym_table_under_its_role(name: str) -> None:
+    mapping = load_mapping(name)
+    misplaced = []
+    for use in mapping.columns():
+        if use.where.startswith("skip_when."):
+            wanted: set[str] = {"do_not_call"}
+        elif use.where.startswith("removed_when."):
+            wanted = {"deleted"}
+        else:
+            wanted = set(READ_AS[use.where])
+        misplaced += [
+            f"{use.where}: {column} is {role_of(column)}"
+            for column in names_of(use.candidates)
+            if role_of(column) not in wanted
+        ]
+    labels = [column for group in mapping.spec.phone.labels for column in group]
+    misplaced += [f"label {c}" for c in labels if role_of(c) != "phone_label"]
+    assert misplaced == []
+
+
+@pytest.mark.parametrize("name", builtin_names())
+def test_every_builtin_tries_its_mobile_columns_first(name: str) -> None:
+    roles = [role_of(column) for column in names_of(load_mapping(name).spec.phone.from_)]
+    assert roles == sorted(roles, key=lambda role: role != "mobile"), roles

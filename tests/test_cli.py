@@ -62,12 +62,13 @@ def test_mapping_column_missing_from_the_export_names_the_closest(
 ) -> None:
     export = tmp_path / "contacts.csv"
     export.write_text("Id,First Name,LastName,Mobile Phone\n1,Ann,Lee,+14152011001\n")
+    # "First_Name" is "First Name" (case, spaces, _, - and . do not count); "FirstNme" is not.
     mapping = tmp_path / "mine.yaml"
     mapping.write_text(
         yaml.safe_dump(
             {
                 "id": "Id",
-                "fields": {"firstName": "FirstName", "lastName": "LastName"},
+                "fields": {"firstName": "FirstNme", "lastName": "Last_Name"},
                 "phone": {"from": "MobilePhone"},
             }
         )
@@ -79,7 +80,7 @@ def test_mapping_column_missing_from_the_export_names_the_closest(
     assert result.returncode == 2
     line = _one_line_error(result.stderr)
     assert (
-        "fields.firstName.from names 'FirstName', which contacts.csv lacks (closest: 'First Name')"
+        "fields.firstName.from names 'FirstNme', which contacts.csv lacks (closest: 'First Name')"
         in line
     )
     assert sandbox.state.uploads == 0

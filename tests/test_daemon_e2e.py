@@ -161,7 +161,9 @@ def test_sigterm_during_a_slow_upload_lets_it_finish_and_a_sync_meanwhile_is_ref
         assert again.returncode == 0, again.stderr
         assert held(sandbox) == expected
         assert sum(u.received for u in sandbox.state.upload_log) == len(expected)
-        assert sent_before == 50
+        # How many batches went out before the stop depends on how long the refused sync
+        # took to start on a busy machine; that the stop came mid-export does not.
+        assert sent_before % 50 == 0 and 50 <= sent_before < len(expected)
 
 
 def test_sigterm_past_the_grace_exits_0_and_the_next_start_resends_only_that_batch(

@@ -61,7 +61,12 @@ def test_csv_encodings_and_xlsx_give_identical_contacts(tmp_path: Path) -> None:
         with Sandbox(secret=SECRET) as sandbox:
             tenant = tenant_config(sandbox, path)
             if name == "xlsx":
-                tenant["source"] = {"kind": "xlsx", "path": str(path), "sheet": "Contacts"}
+                tenant["source"] = {
+                    "kind": "xlsx",
+                    "path": str(path),
+                    "sheet": "Contacts",
+                    "min_file_age": "0s",
+                }
             config = write_config(path.parent, {"acme": tenant})
             result = run_cli("sync", config=config)
             assert result.returncode == 0, (name, result.stderr)
@@ -111,7 +116,7 @@ def test_xlsx_ruined_numbers_are_rejected_with_their_own_reason(
     path = tmp_path / "c.xlsx"
     book.save(path)
     tenant = tenant_config(sandbox, path, mapping="generic")
-    tenant["source"] = {"kind": "xlsx", "path": str(path)}
+    tenant["source"] = {"kind": "xlsx", "path": str(path), "min_file_age": "0s"}
 
     result = run_cli("sync", config=write_config(tmp_path, {"acme": tenant}))
 

@@ -168,14 +168,19 @@ def test_blank_lines_and_multi_line_records_are_accounted_for(
     assert result.returncode == 0, result.stderr
     assert len(held(sandbox)) == 3
     (read,) = summary(runs(tmp_path, "acme")[0])["files"]
-    assert read == {
+    lines = {
         "name": "contacts.csv",
         "rows": 3,
         "lines": 9,
+        "title_lines": 0,
         "header_lines": 1,
         "row_lines": 6,
+        "totals_lines": 0,
         "blank_lines": 2,
+        "short_rows": 0,
+        "long_rows": 0,
     }
+    assert {key: read[key] for key in lines} == lines
 
 
 def _zip_named_csv() -> bytes:

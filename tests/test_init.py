@@ -46,13 +46,25 @@ def test_init_never_overwrites_without_force_and_works_without_an_export(tmp_pat
     assert made.returncode == 0 and "mapping: generic" in config.read_text()
 
 
-def test_init_says_when_no_mapping_reads_the_export(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("header", "said"),
+    [
+        ("Alpha,Beta", "no phone and no name column in its header; columns there: Alpha, Beta"),
+        ("First Name,Email,Country", "no phone column in its header; columns there: First Name"),
+        ("Mobile,Email", "no name column in its header; columns there: Mobile, Email"),
+    ],
+)
+def test_init_refuses_only_a_header_without_a_phone_or_a_name(
+    tmp_path: Path, header: str, said: str
+) -> None:
     export = tmp_path / "odd.csv"
-    export.write_text("Alpha,Beta\n1,2\n")
+    export.write_text(header + "\n" + ",".join(["1"] * len(header.split(","))) + "\n")
     made = run_cli("init", "--from", str(export), config=tmp_path / "c.yaml")
     assert made.returncode == 2
-    assert "no built-in mapping reads this header" in made.stderr
+    (error,) = [line for line in made.stderr.splitlines() if line.startswith("error:")]
+    assert said in error
     assert not (tmp_path / "c.yaml").exists()
+    assert list(tmp_path.iterdir()) == [export], "no mapping file either"
 
 
 @pytest.mark.parametrize("shell", ["bash", "zsh"])

@@ -186,3 +186,83 @@ def test_split_name_handles_comma_form() -> None:
     assert split_name("Lovelace, Ada", "first") == "Ada"
     assert split_name("Lovelace, Ada", "last") == "Lovelace"
     assert split_name("Cher", "last") == ""
+
+
+def test_a_role_reference_reads_every_name_the_synonym_table_gives_the_role(
+    tmp_path: Path,
+) -> None:
+    spec = {
+        "id": {"role": "id"},
+        "fields": {"lastName": {"role": "last_name"}},
+        "phone": {"from": [{"role": "mobile"}, {"role": "phone"}], "region_from": "Country"},
+    }
+    header = ["Record_ID", "surname", "Home Phone", "Cell", "MobilePhone", "Country"]
+    bound = _mapping(tmp_path, spec).bind(header, "x.csv")
+    assert bound.positions["id"] == [0]
+    assert bound.positions["phone.from"] == [4, 3, 2], "mobiles first, in the table's order"
+
+    spec["phone"] = {"from": {"role": "mobile"}}
+    with pytest.raises(
+        ConfigError, match=r"phone\.from names 'Mobile Phone' or another mobile synonym, which"
+    ):
+        _mapping(tmp_path, spec).bind(["Id", "surname", "Phone"], "x.csv")
+
+
+def test_an_unknown_role_is_a_one_line_config_error(tmp_path: Path) -> None:
+    spec = {"fields": {"lastName": "Last"}, "phone": {"from": {"role": "mobil"}}}
+    with pytest.raises(ConfigError, match=r"phone\.from \{role: mobil\} is not a role; roles: "):
+        _mapping(tmp_path, spec)
+
+
+@pytest.mark.parametrize(
+    ("name", "company", "flag", "split"),
+    [
+        ("Lovelace, Ada", "Analytical Engines", "", ("", "Ada", "Lovelace")),
+        ("My Company, Chicago", "My Company", "", ("", "", "My Company, Chicago")),
+        ("my company", "My  Company", "", ("", "", "my company")),
+        ("Ellison, Harper", "", "True", ("", "", "Ellison, Harper")),
+        ("Ellison, Harper", "", "False", ("", "Harper", "Ellison")),
+        ("Acme, Inc.", "", "", ("", "", "Acme, Inc.")),
+        ("Dr. Oetker GmbH", "", "", ("", "", "Dr. Oetker GmbH")),
+        ("Müller & Co. KG", "", "", ("", "", "Müller & Co. KG")),
+        ("Nestlé S.A.", "", "", ("", "", "Nestlé S.A.")),
+        ("Co, Wilson", "", "", ("", "Wilson", "Co")),
+        ("Sa, Minh", "", "", ("", "Minh", "Sa")),
+        ("Mr. Ada King", "", "", ("Mr.", "Ada", "King")),
+    ],
+)
+def test_an_organisations_name_is_kept_whole_and_a_persons_is_turned_round(
+    name: str, company: str, flag: str, split: tuple[str, str, str]
+) -> None:
+    from connector.mapping.names import split_full_name
+
+    assert split_full_name(name, companies=[company], company_flag=flag) == split
+
+
+def test_split_fields_and_full_name_read_the_rows_company_columns(tmp_path: Path) -> None:
+    spec = {
+        "company": "Company",
+        "is_company": "Is a Company",
+        "fields": {
+            "firstName": {"from": "Name", "split": "first"},
+            "lastName": {"from": "Name", "split": "last"},
+        },
+        "phone": {"from": "Phone"},
+    }
+    header = ["Name", "Company", "Is a Company", "Phone"]
+    bound = _mapping(tmp_path, spec).bind(header, "x.csv")
+    rows = {
+        "My Company, Chicago": ["My Company, Chicago", "My Company", "", "+1 312 555 0100"],
+        "Ellison, Harper": ["Ellison, Harper", "", "1", "+1 312 555 0101"],
+        "Lovelace, Ada": ["Lovelace, Ada", "My Company", "0", "+1 312 555 0102"],
+    }
+    mapped = {}
+    for name, row in rows.items():
+        contact = bound.apply(row, source="x.csv", row=2, default_region="US")
+        assert isinstance(contact, Contact)
+        mapped[name] = (contact.first_name, contact.last_name)
+    assert mapped == {
+        "My Company, Chicago": ("", "My Company, Chicago"),
+        "Ellison, Harper": ("", "Ellison, Harper"),
+        "Lovelace, Ada": ("Ada", "Lovelace"),
+    }

@@ -27,6 +27,7 @@ ROW_OUTCOMES = (
     "rejected",
     "dnc_in_kore",
     "removed",
+    "removal_held_back",
     "deleted",
     "delete_failed",
     "not_ours",

@@ -5,7 +5,7 @@ matches column names, ``apply`` binds a mapping to a header and maps one row at 
 splits and cleans names.
 """
 
-from connector.mapping.apply import BoundMapping, ColumnUse, Mapping, parse_timestamp
+from connector.mapping.apply import BoundMapping, ColumnUse, Mapping
 from connector.mapping.headers import normalise_header, shown
 from connector.mapping.load import (
     builtin_names,
@@ -27,7 +27,6 @@ __all__ = [
     "load_mapping",
     "names_of",
     "normalise_header",
-    "parse_timestamp",
     "read_otherwise",
     "reading_of",
     "reading_parts",

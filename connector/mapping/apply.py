@@ -5,9 +5,9 @@ positions once; ``BoundMapping.apply`` is pure: one row of values in, a ``Contac
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
 from functools import cached_property
 from typing import TYPE_CHECKING
 
@@ -15,24 +15,40 @@ from connector.contacts import Contact, PhoneKey, Rejection, safe_name
 from connector.errors import ConfigError
 from connector.mapping.headers import (
     INVISIBLE,
+    SYNONYMS,
     closest,
     find_columns,
     listed,
     normalise_header,
     quoted,
     repeated,
+    shown,
 )
 from connector.mapping.names import lookup, split_full_name, split_name
-from connector.mapping.spec import ColumnRef, FieldSpec, MappingSpec, names_of
+from connector.mapping.spec import (
+    ColumnRef,
+    FieldSpec,
+    MappingSpec,
+    RoleRef,
+    SkipRule,
+    names_of,
+)
+from connector.mapping.timestamps import SAMPLE_VALUES, TimestampReading, UnreadTimes
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     from connector.phones import PhoneProblem
+    from connector.sources import SourceRow
 
 _SPACES = re.compile(r"\s+")
 _MULTI = " ::: "
-_US_DATES = ("%m/%d/%Y %I:%M %p", "%m/%d/%Y %H:%M:%S", "%m/%d/%Y %H:%M", "%m/%d/%Y")
+_DIGIT = re.compile(r"\d")
+
+REMOVED_IN_CRM = "removed_in_crm"
+"""The reason of a row a ``removed_when`` rule matched: its contact was removed from the CRM
+(a soft delete), so it is never sent and its numbers are removed from Kore
+(``changes.removed``) unless another row of the run holds them."""
 
 
 @dataclass(frozen=True)
@@ -68,6 +84,8 @@ class Mapping:
             ("id", spec.id),
             ("updated_at", spec.updated_at),
             ("full_name", spec.full_name),
+            ("company", spec.company),
+            ("is_company", spec.is_company),
         ):
             if columns:
                 uses.append(ColumnUse(where, columns.from_, columns.if_present))
@@ -89,6 +107,12 @@ class Mapping:
                 warning="no row is skipped by that rule",
             )
             for i, rule in enumerate(spec.skip_when)
+        ]
+        # Silent when absent with if_present: most exports list live contacts only (a
+        # Salesforce report has no IsDeleted), and then no row is removed, rightly.
+        uses += [
+            ColumnUse(f"removed_when.{i}.field", rule.field, rule.if_present)
+            for i, rule in enumerate(spec.removed_when)
         ]
         return uses
 
@@ -116,13 +140,13 @@ class Mapping:
             if not found and (use.optional or use.warning):
                 if use.warning:
                     warnings.append(
-                        f"mapping {self.name}: {where} names {quoted(candidates)}, "
+                        f"mapping {self.name}: {where} names {described(use.candidates)}, "
                         f"which {source} lacks; {use.warning}"
                     )
             elif not found:
                 raise ConfigError(
-                    f"mapping {self.name}: {where} names {quoted(candidates)}, which {source} lacks"
-                    f"{closest(candidates, header)}",
+                    f"mapping {self.name}: {where} names {described(use.candidates)}, which "
+                    f"{source} lacks{closest(candidates, header)}",
                     hint=f"columns there: {listed(header)}",
                 )
             resolved[where] = found
@@ -150,11 +174,23 @@ class Mapping:
         if fixed or any(resolved.get(where) for where in wheres):
             return
         refs = [c for n, fs in spec.fields.items() if n != "salutation" for c in fs.from_]
-        names = names_of(refs + (spec.full_name.from_ if spec.full_name else []))
+        refs += spec.full_name.from_ if spec.full_name else []
         raise ConfigError(
-            f"mapping {self.name}: {source} has no name column ({quoted(names)})",
+            f"mapping {self.name}: {source} has no name column ({described(refs)})",
             hint=f"columns there: {listed(header)}",
         )
+
+
+def described(refs: Sequence[ColumnRef]) -> str:
+    """Column references for a one-line message: plain and ``any`` names quoted, a ``{role: …}``
+    by its first name and its role, not the synonym table's every name."""
+    parts = [
+        f"'{SYNONYMS[ref.role][0]}' or another {ref.role} synonym"
+        if isinstance(ref, RoleRef)
+        else quoted(names_of([ref]))
+        for ref in refs
+    ]
+    return " or ".join(parts)
 
 
 @dataclass(frozen=True)
@@ -164,6 +200,11 @@ class BoundMapping:
     positions: dict[str, list[int]]
     warnings: tuple[str, ...]
     phone_labels: dict[int, int] = field(default_factory=dict)
+    timestamps: TimestampReading | None = None
+    """How ``updated_at`` is read, once learnt from the unit's values (``learn_timestamps``)."""
+    unread_times: UnreadTimes = field(default_factory=UnreadTimes)
+    """The ``updated_at`` values that were no time, counted as rows are mapped: the one thing
+    ``apply`` changes, so that ``timestamp_warnings`` can tell the run."""
 
     # The phone library and the country names load when a mapping maps its first row, not
     # when a mapping is read: a run with nothing new to read never pays for them.
@@ -179,6 +220,12 @@ class BoundMapping:
         from connector.countries import region_for
 
         return region_for
+
+    @cached_property
+    def _listed_numbers(self) -> Callable[[str], list[tuple[str, str]] | None]:
+        from connector.phones import listed_numbers
+
+        return listed_numbers
 
     @cached_property
     def _placeholders(self) -> frozenset[str]:
@@ -205,25 +252,28 @@ class BoundMapping:
         """Map one row. Pure: the same values always give the same answer."""
         spec = self.mapping.spec
         record_id = self._first("id", values)
-        for i, rule in enumerate(spec.skip_when):
-            wanted = {v.strip().casefold() for v in rule.in_}
-            for pos in self.positions[f"skip_when.{i}.field"]:
-                if self._value(values, pos).strip().casefold() in wanted:
-                    column = self.header[pos].strip()
-                    return self._reject(
-                        "skip_when",
-                        f"{column}={_cell(values, pos).strip()}",
-                        values,
-                        source,
-                        row,
-                        record_id,
-                        keys=self._keys(values, default_region),
-                    )
+        # Do-not-call first: it belongs to the number, and a removed record's wish not to be
+        # called still stands (what becomes of the number is then changes.do_not_call's).
+        for kind, rules in (("skip_when", spec.skip_when), ("removed_when", spec.removed_when)):
+            matched = self._matched(kind, rules, values)
+            if matched:
+                return self._reject(
+                    REMOVED_IN_CRM if kind == "removed_when" else kind,
+                    matched,
+                    values,
+                    source,
+                    row,
+                    record_id,
+                    keys=self._keys(values, default_region),
+                )
         names = {name: self._field(name, fs, values) for name, fs in spec.fields.items()}
         first, last = names.get("firstName", ""), names.get("lastName", "")
         salutation = names.get("salutation", "")
         if not first and not last:
-            title, first, last = split_full_name(self._first("full_name", values))
+            companies, flag = self._organisation(values)
+            title, first, last = split_full_name(
+                self._first("full_name", values), companies=companies, company_flag=flag
+            )
             if title and not salutation and "salutation" in spec.fields:
                 salutation = lookup(spec.fields["salutation"].map, title)
         (first, a), (last, b), (salutation, c) = map(safe_name, (first, last, salutation))
@@ -239,7 +289,8 @@ class BoundMapping:
             )
         region, unknown = self._region(values, default_region)
         problem: PhoneProblem | None = None
-        for candidate in self._phone_candidates(values):
+        numbers, held = self._phone_candidates(values)
+        for candidate in numbers:
             parsed = self._parse_phone(candidate, region or "ZZ")
             if isinstance(parsed, PhoneKey):
                 return Contact(
@@ -251,7 +302,7 @@ class BoundMapping:
                     source=source,
                     row=row,
                     record_id=record_id,
-                    updated_at=parse_timestamp(self._first("updated_at", values)),
+                    updated_at=self._updated_at(values, source),
                     dnc_known=self._dnc_known,
                     cleaned=a or b or c,
                 )
@@ -259,7 +310,7 @@ class BoundMapping:
         if problem is None:
             return self._reject(
                 "phone_missing",
-                "no phone number in any phone column",
+                "; ".join(held) or "no phone number in any phone column",
                 values,
                 source,
                 row,
@@ -281,6 +332,16 @@ class BoundMapping:
         }[problem.reason]
         return self._reject(problem.reason, detail, values, source, row, record_id)
 
+    def _matched(self, kind: str, rules: Sequence[SkipRule], values: Sequence[str]) -> str:
+        """``Column=value`` of the first cell a rule of ``kind`` (``skip_when``,
+        ``removed_when``) matches, ignoring case and surrounding spaces; "" when none does."""
+        for i, rule in enumerate(rules):
+            wanted = {v.strip().casefold() for v in rule.in_}
+            for pos in self.positions[f"{kind}.{i}.field"]:
+                if self._value(values, pos).strip().casefold() in wanted:
+                    return f"{self.header[pos].strip()}={_cell(values, pos).strip()}"
+        return ""
+
     @cached_property
     def _dnc_known(self) -> bool:
         """Whether this export can say "do not call": some do-not-call rule found its column.
@@ -291,7 +352,8 @@ class BoundMapping:
     def _keys(self, values: Sequence[str], default_region: str) -> tuple[str, ...]:
         """Every valid number of a row: a person who asked not to be called is called on none."""
         region, _ = self._region(values, default_region)
-        parsed = (self._parse_phone(c, region or "ZZ") for c in self._phone_candidates(values))
+        numbers, _ = self._phone_candidates(values)
+        parsed = (self._parse_phone(c, region or "ZZ") for c in numbers)
         return tuple(dict.fromkeys(p.key for p in parsed if isinstance(p, PhoneKey)))
 
     def _region(self, values: Sequence[str], default_region: str) -> tuple[str | None, str]:
@@ -309,32 +371,70 @@ class BoundMapping:
             unknown = unknown or text
         return (None, unknown) if unknown else (default_region, "")
 
-    def _phone_candidates(self, values: Sequence[str]) -> list[str]:
+    def _phone_candidates(self, values: Sequence[str]) -> tuple[list[str], list[str]]:
         """Every number in the phone columns, preferred labels first and fax or pager lines left
-        out; a cell may hold several numbers joined by ``" ::: "`` (Google Contacts), a ``"* "``
-        marking the primary one."""
+        out; and what the cells that held none held instead, for the rejection to say.
+
+        A cell may hold several numbers joined by ``" ::: "`` (Google Contacts), a ``"* "``
+        marking the primary one, or a JSON list of them (a CRM's API export), each with its own
+        label. Text without a digit (``pager``, ``mobile``) is no number: a row with nothing
+        else is ``phone_missing``, never a number "not valid" or of an unknown country."""
         prefer, never = self._labels
         found: list[tuple[str, str]] = []
+        held: list[str] = []
         for pos in self.positions["phone.from"]:
             cell = self._value(values, pos)
             if not cell.strip():
                 continue
             label = self._value(values, self.phone_labels[pos]) if pos in self.phone_labels else ""
-            if _MULTI not in cell:
-                if not (label and any(word in label.casefold() for word in never)):
-                    found.append((label, cell.removeprefix("* ")))
-                continue
-            parts, labels = cell.split(_MULTI), label.split(_MULTI)
-            for i, part in enumerate(parts):
-                own = labels[i] if len(labels) == len(parts) else label
-                number = part.removeprefix("* ")
-                if any(word in own.casefold() for word in never):
+            listed = self._listed_numbers(cell) if cell.lstrip()[:1] == "[" else None
+            numbers = (
+                _numbers_in(cell, label)
+                if listed is None
+                else [(own or label, number) for own, number in listed]
+            )
+            before, dialled = len(found), 0
+            for own, number in numbers:
+                if own and any(word in own.casefold() for word in never):
                     continue
-                if number.strip().casefold() not in self._placeholders:
+                dialled += 1
+                if _DIGIT.search(number) and number.strip().casefold() not in self._placeholders:
                     found.append((own, number))
+            if len(found) == before and (dialled or listed is not None):
+                held.append(_held(self.header[pos], cell, listed=listed is not None))
         if prefer:
             found.sort(key=lambda item: not any(p in item[0].casefold() for p in prefer))
-        return [number for _, number in found]
+        return [number for _, number in found], held
+
+    def learn_timestamps(self, values: Iterable[str]) -> BoundMapping:
+        """This mapping, reading ``updated_at`` as a sample of the unit's values calls for
+        (``sample_updated_at``): day or month first, in the formats they are written in; or in
+        the mapping's ``updated_at_format``. Its tally of unreadable values starts empty."""
+        reading = TimestampReading.learn(values, fixed=self.mapping.spec.updated_at_format)
+        return replace(self, timestamps=reading, unread_times=UnreadTimes())
+
+    def timestamp_warnings(self) -> list[str]:
+        """Once the unit's rows are mapped: the ``updated_at`` values that could not be read as a
+        time (their rows count as the oldest of their number), as one warning; or none."""
+        return self.unread_times.warnings()
+
+    @cached_property
+    def _reading(self) -> TimestampReading:
+        """The learnt reading; without one, month-first (as US exports write dates) or the
+        mapping's ``updated_at_format``."""
+        return self.timestamps or TimestampReading(fixed=self.mapping.spec.updated_at_format)
+
+    def _updated_at(self, values: Sequence[str], source: str) -> datetime | None:
+        """The row's change time: the first non-empty ``updated_at`` cell, read; a value that is
+        no time is noted for ``timestamp_warnings``."""
+        for pos in self.positions.get("updated_at", []):
+            text = self._value(values, pos).strip()
+            if text:
+                when = self._reading.read(text)
+                if when is None:
+                    self.unread_times.note(source, self.header[pos].strip(), text)
+                return when
+        return None
 
     def _first(self, where: str, values: Sequence[str]) -> str:
         for pos in self.positions.get(where, []):
@@ -342,6 +442,12 @@ class BoundMapping:
             if text:
                 return text
         return ""
+
+    def _organisation(self, values: Sequence[str]) -> tuple[list[str], str]:
+        """The row's company cells and ``is_company`` flag: what tells an organisation's name,
+        kept whole, from a person's ``Last, First`` (``names.split_full_name``)."""
+        companies = [self._value(values, pos) for pos in self.positions.get("company", [])]
+        return companies, self._first("is_company", values)
 
     def _field(self, name: str, fs: FieldSpec, values: Sequence[str]) -> str:
         if fs.value is not None:
@@ -354,7 +460,8 @@ class BoundMapping:
             if text:
                 break
         if text and fs.split:
-            text = split_name(text, fs.split)
+            companies, flag = self._organisation(values)
+            text = split_name(text, fs.split, companies=companies, company_flag=flag)
         if text and fs.map:
             text = lookup(fs.map, text)
         if text and fs.case:
@@ -382,20 +489,34 @@ def _cell(values: Sequence[str], pos: int) -> str:
     return values[pos] if pos < len(values) else ""
 
 
-def parse_timestamp(text: str) -> datetime | None:
-    """ISO-8601 (Salesforce, HubSpot, Dynamics) or US dates (Zoho); naive values are UTC."""
-    if not text:
-        return None
-    parsed: datetime | None = None
-    try:
-        parsed = datetime.fromisoformat(text)
-    except ValueError:
-        for form in _US_DATES:
-            try:
-                parsed = datetime.strptime(text, form)
+def _numbers_in(cell: str, label: str) -> list[tuple[str, str]]:
+    """A cell's numbers with their labels. Several joined by ``" ::: "`` take the label in the
+    same place of the label cell when it has as many, else the whole label."""
+    if _MULTI not in cell:
+        return [(label, cell.removeprefix("* "))]
+    parts, labels = cell.split(_MULTI), label.split(_MULTI)
+    own = labels if len(labels) == len(parts) else [label] * len(parts)
+    return [(own[i], part.removeprefix("* ")) for i, part in enumerate(parts)]
+
+
+def _held(column: str, cell: str, *, listed: bool) -> str:
+    """What a phone cell held instead of a number, for a rejection's detail."""
+    if listed:
+        return f"{shown(column)} held a list with no number to dial: '{shown(cell, 60)}'"
+    return f"{shown(column)} held '{shown(cell)}', not a number"
+
+
+def sample_updated_at(bound: BoundMapping, rows: Iterable[SourceRow]) -> list[str]:
+    """The first ``SAMPLE_VALUES`` non-empty ``updated_at`` values of a unit's rows, for
+    ``BoundMapping.learn_timestamps``. Reads no row when there is nothing to learn: no
+    ``updated_at`` column in the export, or the mapping's own ``updated_at_format``."""
+    if not bound.positions.get("updated_at") or bound.mapping.spec.updated_at_format:
+        return []
+    found: list[str] = []
+    for row in rows:
+        text = "" if row.error else bound._first("updated_at", row.values)
+        if text:
+            found.append(text)
+            if len(found) >= SAMPLE_VALUES:
                 break
-            except ValueError:
-                continue
-    if parsed is None:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    return found

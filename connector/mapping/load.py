@@ -13,6 +13,7 @@ from pydantic import ValidationError
 
 from connector.errors import ConfigError
 from connector.mapping.apply import Mapping
+from connector.mapping.headers import SYNONYMS
 from connector.mapping.spec import MappingSpec
 from connector.settings import load_yaml
 
@@ -32,8 +33,13 @@ def reading_parts(mapping: Mapping, tenant: TenantSettings) -> tuple[str, str, i
     """What decides how a tenant's rows are read, besides their cells and header: the mapping,
     the default region and the limit on names."""
     kore = tenant.kore
+    spec = mapping.spec.model_dump_json()
+    # A {role: …} reference reads whatever names the synonym table gives it today: those
+    # names are part of the reading, so a table that grows marks files read with it as read
+    # another way, and their rows as changed.
+    spec += "".join(repr(SYNONYMS[role]) for role in SYNONYMS if f'"role":"{role}"' in spec)
     return (
-        mapping.spec.model_dump_json(),
+        spec,
         tenant.default_region,
         kore.max_name_length,
         kore.long_names,

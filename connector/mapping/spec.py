@@ -10,6 +10,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from connector.mapping.headers import SYNONYMS, Role
+
 PLACEHOLDERS = (
     "null",
     "none",
@@ -31,7 +33,14 @@ NEVER_DIALLED = ("fax", "pager")
 
 
 def _columns(value: Any) -> Any:
-    return [value] if isinstance(value, str | dict) else value
+    """A column reference or a list of them, as a list; a ``{role: …}`` the synonym table lacks
+    is named here, in one line, rather than as a failed match against every kind of reference."""
+    listed = [value] if isinstance(value, str | dict) else value
+    for item in listed if isinstance(listed, list) else []:
+        role = item.get("role") if isinstance(item, dict) else None
+        if role is not None and role not in SYNONYMS:
+            raise ValueError(f"{{role: {role}}} is not a role; roles: {', '.join(SYNONYMS)}")
+    return listed
 
 
 class _Spec(BaseModel):
@@ -46,16 +55,35 @@ class AnyOf(_Spec):
     any_: list[str] = Field(alias="any", min_length=1)
 
 
-ColumnRef = str | AnyOf
+class RoleRef(_Spec):
+    """``{role: mobile}``: every name the synonym table (``headers.SYNONYMS``) gives the role, in
+    its order of preference, as one group any of whose names may be missing (like ``{any:}``).
+    ``generic`` reads its columns this way, so a name added to the table is read at once. It
+    stands for the names alone: ``Title`` and a bare ``Name`` beside other columns are read by
+    meaning only in the mapping ``init`` writes (``headers.roles``)."""
+
+    role: Role
+
+
+ColumnRef = str | AnyOf | RoleRef
 
 
 def names_of(refs: Sequence[ColumnRef]) -> list[str]:
     """Every column name the references mention, in order."""
-    return [name for ref in refs for name in (ref.any_ if isinstance(ref, AnyOf) else [ref])]
+    return [name for ref in refs for name in _names(ref)]
+
+
+def _names(ref: ColumnRef) -> Sequence[str]:
+    if isinstance(ref, AnyOf):
+        return ref.any_
+    if isinstance(ref, RoleRef):
+        return SYNONYMS[ref.role]
+    return [ref]
 
 
 class Columns(_Spec):
-    """Columns for ``id`` or ``updated_at``: the first non-empty wins; optional with if_present."""
+    """Columns for ``id``, ``updated_at``, ``full_name``, ``company`` or ``is_company``: the
+    first non-empty wins; optional with if_present."""
 
     from_: list[ColumnRef] = Field(alias="from", min_length=1)
     if_present: bool = False
@@ -63,8 +91,10 @@ class Columns(_Spec):
     _normalise_from = field_validator("from_", mode="before")(_columns)
 
 
-def _columns_shorthand(value: Any) -> Any:
-    return {"from": value} if isinstance(value, str | list) else value
+def _shorthand(value: Any) -> Any:
+    """``X`` for ``{from: X}`` where X is a name, a list, ``{any: …}`` or ``{role: …}``."""
+    is_ref = isinstance(value, dict) and bool({"any", "role"} & set(value))
+    return {"from": value} if isinstance(value, str | list) or is_ref else value
 
 
 class FieldSpec(_Spec):
@@ -89,6 +119,10 @@ class FieldSpec(_Spec):
 
 
 class SkipRule(_Spec):
+    """A rule of ``skip_when`` or ``removed_when``: the row matches when a cell of ``field``
+    is one of ``in`` (ignoring case and surrounding spaces). With ``if_present: true`` the
+    columns may all be missing from an export; the rule then matches nothing."""
+
     field: list[ColumnRef]
     in_: list[str] = Field(alias="in", min_length=1)
     if_present: bool = False
@@ -126,14 +160,28 @@ class PhoneSpec(_Spec):
 class MappingSpec(_Spec):
     id: Columns | None = None
     updated_at: Columns | None = None
+    updated_at_format: str | None = None
+    """A strptime format (``"%d.%m.%Y %H:%M"``) for ``updated_at``, instead of inferring the
+    form from the file's values (``timestamps.py``)."""
     full_name: Columns | None = None
+    company: Columns | None = None
+    """The row's organisation: a full name equal to it is an organisation's, kept whole."""
+    is_company: Columns | None = None
+    """A flag that the row is an organisation (Odoo's ``Is a Company``): its name is kept whole."""
     skip_when: list[SkipRule] = Field(default_factory=list)
+    removed_when: list[SkipRule] = Field(default_factory=list)
+    """Rows whose contact was removed from the CRM but is still read: a soft delete
+    (SuiteCRM's ``deleted = 1``, Salesforce's ``IsDeleted``, a Dynamics contact's ``Inactive``
+    state). Such a row is never sent, and its numbers are removed from Kore as a snapshot's
+    missing ones are (``changes.removed``), unless another row of the run still holds them."""
     fields: dict[Literal["firstName", "lastName", "salutation"], FieldSpec]
     phone: PhoneSpec
     placeholders: list[str] = Field(default_factory=lambda: list(PLACEHOLDERS))
     description: str = ""
 
-    _normalise = field_validator("id", "updated_at", "full_name", mode="before")(_columns_shorthand)
+    _normalise = field_validator(
+        "id", "updated_at", "full_name", "company", "is_company", mode="before"
+    )(_shorthand)
 
     @property
     def id_columns(self) -> list[str]:
@@ -141,7 +189,7 @@ class MappingSpec(_Spec):
 
     @field_validator("fields", mode="before")
     @classmethod
-    def _shorthand(cls, value: Any) -> Any:
+    def _fields_shorthand(cls, value: Any) -> Any:
         if isinstance(value, dict):
-            return {k: {"from": v} if isinstance(v, str | list) else v for k, v in value.items()}
+            return {k: _shorthand(v) for k, v in value.items()}
         return value

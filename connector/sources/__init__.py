@@ -5,16 +5,25 @@ A unit is what is remembered as read: a file (by its content hash) or a table (b
 remember, and the run commits that once it has completed, so a failed or killed run reads the
 same rows again. Sources read the tenant's state and never write it. Nothing holds a whole file or
 table in memory.
+
+Export files share one layout (``Table``): the header row is found among the leading rows, not
+assumed to be the first; a report's title lines above it and its totals below the data are
+counted, never read as contacts; and every row a file yields has exactly the header's width, or
+carries its error. ``Stamp`` tells a file still being written.
 """
 
 from __future__ import annotations
 
-from collections.abc import Generator, Mapping
+import re
+from collections.abc import Generator, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from decimal import Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+from connector.errors import ConfigError, SourceError
+from connector.mapping.headers import looks_like_header, shown
 
 if TYPE_CHECKING:
     from connector.settings import SourceSettings
@@ -82,12 +91,43 @@ class FileTally:
     encoding_confidence: float | None = None
 
 
+@dataclass(frozen=True)
+class Stamp:
+    """A file's size and modification time: what tells a file still being written."""
+
+    size: int
+    mtime_ns: int
+
+    @classmethod
+    def of(cls, path: Path) -> Stamp:
+        try:
+            status = path.stat()
+        except OSError as exc:
+            raise SourceError(f"{path}: cannot read: {exc.strerror}") from None
+        return cls(status.st_size, status.st_mtime_ns)
+
+    def age(self, now: float) -> float:
+        """Seconds since the file was last modified (negative for a time in the future)."""
+        return now - self.mtime_ns / 1e9
+
+    def change(self, later: Stamp) -> str | None:
+        """What changed between this stamp and ``later``, in words; None when nothing did."""
+        if later.size != self.size:
+            return f"its size went from {self.size:,} to {later.size:,} bytes"
+        if later.mtime_ns != self.mtime_ns:
+            return "it was modified again"
+        return None
+
+
 @dataclass
 class ExportFile:
     """What every export file shares: it is remembered by its content and named by its name."""
 
     path: Path
     content_hash: str
+    stamp: Stamp | None = field(default=None, kw_only=True)
+    """The file's size and time when it was hashed: the rows read must be that same file's.
+    None reads the file as it is (``check``, which remembers nothing)."""
     expect_rows = True
 
     @property
@@ -108,6 +148,21 @@ class ExportFile:
         """Bytes read so far and the file's size (read whole only at its end, unless the
         format says better)."""
         return 0, self.path.stat().st_size
+
+    def unchanged(self) -> None:
+        """Raise when the file changed since it was hashed: its rows, all read now, may be a
+        copy's first part (a do-not-call flag not yet written), and the hash remembered would
+        not be theirs. The run fails before it sends anything; the next run reads the file."""
+        if self.stamp is None:
+            return
+        change = self.stamp.change(Stamp.of(self.path))
+        if change is not None:
+            raise SourceError(
+                f"{self.path}: changed while it was read ({change}); nothing of it was sent, and"
+                " it is read again next run",
+                hint="files still being copied are left alone for source.min_file_age; make it"
+                " longer than a copy takes",
+            )
 
 
 class SourceUnit(Protocol):
@@ -147,6 +202,11 @@ class SourceStats:
     files_skipped: int = 0
     remembered: list[tuple[str, str]] = field(default_factory=list)
     """Files skipped because a completed run read them: ``(content hash, name)``."""
+    files_waiting: int = 0
+    """Files left for the next run: modified less than ``source.min_file_age`` ago, or changed
+    while they were hashed (still being written)."""
+    waiting: list[str] = field(default_factory=list)
+    """One warning naming each of them."""
 
 
 class Source(Protocol):
@@ -161,6 +221,155 @@ class Source(Protocol):
 
     def checkpoint(self, rows: Mapping[str, int]) -> Checkpoint:
         """What a completed run read (``rows`` by unit ident), for the run to commit."""
+
+
+HEADER_SEARCH_ROWS = 50
+"""Leading rows (not counting blank ones) searched for the header row. A report's title block
+is a handful of rows (its name, "As of …", a few filters); 50 leaves room for long filter lists
+and bounds what is held while searching."""
+_TOTALS = re.compile(r"(?:grand\s+|sub)?totals?\b|(?:record\s+)?count\b", re.IGNORECASE)
+"""How a report's totals line starts: ``Grand Totals (2 records)``, ``Subtotal``, ``Count: 3``."""
+_LISTED_CELLS = 3
+_Count = Literal["header_lines", "title_lines", "totals_lines", "blank_lines"]
+
+
+@dataclass
+class Table:
+    """Where a file's table is: its header row, its rows, and what is neither.
+
+    The header is the first of the leading ``HEADER_SEARCH_ROWS`` rows that reads as a header by
+    the synonym table (``looks_like_header``); when none does, the first row is, as ever (a
+    header the table does not know still works). ``source.header_row`` overrules the search.
+    Rows above the header are a report's title lines (``title_lines``), never contacts.
+
+    Below the header, a row is a totals line (``totals_lines``, never a row) when it has one
+    non-empty cell, that cell is words (more letters than digits), and either it starts with
+    Total, Grand Total, Subtotal, Count or Record Count, or a blank line came before it: a
+    report's totals and the footer Salesforce writes after a blank line (its name, copyright,
+    "Confidential Information", "Generated By"). A contact needs a name and a phone, two cells,
+    and a lone number is no words, so no contact and no number is ever taken for one. A row with
+    no non-empty cell is a blank line (``blank_lines``), as a spreadsheet's empty row is.
+
+    A row shorter than the header gets empty cells (Outlook leaves out trailing empty fields:
+    ``short_rows``); a longer one loses its extra cells when they are all empty (Excel appends
+    them: ``long_rows``), and is ``malformed_row`` naming them when any holds something.
+
+    The reader counts every record it yields as ``row_lines`` (a blank line it skips itself as
+    ``blank_lines``); the table moves what it finds to the other counts."""
+
+    where: str
+    tally: FileTally
+    header_row: int | None = None
+    unit: str = "line"
+    """What the file's numbered parts are called: lines of a text file, rows of a sheet."""
+    whole: str = "file"
+
+    def header(self, records: Iterator[SourceRow]) -> tuple[SourceRow, list[SourceRow]] | None:
+        """The header row and the rows read past it while looking (the table's first rows),
+        or None for a file without any row."""
+        n = self.header_row
+        found = self._search(records) if n is None else self._at(records, n)
+        if found is not None and found[0].error:
+            raise SourceError(f"{self.where}: the header row is unreadable: {found[0].error}")
+        return found
+
+    def rows(self, head: SourceRow, records: Iterable[SourceRow]) -> Iterator[SourceRow]:
+        """The table's rows below ``head``, each as wide as it, or carrying its error."""
+        self._moved(head, "header_lines")
+        width = len(head.values)
+        end = head.line + head.span
+        after_blank = False
+        for record in records:
+            after_blank = after_blank or record.line > end
+            end = record.line + record.span
+            if record.error is None:
+                filled = _filled(record.values)
+                if filled == 0:
+                    self._moved(record, "blank_lines")
+                    after_blank = True
+                    continue
+                if filled == 1 and _totals(record.values, after_blank):
+                    self._moved(record, "totals_lines")
+                    continue
+                if len(record.values) != width:
+                    self._fit(record, width)
+            yield record
+
+    def _search(self, records: Iterator[SourceRow]) -> tuple[SourceRow, list[SourceRow]] | None:
+        ahead: list[SourceRow] = []
+        for record in records:
+            if record.error is None and not _filled(record.values):
+                self._moved(record, "blank_lines")
+                continue
+            ahead.append(record)
+            if record.error is None and looks_like_header(record.values):
+                for title in ahead[:-1]:
+                    self._moved(title, "title_lines")
+                return record, []
+            if len(ahead) == HEADER_SEARCH_ROWS:
+                break
+        return (ahead[0], ahead[1:]) if ahead else None
+
+    def _at(self, records: Iterator[SourceRow], n: int) -> tuple[SourceRow, list[SourceRow]]:
+        """The row starting at ``n`` (``header_row``); every row above it is a title line."""
+        where = f"{self.where}: source.header_row is {n}, but {self.unit} {n}"
+        hint = f"set source.header_row to the {self.unit} of the header, or leave it out"
+        for record in records:
+            blank = record.error is None and not _filled(record.values)
+            if record.line == n and not blank:
+                return record, []
+            if record.line + record.span > n:
+                inside = record.line < n
+                what = f"is inside the row of {self.unit} {record.line}" if inside else "is blank"
+                raise ConfigError(f"{where} {what}", hint=hint)
+            self._moved(record, "blank_lines" if blank else "title_lines")
+        what = "is blank" if n <= self.tally.lines else f"is past the end of the {self.whole}"
+        raise ConfigError(f"{where} {what}", hint=hint)
+
+    def _fit(self, record: SourceRow, width: int) -> None:
+        values = record.values
+        if len(values) < width:
+            values.extend([""] * (width - len(values)))
+            self.tally.short_rows += 1
+        elif len(values) > width:
+            extra = [(i, v) for i, v in enumerate(values[width:], start=width + 1) if v.strip()]
+            if extra:
+                record.error = _overflow(len(values), width, extra)
+                return
+            del values[width:]
+            self.tally.long_rows += 1
+
+    def _moved(self, record: SourceRow, to: _Count) -> None:
+        """Count ``record``'s lines as ``to`` instead of ``row_lines``."""
+        self.tally.row_lines -= record.span
+        setattr(self.tally, to, getattr(self.tally, to) + record.span)
+
+
+def _filled(values: list[str]) -> int:
+    """How many cells hold something other than white space, counted up to two."""
+    count = 0
+    for value in values:
+        if value and not value.isspace():
+            if count:
+                return 2
+            count = 1
+    return count
+
+
+def _totals(values: list[str], after_blank: bool) -> bool:
+    """Whether a row of one non-empty cell is a report's totals or footer line."""
+    text = next(v for v in values if v and not v.isspace()).strip()
+    words = sum(c.isalpha() for c in text) > sum(c.isdigit() for c in text)
+    return words and (after_blank or _TOTALS.match(text) is not None)
+
+
+def _overflow(cells: int, width: int, extra: list[tuple[int, str]]) -> str:
+    listed = ", ".join(f"cell {i} '{shown(v)}'" for i, v in extra[:_LISTED_CELLS])
+    more = f" and {len(extra) - _LISTED_CELLS:,} more" if len(extra) > _LISTED_CELLS else ""
+    return (
+        f"{cells:,} cells where the header has {width:,}, and the extra cells are not empty:"
+        f" {listed}{more}"
+    )
 
 
 def open_source(

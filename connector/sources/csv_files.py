@@ -7,7 +7,9 @@ ends itself, with the csv module's own rules (a quote opens a field only at its 
 doubled quote is one quote, a stray quote elsewhere is text), and hands the csv module one whole
 record at a time. A record longer than ``source.max_row_chars`` is rejected without being held
 in memory; a quote still open at the end of the file fails the file, naming the line it opened
-on. Every physical line is accounted for: the header, a record's lines, or a blank line.
+on. Every physical line is accounted for: a title line above the header, the header, a record's
+lines, a report's totals lines, or a blank line (``Table`` in ``connector.sources`` finds the
+header and fits each row to its width).
 """
 
 from __future__ import annotations
@@ -17,13 +19,18 @@ import csv
 import hashlib
 import re
 from collections.abc import Generator, Iterator
+from contextlib import closing
 from dataclasses import dataclass, field
+from functools import partial
+from itertools import chain, islice
 from pathlib import Path
 from typing import TextIO
 
 from connector.errors import SourceError
+from connector.mapping.headers import looks_like_header, shown
 from connector.settings import CsvSourceSettings
-from connector.sources import ExportFile, FileTally, SourceRow
+from connector.sources import HEADER_SEARCH_ROWS, ExportFile, FileTally, SourceRow, Table
+from connector.sources.encodings import Detection, Scan
 
 _CHUNK = 1 << 20
 _PIECE = 1 << 20
@@ -55,48 +62,41 @@ _BLANK = frozenset({"\n", "\r\n", "\r"})
 
 
 def inspect_csv(path: Path, settings: CsvSourceSettings) -> CsvFile:
-    """Hash the file and settle its encoding in one streamed pass.
+    """Hash the file and settle its encoding in one streamed pass (``Scan``).
 
     A declared or BOM-marked encoding must decode the whole file (else one error naming the
     line). Without either, a file with NUL bytes is UTF-16 or UTF-32 written without a BOM, or
-    not text at all (refused); otherwise UTF-8 is tried, then cp1252, then Latin-1, which never
-    fails.
+    not text at all (refused); a file that is valid UTF-8 throughout is UTF-8; any other is in
+    the legacy code page detected among those that decode all of it
+    (``connector.sources.encodings``; docs/configuration.md, "Encodings").
     """
     digest = hashlib.sha256()
     try:
         with path.open("rb") as handle:
             chunk = handle.read(_CHUNK)
             declared = settings.encoding or _bom_encoding(chunk) or _wide_encoding(path, chunk)
-            candidates = [declared] if declared else ["utf-8", "cp1252"]
-            decoders = {name: codecs.getincrementaldecoder(name)() for name in candidates}
-            failed: dict[str, int] = {}
-            newlines = 0
+            scan = Scan(declared)
             while chunk:
                 digest.update(chunk)
-                for name, decoder in decoders.items():
-                    if name in failed:
-                        continue
-                    try:
-                        decoder.decode(chunk)
-                    except UnicodeDecodeError as exc:
-                        failed[name] = newlines + chunk.count(b"\n", 0, exc.start) + 1
-                newlines += chunk.count(b"\n")
+                scan.feed(chunk)
                 chunk = handle.read(_CHUNK)
-            for name, decoder in decoders.items():
-                try:
-                    decoder.decode(b"", final=True)
-                except UnicodeDecodeError:
-                    failed.setdefault(name, newlines + 1)
+            scan.close()
     except OSError as exc:
         raise SourceError(f"{path}: cannot read: {exc.strerror}") from None
-    if declared and declared in failed:
+    if declared and declared in scan.failed:
         raise SourceError(
-            f"{path} line {failed[declared]}: not valid {declared}",
+            f"{path} line {scan.failed[declared]}: not valid {declared}",
             hint="fix the file, or set source.encoding to the encoding it was written in",
         )
-    encoding = declared or next((n for n in candidates if n not in failed), "latin-1")
+    detection = scan.detection()
     return CsvFile(
-        path, digest.hexdigest(), encoding, settings.delimiter, max_row_chars=settings.max_row_chars
+        path,
+        digest.hexdigest(),
+        detection.encoding,
+        settings.delimiter,
+        max_row_chars=settings.max_row_chars,
+        header_row=settings.header_row,
+        detection=detection,
     )
 
 
@@ -152,11 +152,45 @@ class CsvFile(ExportFile):
     encoding: str
     delimiter: str | None
     max_row_chars: int = 4_194_304
+    header_row: int | None = None
+    detection: Detection | None = None
+    """How ``encoding`` was settled (``inspect_csv`` always says; None counts as certain)."""
     _tally: FileTally = field(default_factory=FileTally)
     _reading: TextIO | None = None
 
     def tally(self) -> FileTally:
         return self._tally
+
+    @property
+    def encoding_confidence(self) -> float:
+        return self.detection.confidence if self.detection else 1.0
+
+    @property
+    def pinned_encoding(self) -> str | None:
+        """The encoding ``init`` writes into a config: the one the file is read in, unless it
+        is a guess below ``encodings.CONFIDENT`` (then every run detects it afresh, and warns)."""
+        if self.detection and not self.detection.confident:
+            return None
+        return self.encoding
+
+    def warnings(self) -> list[str]:
+        """One line when the encoding is a guess below ``encodings.CONFIDENT``: the guess, the
+        runner-up and one value as each reads it, so that a person can tell which is right."""
+        found = self.detection
+        if found is None or found.confident:
+            return []
+        line = (
+            f"{self.path}: the encoding is a guess: {found.encoding}"
+            f" (confidence {found.confidence:.2f})"
+        )
+        if found.runner_up:
+            line += f", runner-up {found.runner_up}"
+            if found.sample is not None and found.runner_up_sample is not None:
+                line += (
+                    f"; a cell reads '{shown(found.sample)}' as {found.encoding}"
+                    f" and '{shown(found.runner_up_sample)}' as {found.runner_up}"
+                )
+        return [line + "; set source.encoding to be sure"]
 
     def progress(self) -> tuple[int, int | None]:
         """Bytes read so far (the reader's buffer may be a little ahead of the rows)."""
@@ -174,16 +208,36 @@ class CsvFile(ExportFile):
     def dialect(self) -> str:
         """The delimiter this file is read with."""
         with self._open() as handle:
-            delimiter, _ = self._dialect(handle.readline(_PIECE))
+            delimiter, _ = self._dialect(handle)
         return delimiter
 
-    def _dialect(self, first: str) -> tuple[str, bool]:
-        """The delimiter (declared, else Excel's ``sep=`` hint, else the header's commonest) and
-        whether ``first`` is such a hint line, to be skipped."""
+    def _dialect(self, handle: TextIO) -> tuple[str, bool]:
+        """The delimiter (declared, else Excel's ``sep=`` hint, else sniffed from the leading
+        lines) and whether the first line is such a hint, to be skipped. Leaves ``handle`` at
+        the start of the file."""
+        first = handle.readline(_PIECE)
         hint = _SEP_HINT.match(first)
-        if self.delimiter:
-            return self.delimiter, hint is not None
-        return (hint[1] if hint else max(_DELIMITERS, key=first.count)), hint is not None
+        if self.delimiter or hint:
+            handle.seek(0)
+            return self.delimiter or (hint[1] if hint else ","), hint is not None
+        leading = max(HEADER_SEARCH_ROWS, self.header_row or 0)
+        lines = [first, *islice(iter(partial(handle.readline, _PIECE), ""), leading - 1)]
+        handle.seek(0)
+        return self._sniffed(lines), False
+
+    def _sniffed(self, lines: list[str]) -> str:
+        """The delimiter of , ; and tab that splits the first line reading as a header (by the
+        synonym table) into such a header: a report's title lines above it hold few
+        delimiters, or others. Else the commonest in the header row named by
+        ``source.header_row``, or in the first line, as ever."""
+        if self.header_row is None:
+            for line in lines:
+                for delimiter in sorted(_DELIMITERS, key=line.count, reverse=True):
+                    cells = [c.strip().strip('"') for c in line.split(delimiter)]
+                    if delimiter in line and looks_like_header(cells):
+                        return delimiter
+        at = min(self.header_row or 1, len(lines)) - 1
+        return max(_DELIMITERS, key=lines[at].count)
 
     def _open(self) -> TextIO:
         try:
@@ -192,33 +246,39 @@ class CsvFile(ExportFile):
             raise SourceError(f"{self.path}: cannot read: {exc.strerror}") from None
 
     def header(self) -> list[str]:
-        for row in self._records(FileTally()):
-            if row.error:
-                raise SourceError(f"{self.path}: the header row is unreadable: {row.error}")
-            return row.values
-        raise SourceError(f"{self.path}: the file is empty; expected a header row")
+        tally = FileTally()
+        with closing(self._records(tally)) as records:
+            found = self._table(tally).header(records)
+        if found is None:
+            raise SourceError(f"{self.path}: the file is empty; expected a header row")
+        return found[0].values
 
     def rows(self) -> Generator[SourceRow, None, None]:
-        """Every record after the header; a record that cannot be read comes with its error.
-        When the rows are all read, ``tally()`` says where every physical line went."""
-        self._tally = tally = FileTally()
-        records = self._records(tally)
-        head = next(records, None)
-        if head is not None:
-            tally.header_lines += head.span
-            tally.row_lines -= head.span
-        yield from records
+        """Every record of the table below the header, as wide as the header; a record that
+        cannot be read comes with its error. When the rows are all read, the file is checked
+        unchanged since it was hashed, and ``tally()`` says where every physical line went."""
+        self._tally = tally = FileTally(
+            encoding=self.encoding, encoding_confidence=self.encoding_confidence
+        )
+        table = self._table(tally)
+        with closing(self._records(tally)) as records:
+            found = table.header(records)
+            if found is not None:
+                head, ahead = found
+                yield from table.rows(head, chain(ahead, records))
+        self.unchanged()
 
-    def _records(self, tally: FileTally) -> Iterator[SourceRow]:
+    def _table(self, tally: FileTally) -> Table:
+        return Table(str(self.path), tally, self.header_row)
+
+    def _records(self, tally: FileTally) -> Generator[SourceRow, None, None]:
         with self._open() as handle:
             self._reading = handle
-            first = handle.readline(_PIECE)
-            delimiter, skip_hint = self._dialect(first)
-            if skip_hint:
-                tally.lines = tally.header_lines = 1
-            else:
-                handle.seek(0)
             try:
+                delimiter, skip_hint = self._dialect(handle)
+                if skip_hint:
+                    handle.readline(_PIECE)
+                    tally.lines = tally.header_lines = 1
                 yield from _Splitter(delimiter, self.max_row_chars, tally).rows(handle)
             except UnicodeDecodeError:
                 raise SourceError(

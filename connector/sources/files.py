@@ -1,19 +1,28 @@
-"""Export files: a file or a glob; each new file is read once, remembered by content hash."""
+"""Export files: a file or a glob; each new file is read once, remembered by content hash.
+
+Only finished files are read. A file modified less than ``source.min_file_age`` ago, or whose
+size or modification time changed while it was hashed, is still being written (an SFTP upload,
+a copy into a shared folder): the run leaves it for the next run, counted (``files_waiting``)
+and named in a warning, and does not remember it. The rows read are checked against the same
+stamp once read (``ExportFile.unchanged``).
+"""
 
 from __future__ import annotations
 
 import glob
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from connector.errors import SourceError
 from connector.settings import CsvSourceSettings, XlsxSourceSettings
-from connector.sources import SourceStats, SourceUnit
-from connector.sources.csv_files import inspect_csv
+from connector.sources import SourceStats, SourceUnit, Stamp
+from connector.sources.csv_files import CsvFile, inspect_csv
 from connector.state import Checkpoint
 
 if TYPE_CHECKING:
+    from connector.sources.xlsx_files import XlsxFile
     from connector.state import TenantState
 
 
@@ -48,9 +57,11 @@ class FileSource:
         return [path]
 
     def units(self) -> list[SourceUnit]:
-        """The files not read before (all with ``--full``), each content once. A snapshot
-        source reads only the newest file (by modification time, then name): it is the whole
-        contact list, and older files are history."""
+        """The files not read before (all with ``--full``), each content once, when they are
+        finished. A snapshot source reads only the newest file (by modification time, then
+        name): it is the whole contact list, and older files are history, so while the newest
+        is still being written nothing is read (and no removal judged) rather than an older,
+        already read file."""
         remembered = set() if self.full or self.state is None else self.state.processed_hashes()
         seen = set(remembered)
         units: list[SourceUnit] = []
@@ -61,7 +72,9 @@ class FileSource:
             paths = [newest]
         for path in paths:
             self.stats.files_seen += 1
-            unit = self._inspect(path)
+            unit = self._finished(path)
+            if unit is None:
+                continue
             if unit.ident in seen:
                 self.stats.files_skipped += 1
                 if unit.ident in remembered:
@@ -78,7 +91,36 @@ class FileSource:
         """Whether what this run reads is the whole contact list (a snapshot's newest file)."""
         return self.settings.snapshot and bool(self._read)
 
-    def _inspect(self, path: Path) -> SourceUnit:
+    def _finished(self, path: Path) -> CsvFile | XlsxFile | None:
+        """The file inspected (hashed), or None when it is still being written: then it is
+        counted and named. Without state (``check``, ``reconcile``: they remember nothing) every
+        file is read as it is now."""
+        if self.state is None:
+            return self._inspect(path)
+        before = Stamp.of(path)
+        age = before.age(time.time())
+        wait = self.settings.min_file_age.total_seconds()
+        if wait and age < wait:
+            when = (
+                f"modified {age:.0f} s ago"
+                if age >= 0
+                else f"modified {-age:.0f} s in the future by this machine's clock"
+            )
+            self._waiting(path, f"{when}, source.min_file_age is {wait:.0f} s")
+            return None
+        unit = self._inspect(path)
+        change = before.change(Stamp.of(path))
+        if change is not None:
+            self._waiting(path, f"{change} while it was read")
+            return None
+        unit.stamp = before
+        return unit
+
+    def _waiting(self, path: Path, why: str) -> None:
+        self.stats.files_waiting += 1
+        self.stats.waiting.append(f"{path} is still being written ({why}); it is read next run")
+
+    def _inspect(self, path: Path) -> CsvFile | XlsxFile:
         if isinstance(self.settings, XlsxSourceSettings):
             from connector.sources.xlsx_files import inspect_xlsx  # openpyxl, for xlsx only
 

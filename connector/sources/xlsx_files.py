@@ -1,7 +1,9 @@
 """XLSX exports, streamed with openpyxl's read-only mode.
 
 Cells come back as the strings a CSV export of the same sheet would hold (see ``as_text``):
-a phone typed into Excel and stored as a number becomes its digit string again.
+a phone typed into Excel and stored as a number becomes its digit string again. The sheet's
+table is found and fitted as a CSV file's is (``Table``: a report's title rows above the header
+and totals below the data are counted, not read), and its rows are tallied as a CSV file's lines.
 """
 
 from __future__ import annotations
@@ -9,8 +11,9 @@ from __future__ import annotations
 import hashlib
 import zipfile
 from collections.abc import Generator, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
+from contextlib import closing, contextmanager
+from dataclasses import dataclass, field
+from itertools import chain
 from pathlib import Path
 
 from openpyxl import load_workbook
@@ -19,7 +22,7 @@ from openpyxl.worksheet._read_only import ReadOnlyWorksheet
 
 from connector.errors import ConfigError, SourceError
 from connector.settings import XlsxSourceSettings
-from connector.sources import ExportFile, SourceRow, as_text
+from connector.sources import ExportFile, FileTally, SourceRow, Table, as_text
 
 _CHUNK = 1 << 20
 
@@ -32,42 +35,53 @@ def inspect_xlsx(path: Path, settings: XlsxSourceSettings) -> XlsxFile:
                 digest.update(chunk)
     except OSError as exc:
         raise SourceError(f"{path}: cannot read: {exc.strerror}") from None
-    return XlsxFile(path, digest.hexdigest(), settings.sheet)
+    return XlsxFile(path, digest.hexdigest(), settings.sheet, settings.header_row)
 
 
 @dataclass
 class XlsxFile(ExportFile):
     sheet: str | None
+    header_row: int | None = None
+    _tally: FileTally = field(default_factory=FileTally)
+
+    def tally(self) -> FileTally:
+        return self._tally
 
     def describe(self) -> str:
         with self._worksheet() as sheet:
             return f"{self.path} (sheet {sheet.title!r})"
 
     def header(self) -> list[str]:
-        for row in self._records():
-            return row.values
-        raise SourceError(f"{self.path}: the sheet is empty; expected a header row")
+        tally = FileTally()
+        with closing(self._records(tally)) as records:
+            found = self._table(tally).header(records)
+        if found is None:
+            raise SourceError(f"{self.path}: the sheet is empty; expected a header row")
+        return _columns(found[0]).values
 
     def rows(self) -> Generator[SourceRow, None, None]:
-        records = self._records()
-        first = next(records, None)
-        width = len(first.values) if first else 0
-        for row in records:
-            values = row.values
-            if len(values) > width and not any(values[width:]):
-                values = values[:width]
-            elif len(values) < width:
-                values = values + [""] * (width - len(values))
-            yield SourceRow(values, row.line)
+        """Every row of the table below the header, as wide as the header; then the file is
+        checked unchanged since it was hashed, and ``tally()`` says where every sheet row went."""
+        self._tally = tally = FileTally()
+        table = self._table(tally)
+        with closing(self._records(tally)) as records:
+            found = table.header(records)
+            if found is not None:
+                head, ahead = found
+                yield from table.rows(_columns(head), chain(ahead, records))
+        self.unchanged()
 
-    def _records(self) -> Iterator[SourceRow]:
+    def _table(self, tally: FileTally) -> Table:
+        return Table(str(self.path), tally, self.header_row, unit="row", whole="sheet")
+
+    def _records(self, tally: FileTally) -> Generator[SourceRow, None, None]:
+        """Every sheet row as it is stored (a row's empty cells at its end may be left out or
+        kept), counted as ``row_lines`` for ``Table`` to sort out."""
         with self._worksheet() as sheet:
             for number, cells in enumerate(sheet.iter_rows(values_only=True), start=1):
-                values = [as_text(v) for v in cells]
-                while values and values[-1] == "":
-                    values.pop()
-                if values:
-                    yield SourceRow(values, number)
+                tally.lines = number
+                tally.row_lines += 1
+                yield SourceRow([as_text(v) for v in cells], number)
 
     @contextmanager
     def _worksheet(self) -> Iterator[ReadOnlyWorksheet]:
@@ -91,3 +105,12 @@ class XlsxFile(ExportFile):
             yield sheet
         finally:
             book.close()
+
+
+def _columns(head: SourceRow) -> SourceRow:
+    """The header without the empty cells a sheet keeps at its end (cells once formatted):
+    they are no columns, and would make every row short."""
+    values = head.values
+    while values and values[-1] == "":
+        values.pop()
+    return head

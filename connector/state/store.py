@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from connector.state.tenant import TenantState
 
 _MIGRATION_LOCK = 0x6B6F7265  # "kore": the advisory lock replicas take to migrate one at a time
-HEAD = "0008"
+HEAD = "0009"
 """The newest migration. A database already there is not handed to Alembic at all, which saves
 every command a quarter of a second (a test checks this against the migrations)."""
 

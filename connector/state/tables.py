@@ -52,11 +52,13 @@ deliveries = Table(
     Column("country_code", Text),
     Column("extension", Text),
     Column("row_hash", String(32)),
+    Column("record_id", Text),
     Index("ix_deliveries_tenant_row_hash", "tenant", "row_hash"),
 )
 """Every number delivered, with what was sent (NULL for rows recorded before migration 0005),
-its ``origin`` (``created``, ``adopted``, ``found``: Kore had it before us, or ``legacy``), and
-the hash of the source row it was last seen in with exactly those values (``row_hash``)."""
+its ``origin`` (``created``, ``adopted``, ``found``: Kore had it before us, or ``legacy``), the
+hash of the source row it was last seen in with exactly those values (``row_hash``), and that
+row's record id (``record_id``: NULL when the row had none, or before migration 0009)."""
 
 batches = Table(
     "batches",

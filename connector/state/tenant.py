@@ -8,7 +8,7 @@ that lost its lease raises ``LeaseLost`` there, and nothing of that transaction 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -64,6 +64,10 @@ class Delivered:
     """firstName, lastName, salutation, number, country code, extension as last sent."""
     row_hash: str | None = None
     """The source row last seen with exactly these values (see ``Contact.row_hash``)."""
+    record_id: str | None = None
+    """The record id of the source row it was sent from or last seen in; None when that row
+    had none, or when it was delivered before record ids were kept (migration 0009). A snapshot
+    whose rows cannot all be read judges removals by it."""
 
     @property
     def deletable(self) -> bool:
@@ -267,11 +271,16 @@ class TenantState:
             ).first()
         return found is not None
 
-    def remember_rows(self, rows: Sequence[tuple[str, str, str]]) -> None:
+    def remember_rows(
+        self, rows: Sequence[tuple[str, str, str]], record_ids: Mapping[str, str] | None = None
+    ) -> None:
         """``(row_hash, phone_key, fingerprint)``: the source row a delivered number was seen
-        in, recorded only where the number was delivered with exactly those values."""
+        in, recorded only where the number was delivered with exactly those values, with that
+        row's record id (``record_ids`` by phone key; none when the row had none). This is how
+        numbers delivered before record ids were kept learn theirs."""
         if not rows:
             return
+        ids = record_ids or {}
         statement = (
             update(deliveries)
             .where(
@@ -279,10 +288,12 @@ class TenantState:
                 deliveries.c.phone_key == bindparam("k"),
                 deliveries.c.fingerprint == bindparam("f"),
             )
-            .values(row_hash=bindparam("h"))
+            .values(row_hash=bindparam("h"), record_id=bindparam("r"))
         )
         with self._write() as conn:
-            conn.execute(statement, [{"h": h, "k": k, "f": f} for h, k, f in rows])
+            conn.execute(
+                statement, [{"h": h, "k": k, "f": f, "r": ids.get(k) or None} for h, k, f in rows]
+            )
 
     def flagged_in_kore(self) -> dict[str, Delivered]:
         """Delivered numbers that an earlier export flagged do-not-call."""
@@ -319,6 +330,8 @@ class TenantState:
                 run_id=run_id,
                 delivered_at=now(),
                 row_hash=bindparam("h"),
+                # an update that carries no record id (reconcile's, from the state) keeps it
+                record_id=func.coalesce(bindparam("r"), deliveries.c.record_id),
                 **{name: bindparam(f"v_{name}") for name in _VALUES},
             )
         )
@@ -330,6 +343,7 @@ class TenantState:
                         "k": c.key,
                         "f": c.fingerprint,
                         "h": c.row_hash or None,
+                        "r": c.record_id or None,
                         **_values(c, prefix="v_"),
                     }
                     for c in updated
@@ -455,6 +469,7 @@ class TenantState:
                         "delivered_at": stamp,
                         "origin": d.origin,
                         "row_hash": d.contact.row_hash or None,
+                        "record_id": d.contact.record_id or None,
                         **_values(d.contact),
                     }
                     for d in delivered
@@ -603,14 +618,15 @@ _DELIVERED = (
     deliveries.c.fingerprint,
     deliveries.c.origin,
     deliveries.c.row_hash,
+    deliveries.c.record_id,
     *(deliveries.c[name] for name in _VALUES),
 )
 
 
 def _delivered(row: Sequence[Any]) -> Delivered:
-    kore_id, print_, origin, row_hash, *values = row
+    kore_id, print_, origin, row_hash, record_id, *values = row
     sent = None if values[0] is None else tuple(str(v or "") for v in values)
-    return Delivered(kore_id, print_, origin, sent, row_hash)  # type: ignore[arg-type]
+    return Delivered(kore_id, print_, origin, sent, row_hash, record_id)  # type: ignore[arg-type]
 
 
 def _values(contact: Contact, prefix: str = "") -> dict[str, str]:

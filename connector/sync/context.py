@@ -24,6 +24,8 @@ class Counters:
     files_seen: int = 0
     files_read: int = 0
     files_skipped: int = 0
+    files_waiting: int = 0
+    """Files left for the next run: still being written (``source.min_file_age``)."""
     rows_read: int = 0
     unchanged_rows: int = 0
     """Rows not mapped again: unchanged since a completed run delivered their number."""
@@ -41,6 +43,13 @@ class Counters:
     would_update: int = 0
     dnc_in_kore: int = 0
     removed: int = 0
+    """Numbers delivered before that were removed from the CRM: a snapshot lacks them, or rows
+    a ``removed_when`` rule marks have them and no other row of the run does."""
+    removal_held_back: int = 0
+    """Numbers that look removed and are kept all the same: a snapshot lacks them but their
+    record is on a row whose number could not be read (or their record id is not known while
+    such rows exist); or rows marked removed have them but they were delivered from another
+    record, which the run may not have read."""
     deleted: int = 0
     would_delete: int = 0
     delete_failed: int = 0

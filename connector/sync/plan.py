@@ -3,11 +3,16 @@ unchanged, all decided before anything is sent, then carried out through a sink.
 
 Creates are the numbers never delivered; updates the delivered ones whose names changed
 (``changes.renamed: update``); deletes the delivered numbers flagged do-not-call
-(``changes.do_not_call: delete``) and, for a snapshot source, those the snapshot no longer has
-(``changes.removed: delete``). Only contacts that are ours are updated or deleted: a contact Kore
-had before we sent it is left alone (``not_ours``). A snapshot that would remove more than
-``changes.max_delete_fraction`` of the tenant's contacts refuses the whole run before anything is
-sent. The plan lives in the run's staging database, so memory stays flat whatever its size.
+(``changes.do_not_call: delete``) and the numbers removed from the CRM (``changes.removed:
+delete``): for a snapshot source, those the snapshot no longer has; for any source, those of rows
+a ``removed_when`` rule marks (a soft delete) that no other row of the run holds. Only contacts
+that are ours are updated or deleted: a contact Kore had before we sent it is left alone
+(``not_ours``). Removals of more than ``changes.max_delete_fraction`` of the tenant's contacts
+refuse the whole run before anything is sent. A snapshot with rows whose number could not be
+read judges removals by record id: such a row holds back the contacts delivered from its record
+(``removal_held_back``), not the others; a number delivered from another record than the rows
+marked removed is held back likewise.
+The plan lives in the run's staging database, so memory stays flat whatever its size.
 """
 
 from __future__ import annotations
@@ -17,8 +22,9 @@ from dataclasses import dataclass, field
 
 from connector.contacts import Contact
 from connector.errors import ConnectorError
+from connector.mapping.apply import REMOVED_IN_CRM
 from connector.report import Report, contact_rejection
-from connector.staging import Staging
+from connector.staging import Absent, Staging
 from connector.state import Delivered
 from connector.sync.context import Progress, RowRejected, RunContext
 from connector.sync.sinks import Sink
@@ -43,15 +49,28 @@ DELETES_COLUMNS = ("phone_key", "kore_id", "why", "plan")
 
 
 class DeletesRefused(ConnectorError):
-    """A snapshot would remove more of the tenant's contacts than ``max_delete_fraction``."""
+    """A snapshot, or rows marked removed, would remove more of the tenant's contacts than
+    ``max_delete_fraction``."""
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The export that is the whole contact list, read by this run. ``unreadable``: its rows
+    whose number could not be read, each carrying a record id (the run judges no removals
+    on a snapshot with such a row that carries none)."""
+
+    name: str
+    unreadable: int = 0
 
 
 @dataclass
 class Plan:
     """What planning learnt that the run commits when it completes: the numbers whose
-    do-not-call flag this export lifts. The changes themselves wait in the staging database."""
+    do-not-call flag this export lifts; and what the run should warn about. The changes
+    themselves wait in the staging database."""
 
     cleared: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
 
 def build(
@@ -60,10 +79,10 @@ def build(
     report: Report,
     *,
     flagged: list[str],
-    snapshot: str | None,
+    snapshot: Snapshot | None,
 ) -> Plan:
     """Decide every change. ``flagged``: numbers this run flagged do-not-call; ``snapshot``:
-    the name of the export that is the whole contact list, when this run read one."""
+    the export that is the whole contact list, when this run read one to judge removals on."""
     plan = Plan()
     updates: list[tuple[str, ...]] = []
     for chunk in staging.winners(_STATE_CHUNK):
@@ -72,8 +91,11 @@ def build(
         report.write_table("updates.csv", UPDATES_COLUMNS, updates)
     deletes: list[tuple[str, str, str, str]] = []
     _do_not_call(ctx, staging, report, flagged, plan, deletes)
+    _withdrawn(ctx, staging)
     if snapshot is not None:
-        _removed(ctx, staging, snapshot, deletes)
+        _removed(ctx, staging, snapshot, plan, deletes)
+    else:
+        _removed_in_crm(ctx, staging, deletes)
     if deletes:
         report.write_table("deletes.csv", DELETES_COLUMNS, deletes)
     return plan
@@ -104,6 +126,7 @@ def _classify(
     delivered = ctx.state.delivered([c.key for _, c in kept])
     rows: list[tuple[int, str, str | None]] = []
     seen: list[tuple[str, str, str]] = []
+    record_ids: dict[str, str] = {}
     for ordinal, contact in kept:
         before = delivered.get(contact.key)
         if before is None:
@@ -113,6 +136,7 @@ def _classify(
         if before.fingerprint == contact.fingerprint:
             if contact.row_hash and before.row_hash != contact.row_hash:
                 seen.append((contact.row_hash, contact.key, contact.fingerprint))
+                record_ids[contact.key] = contact.record_id
             continue
         if not before.kore_id:
             continue
@@ -124,7 +148,7 @@ def _classify(
     if seen and not ctx.dry_run:
         # Unchanged contacts whose row the state does not know yet (a first run after an
         # upgrade, or --full); what is created or updated brings its row along.
-        ctx.state.remember_rows(seen)
+        ctx.state.remember_rows(seen, record_ids)
 
 
 def _renamed(ctx: RunContext, before: Delivered) -> str:
@@ -187,33 +211,122 @@ def _do_not_call(
 def _removed(
     ctx: RunContext,
     staging: Staging,
-    snapshot: str,
+    snapshot: Snapshot,
+    plan: Plan,
     deletes: list[tuple[str, str, str, str]],
 ) -> None:
-    """Numbers delivered before that the snapshot no longer has were removed from the CRM."""
-    known = (
-        [(key, d.kore_id, d.deletable) for key, d in chunk] for chunk in ctx.state.every_delivered()
+    """Numbers delivered before that the snapshot no longer has were removed from the CRM,
+    unless a row whose number could not be read may be theirs: one carrying their record id,
+    or any such row when their record id is not known. Those are held back and listed."""
+    staging.know(
+        [(key, d.kore_id, d.deletable, d.record_id) for key, d in chunk]
+        for chunk in ctx.state.every_delivered()
     )
+    if snapshot.unreadable and (stray := staging.stray()):
+        plan.warnings.append(
+            f"the snapshot {snapshot.name} has {stray:,} malformed rows whose record id cell "
+            "names no contact delivered (their cells are shifted, so that cell may hold another "
+            "column); removed contacts are not judged on it"
+        )
+        return
     planned = {row[0] for row in deletes}
-    gone = [row for row in staging.absent(known) if row[0] not in planned]
+    absent = [row for row in staging.absent() if row.key not in planned]
+    held = {row.key: _held_back(row, snapshot) for row in absent}
+    gone = [row for row in absent if not held[row.key]]
     counters = ctx.counters
     counters.removed = len(gone)
+    counters.removal_held_back = len(absent) - len(gone)
     delete = ctx.settings.changes.removed == "delete"
-    if not gone:
-        return
-    total = ctx.state.delivered_count()
-    limit = ctx.settings.changes.max_delete_fraction
-    if delete and len(gone) > limit * total:
-        raise DeletesRefused(
-            f"tenant {ctx.tenant}: the snapshot {snapshot} lacks {len(gone):,} of the "
-            f"{total:,} contacts delivered ({len(gone) / total:.0%}), more than "
-            f"changes.max_delete_fraction ({limit:.0%}); nothing was deleted or sent",
+    if delete and gone:
+        _within_fraction(
+            ctx,
+            len(gone),
+            f"the snapshot {snapshot.name} lacks",
             hint="a truncated export looks like this; if the CRM really dropped them, raise "
             "changes.max_delete_fraction for one run",
         )
-    for row in gone:
-        action = _deletion(ctx, staging, row, delete, "removed")
-        deletes.append((row[0], row[1] or "", "removed", action))
+    for row in absent:
+        action = held[row.key] or _deletion(
+            ctx, staging, (row.key, row.kore_id, row.deletable), delete, "removed"
+        )
+        deletes.append((row.key, row.kore_id or "", "removed", action))
+
+
+def _removed_in_crm(
+    ctx: RunContext, staging: Staging, deletes: list[tuple[str, str, str, str]]
+) -> None:
+    """Numbers delivered before that rows marked removed (``removed_when``) have, and that no
+    other row of the run holds, were removed from the CRM: counted ``removed`` and listed, and
+    deleted with ``changes.removed: delete`` under ``max_delete_fraction``, as a snapshot's.
+
+    A number delivered from another record than those rows' is held back
+    (``removal_held_back``): two records shared it (a duplicate merged away, as CRMs soft-delete
+    them), and an incremental read, which sees only what changed, may not have read the one
+    still holding it. Judged by number otherwise: when either side has no record id."""
+    planned = {row[0] for row in deletes}
+    removals: list[tuple[str, Delivered, str]] = []
+    for chunk in staging.removals(_STATE_CHUNK):
+        delivered = ctx.state.delivered([key for key, _ in chunk if key not in planned])
+        for key, record_ids in chunk:
+            found = delivered.get(key)
+            if found is None:
+                continue  # never delivered: its row is reported, nothing is in Kore
+            other = found.record_id and not record_ids & {"", found.record_id}
+            held = f"keep (delivered from record {found.record_id}, not marked removed)"
+            removals.append((key, found, held if other else ""))
+    counters = ctx.counters
+    counters.removed = sum(not held for _, _, held in removals)
+    counters.removal_held_back = len(removals) - counters.removed
+    delete = ctx.settings.changes.removed == "delete"
+    if delete and counters.removed:
+        _within_fraction(
+            ctx,
+            counters.removed,
+            "rows marked removed in the CRM (removed_when) name",
+            hint="a removed_when rule that matches live contacts looks like this (`check` "
+            "counts the rows it marks); if the CRM really removed them, raise "
+            "changes.max_delete_fraction for one run",
+        )
+    for key, found, held in removals:
+        action = held or _deletion(
+            ctx, staging, (key, found.kore_id, found.deletable), delete, "removed"
+        )
+        deletes.append((key, found.kore_id or "", "removed", action))
+
+
+def _withdrawn(ctx: RunContext, staging: Staging) -> None:
+    """Rows of a record that a row read after them marks removed (an older export of the run
+    still had the contact) are not sent: reported as removed, with the row that says so."""
+    for contact, source, row in staging.withdrawn():
+        detail = (
+            f"record {contact.record_id} is marked removed by {source} row {row}, read after it"
+        )
+        ctx.emit(RowRejected(ctx.tenant, contact_rejection(contact, REMOVED_IN_CRM, detail)))
+
+
+def _within_fraction(ctx: RunContext, gone: int, what: str, *, hint: str) -> None:
+    """Refuse the run when removals would delete more than ``max_delete_fraction``; ``what``
+    says what removes them, ahead of the count."""
+    total = ctx.state.delivered_count()
+    limit = ctx.settings.changes.max_delete_fraction
+    if gone > limit * total:
+        raise DeletesRefused(
+            f"tenant {ctx.tenant}: {what} {gone:,} of the {total:,} contacts delivered "
+            f"({gone / total:.0%}), more than changes.max_delete_fraction ({limit:.0%}); "
+            "nothing was deleted or sent",
+            hint=hint,
+        )
+
+
+def _held_back(row: Absent, snapshot: Snapshot) -> str:
+    """Why a number the snapshot lacks is kept although it looks removed ("" when it is not):
+    its record may be on a row whose number could not be read."""
+    if row.unreadable_row is not None:
+        return f"keep (its row {row.unreadable_row} could not be read)"
+    if snapshot.unreadable and row.record_id is None:
+        unreadable = f"{snapshot.unreadable:,} rows could not be read"
+        return f"keep (delivered without its record id; {unreadable})"
+    return ""
 
 
 def _deletion(

@@ -209,7 +209,7 @@ def _stored(key: str, delivered: Delivered) -> Contact:
         phone=PhoneKey(key, number, code, extension),
         source="reconcile (state)",
         row=0,
-        record_id="",
+        record_id=delivered.record_id or "",
         updated_at=None,
     )
 

@@ -14,6 +14,7 @@ import logging
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import closing
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,6 +30,7 @@ from connector.mapping import (
     reading_of,
     reading_parts,
 )
+from connector.mapping.apply import REMOVED_IN_CRM, sample_updated_at
 from connector.report import Report, contact_rejection, prune
 from connector.settings import Settings
 from connector.sources import Source, SourceRow, SourceUnit, open_source
@@ -144,6 +146,8 @@ def run_once(
         counters.files_seen = source.stats.files_seen
         counters.files_read = source.stats.files_read
         counters.files_skipped = source.stats.files_skipped
+        counters.files_waiting = source.stats.files_waiting
+        result.warnings.extend(source.stats.waiting)
         bound = {u.ident: _bind(mapping.bind, u, result.warnings) for u in units}
         sink = (
             DryRunSink(ctx, report, result.warnings)
@@ -153,7 +157,10 @@ def run_once(
         sink.resume()
         unit_rows: Counter[str] = Counter()
         with Staging() as staging:
-            hidden = _read(ctx, units, bound, unit_rows, staging)
+            _read(ctx, units, bound, unit_rows, staging)
+            for unit in units:
+                late = bound[unit.ident].timestamp_warnings()
+                result.warnings.extend(w for w in late if w not in result.warnings)
             flagged = [(key, f"{name} row {row}") for key, name, row in staging.flagged()]
             _suppress(ctx, staging)
             for loser, source_name, row in staging.duplicates():
@@ -166,8 +173,9 @@ def run_once(
                 staging,
                 report,
                 flagged=[key for key, _ in flagged],
-                snapshot=_snapshot(source, units, hidden, result.warnings),
+                snapshot=_snapshot(source, units, bound, staging, result.warnings),
             )
+            result.warnings.extend(changes.warnings)
             plan.execute(ctx, staging, sink)
         if not ctx.dry_run:
             ctx.state.commit_checkpoint(
@@ -208,7 +216,7 @@ def _finish(ctx: RunContext, report: Report, result: RunResult, started: datetim
         "warnings": result.warnings,
     }
     busy = (
-        counters.rows_read
+        counters.rows_read - counters.unchanged_rows  # a SQL window re-read is not news
         or counters.uploads
         or counters.pending_resent
         or counters.updated
@@ -297,13 +305,16 @@ def _bind(
     bind: Callable[[list[str], str], BoundMapping], unit: SourceUnit, warnings: list[str]
 ) -> BoundMapping:
     bound = bind(unit.header(), unit.name)
+    with closing(unit.rows()) as rows:
+        bound = bound.learn_timestamps(sample_updated_at(bound, rows))
     warnings.extend(w for w in (*unit.warnings(), *bound.warnings) if w not in warnings)
     return bound
 
 
 HIDING = frozenset({"malformed_row", "phone_mangled", "country_unknown"})
-"""Rejections that hide which number a row holds: a snapshot with such rows cannot tell which
-numbers the CRM removed."""
+"""Rejections that hide which number a row holds: a snapshot with such rows can tell which
+numbers the CRM removed only by record id (the contacts delivered from those rows' records may
+still be in it)."""
 
 
 def _read(
@@ -312,15 +323,14 @@ def _read(
     bound: dict[str, BoundMapping],
     unit_rows: Counter[str],
     staging: Staging,
-) -> int:
-    """Map every row: rejections go to the report, contacts to the staging file. Returns how
-    many rows were rejected in a way that hides their number.
+) -> None:
+    """Map every row: rejections go to the report, contacts to the staging file, rows whose
+    number could not be read to the staging file's list of them.
 
     A row whose hash (its cells and the mapping that reads them) the state recorded beside a
     number delivered with exactly its values is unchanged since: it is not mapped again
     (``unchanged_rows``), unless another row of the run has its number or flags it (then it is
     mapped after all, to take its part). ``--full`` maps every row."""
-    hidden = 0
     names = {u.ident: u for u in units}
     look_up = bool(units) and not ctx.full and ctx.state.any_rows()
     sizes = [u.progress()[1] for u in units]
@@ -344,7 +354,7 @@ def _read(
                     staging.skip(ordinal, key, unit.ident, row.line, row.values)
                     ctx.counters.unchanged_rows += 1
                     continue
-                hidden += _take(ctx, staging, _mapped(ctx, unit, mapping, row), row_hash, ordinal)
+                _take(ctx, staging, _mapped(ctx, unit, mapping, row), row_hash, ordinal)
         ctx.emit(UnitRead(ctx.tenant, unit.name, unit_rows[unit.ident], unit.tally()))
         before += size or 0
         done = before if total is not None else ctx.counters.rows_read
@@ -354,28 +364,33 @@ def _read(
         ctx.counters.unchanged_rows -= 1
         row_hash = _row_hash(_identity(ctx, mapping), cells)
         item = _mapped(ctx, unit, mapping, SourceRow(cells, line))
-        hidden += _take(ctx, staging, item, row_hash, ordinal)
-    return hidden
+        _take(ctx, staging, item, row_hash, ordinal)
 
 
 def _take(
     ctx: RunContext, staging: Staging, item: Contact | Rejection, row_hash: str, ordinal: int
-) -> int:
-    """A mapped row into the run: a contact to the staging file, a rejection to the report.
-    Returns 1 for a rejection that hides the row's number."""
+) -> None:
+    """A mapped row into the run: a contact to the staging file, a rejection to the report,
+    and a rejection that hides the row's number also to the staging file's unreadable rows,
+    with its record id (a snapshot's removals are judged by it). A row marked removed from the
+    CRM (``removed_when``) goes to the staging file's removed rows, with its place, numbers
+    and record id: the plan removes its numbers unless another row holds them."""
     if isinstance(item, Contact):
         kept = _within_limits(ctx, item)
         if isinstance(kept, Contact):
             ctx.counters.names_cleaned += kept.cleaned
             staging.add(replace(kept, row_hash=row_hash), ordinal)
-            return 0
+            return
         item = kept
     if item.reason == "skip_when" and item.keys:
         staging.flag(item.keys, item.source, item.row)
+    elif item.reason == REMOVED_IN_CRM:
+        staging.remove(ordinal, item.keys, item.record_id, item.source, item.row)
     elif item.keys:
         staging.see(item.keys)
+    if item.reason in HIDING:
+        staging.unreadable(item.record_id, item.row, shifted=item.reason == "malformed_row")
     ctx.emit(RowRejected(ctx.tenant, item))
-    return int(item.reason in HIDING)
 
 
 def _within_limits(ctx: RunContext, contact: Contact) -> Contact | Rejection:
@@ -421,21 +436,38 @@ def _chunks(rows: Iterator[SourceRow], size: int) -> Iterator[list[SourceRow]]:
 
 
 def _snapshot(
-    source: Source, units: list[SourceUnit], hidden: int, warnings: list[str]
-) -> str | None:
-    """The export that is the whole contact list, when this run read one whose every row
-    showed its number; removals are judged against it."""
+    source: Source,
+    units: list[SourceUnit],
+    bound: dict[str, BoundMapping],
+    staging: Staging,
+    warnings: list[str],
+) -> plan.Snapshot | None:
+    """The export that is the whole contact list, when this run read one that removals can be
+    judged on: every row showed its number, or every row that did not carries a record id
+    (the mapping's ``id``), so that only the contacts of those records need be kept."""
     if not source.complete:
         return None
     name = ", ".join(u.name for u in units)
-    if hidden:
+    unreadable, without_id = staging.unreadable_rows()
+    if not unreadable:
+        return plan.Snapshot(name)
+    damaged = (
+        f"the snapshot {name} has {unreadable:,} rows whose number could not be read "
+        "(malformed_row, phone_mangled, country_unknown)"
+    )
+    if not all(bound[u.ident].positions.get("id") for u in units):
         warnings.append(
-            f"the snapshot {name} has {hidden:,} rows whose number could not be read "
-            "(malformed_row, phone_mangled, country_unknown); removed contacts are not judged "
-            "on it"
+            f"{damaged}; removed contacts are not judged on it; map the export's record id as "
+            "id: to judge the others"
         )
         return None
-    return name
+    if without_id:
+        warnings.append(
+            f"{damaged}, {without_id:,} of them without a record id; removed contacts are not "
+            "judged on it"
+        )
+        return None
+    return plan.Snapshot(name, unreadable)
 
 
 def _suppress(ctx: RunContext, staging: Staging) -> None:
@@ -456,9 +488,21 @@ def _mapped(
             detail,
             unit.name,
             row.line,
-            "",
+            _record_id(mapping, row.values),
             {"cells": " | ".join(row.values)[:500]} if row.values else {},
         )
     return mapping.apply(
         row.values, source=unit.name, row=row.line, default_region=ctx.settings.default_region
     )
+
+
+def _record_id(mapping: BoundMapping, cells: list[str]) -> str:
+    """The record id a malformed row carries: the first non-empty cell (a placeholder such as
+    ``null`` is empty) where the mapping's id columns are, when the row reaches that far. Its
+    cells may be shifted, so the plan trusts it only when a delivered contact has that id."""
+    placeholders = {p.strip().casefold() for p in mapping.mapping.spec.placeholders}
+    for at in mapping.positions.get("id", []):
+        cell = cells[at].strip() if at < len(cells) else ""
+        if cell and cell.casefold() not in placeholders:
+            return cell
+    return ""
