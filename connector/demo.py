@@ -8,7 +8,7 @@ import threading
 from importlib.resources import as_file, files
 from pathlib import Path
 
-from connector.cli_output import describe, say
+from connector.cli.output import describe, say
 from connector.kore.sandbox import DEFAULT_SECRET, Sandbox
 from connector.settings import load_settings
 from connector.state import Store

@@ -213,7 +213,7 @@ def _period(schedule: ScheduleSettings) -> timedelta:
 
 
 def _describe(schedule: ScheduleSettings) -> str:
-    from connector.cli_output import duration
+    from connector.cli.output import duration
 
     what = f"every {duration(schedule.every)}" if schedule.every else f"cron {schedule.cron} (UTC)"
     return what + (f", jitter {duration(schedule.jitter)}" if schedule.jitter else "")

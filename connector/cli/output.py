@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import sys
@@ -176,3 +177,8 @@ def duration(span: timedelta) -> str:
         if seconds and seconds % size == 0:
             return f"{seconds // size}{unit}"
     return f"{seconds}s"
+
+
+def records(args: argparse.Namespace) -> bool:
+    """Whether a command logs its run's records: always in JSON mode, with -v in text mode."""
+    return logs.current_format() == "json" or bool(getattr(args, "verbose", False))

@@ -1,0 +1,82 @@
+"""``check``: validate config, mapping and source, and print what a run would make of them."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from connector import logs
+from connector.cli.loading import OK, load, select_tenants
+from connector.cli.output import (
+    print_error,
+    say,
+)
+from connector.errors import ConnectorError
+
+if TYPE_CHECKING:
+    from connector.state import Store
+
+
+def add_to(commands: Any, common: argparse.ArgumentParser) -> None:
+    """The ``check`` command's arguments."""
+    check = commands.add_parser(
+        "check", parents=[common], help="validate config, mapping and source"
+    )
+    check.add_argument("--tenant", action="append", default=[])
+    check.add_argument("--online", action="store_true", help="also prove the Kore credentials")
+    check.add_argument("--json", action="store_true", help="the findings as one JSON document")
+    check.set_defaults(run=cmd_check)
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """Each tenant's findings: as text, as one JSON document (``--json``), or as a JSON
+    record a tenant (``--log-format json``)."""
+    from connector.checks import check_tenant, render
+    from connector.state.store import check_location
+
+    settings, base = load(args)
+    check_location(settings.state_url)
+    store = existing_store(settings.state_url)
+    records = logs.current_format() == "json"
+    code = OK
+    document: dict[str, Any] = {}
+    try:
+        for name, tenant in select_tenants(settings, args.tenant).items():
+            try:
+                state = store.tenant(name) if store is not None else None
+                found = check_tenant(name, tenant, base_dir=base, online=args.online, state=state)
+            except ConnectorError as exc:
+                code = max(code, exc.exit_code)
+                found = {"tenant": name, "ok": False, "error": exc.message, "hint": exc.hint}
+                if not args.json:
+                    say(f"{name}: FAILED", details={"check": found} if records else None)
+                    if not records:
+                        print_error(exc, verbose=getattr(args, "verbose", False))
+                document[name] = found
+                continue
+            document[name] = found
+            if records:
+                say(f"{name}: ok", details={"check": found})
+            elif not args.json:
+                render(found, sys.stdout)
+    finally:
+        if store is not None:
+            store.close()
+    if args.json:
+        print(json.dumps({"tenants": document}, indent=2, default=str))
+    return code
+
+
+def existing_store(url: str) -> Store | None:
+    """The state database, when there is one: ``check`` never creates a SQLite file."""
+    from sqlalchemy.engine import make_url
+
+    from connector.state import Store
+
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and not Path(parsed.database or "").is_file():
+        return None
+    return Store(url)

@@ -1,0 +1,92 @@
+"""The ``kore-connector`` command line: parse, run one command, and turn a ``ConnectorError``
+into one line and its exit code.
+
+Each command lives in a module of its own and imports what it uses when it runs, so ``--help``
+and ``status`` do not pay for the phone library, the HTTP client or the sandbox.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from connector import __version__, logs
+from connector.cli import (
+    check,
+    completion,
+    daemon,
+    demo,
+    init,
+    reconcile,
+    sandbox,
+    status,
+    sync,
+)
+from connector.cli.loading import FAILED
+from connector.cli.output import print_error, say
+from connector.errors import ConfigError, ConnectorError
+
+COMMANDS = (sync, reconcile, check, status, daemon, sandbox, demo, init, completion)
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors become ``ConfigError`` (exit 2, one line) instead of argparse's own exit."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise ConfigError(f"{self.prog}: {message}", hint=f"see '{self.prog} --help'")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = _Parser(add_help=False)
+    common.add_argument(
+        "--config",
+        default=argparse.SUPPRESS,
+        help="config file (default connector.yaml, or $CONNECTOR_CONFIG)",
+    )
+    common.add_argument("--log-format", choices=["text", "json"], default=argparse.SUPPRESS)
+    common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS)
+
+    parser = _Parser(
+        prog="kore-connector",
+        parents=[common],
+        description="Keep a Kore.ai contact center's contacts in step with a CRM.",
+    )
+    parser.add_argument("--version", action="version", version=f"kore-connector {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+    for command in COMMANDS:
+        command.add_to(commands, common)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    words = sys.argv[1:] if argv is None else list(argv)
+    verbose = "-v" in words or "--verbose" in words
+    try:
+        args = build_parser().parse_args(argv)
+        logs.configure(
+            log_format=getattr(args, "log_format", "text"), verbose=getattr(args, "verbose", False)
+        )
+        code: int = args.run(args)
+        sys.stdout.flush()  # a reader that went away shows here, not at exit
+        return code
+    except BrokenPipeError:
+        # the reader went away (`status | head -1`): nothing more to say, and nowhere to say it
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return FAILED
+    except ConnectorError as exc:
+        print_error(exc, verbose=verbose)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        say("interrupted", error=True, level="error")
+        return FAILED
+    except Exception as exc:  # a bug: say so in one line; -v shows where
+        if verbose:
+            raise
+        say(
+            f"internal error: {type(exc).__name__}: {exc} (run with -v for the traceback)",
+            error=True,
+            level="error",
+        )
+        return FAILED
