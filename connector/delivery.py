@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Container, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -25,7 +25,7 @@ from connector.phones import join_key, mask
 from connector.report import contact_rejection
 from connector.settings import KoreSettings
 from connector.state import Delivery, PendingBatch
-from connector.sync.context import BatchSettled, RowRejected, RunContext
+from connector.sync.context import BatchSettled, RowRejected, RunContext, counted
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +110,17 @@ def _when(value: object) -> datetime | None:
     return stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)
 
 
+@dataclass
+class _Outcome:
+    """What became of one batch's rows. It is counted and reported only once the batch is
+    settled: a batch that fails half way stays in flight, and the run that settles it counts
+    it then, so no row is counted twice, nor counted as sent when no answer settled it."""
+
+    delivered: list[Delivery] = field(default_factory=list)
+    refused: list[tuple[Contact, str]] = field(default_factory=list)
+    """Rows Kore neither created nor has, with what it said."""
+
+
 class Deliverer:
     """Uploads a run's batches to Kore and settles each in the tenant's (fenced) state."""
 
@@ -124,45 +135,83 @@ class Deliverer:
         self._pending_at = datetime.now(UTC)
 
     def send(self, contacts: Sequence[Contact]) -> None:
-        """A new batch: recorded as pending, uploaded, settled."""
+        """A new batch: recorded as pending, uploaded, settled. It is numbered among the
+        batches of the run's plan, or among this run's uploads when it has none (reconcile)."""
         pending_at = datetime.now(UTC)
         batch_id = self.state.add_batch(self.ctx.run_id, contacts, at=pending_at)
-        self.counters.batches += 1
-        self.counters.sent += len(contacts)
-        self._settle(batch_id, contacts, pending_at, uncertain=False, resent=False)
+        done, of = self.ctx.sending or (self.counters.batches, None)
+        self._settle(batch_id, contacts, pending_at, (done + 1, of), uncertain=False, resent=False)
 
-    def resume(self, batch: PendingBatch) -> None:
-        """A batch an earlier run left pending: sent again, its rows adopted where Kore has them."""
+    def resume(self, batch: PendingBatch, *, number: int, of: int) -> None:
+        """A batch an earlier run left pending (``number`` of ``of`` such): sent again, its rows
+        adopted where Kore has them."""
         log.info(
-            "re-sending batch %d of run %s (%d rows)", batch.id, batch.run_id, len(batch.contacts)
+            "re-sending batch %d of %d left in flight by run %s: %s",
+            number,
+            of,
+            batch.run_id,
+            counted(len(batch.contacts), "row"),
         )
-        self.counters.pending_resent += len(batch.contacts)
-        self._settle(
-            batch.id, batch.contacts, batch.created_at, uncertain=batch.attempts > 0, resent=True
-        )
+        place = (number, of)
+        uncertain = batch.attempts > 0
+        self._settle(batch.id, batch.contacts, batch.created_at, place, uncertain, resent=True)
 
     def _settle(
         self,
         batch_id: int,
         contacts: Sequence[Contact],
         pending_at: datetime,
-        *,
+        place: tuple[int, int | None],
         uncertain: bool,
+        *,
         resent: bool,
     ) -> None:
         self._uncertain = uncertain
         self._pending_at = pending_at
-        delivered: list[Delivery] = []
-        self._upload(batch_id, contacts, delivered)
+        outcome = _Outcome()
+        self._upload(batch_id, contacts, outcome)
         crash_point("before_settle")
-        self.state.settle_batch(batch_id, self.ctx.run_id, delivered)
+        self.state.settle_batch(batch_id, self.ctx.run_id, outcome.delivered)
+        self._count(outcome, len(contacts), resent=resent)
+        number, of = place
         self.ctx.emit(
-            BatchSettled(self.ctx.tenant, batch_id, len(contacts), len(delivered), resent)
+            BatchSettled(
+                self.ctx.tenant,
+                batch_id,
+                number,
+                of,
+                len(contacts),
+                len(outcome.delivered),
+                resent,
+            )
         )
 
-    def _upload(
-        self, batch_id: int, contacts: Sequence[Contact], delivered: list[Delivery]
-    ) -> None:
+    def _count(self, outcome: _Outcome, rows: int, *, resent: bool) -> None:
+        """A settled batch into the counters and the report: its rows were sent, and each was
+        created, adopted, found in Kore already, or refused."""
+        counters = self.counters
+        counters.sent += rows
+        if resent:
+            counters.pending_resent += rows
+        else:
+            counters.batches += 1
+        for delivery in outcome.delivered:
+            if delivery.origin == "created":
+                counters.created += 1
+            elif delivery.origin == "adopted":
+                counters.adopted += 1
+            else:
+                counters.already_in_kore += 1
+                self._reject(
+                    delivery.contact,
+                    "already_in_kore",
+                    "Kore already had a contact with this number; this row was not created",
+                )
+        for contact, detail in outcome.refused:
+            counters.kore_refused += 1
+            self._refused(contact, detail)
+
+    def _upload(self, batch_id: int, contacts: Sequence[Contact], outcome: _Outcome) -> None:
         self.state.note_attempt(batch_id)
         body = batch_csv([kore_row(c, self.settings) for c in contacts])
         try:
@@ -170,7 +219,7 @@ class Deliverer:
             result = self.client.import_contacts(body)
             crash_point("after_upload")
         except KoreRejected as exc:
-            self._narrow(batch_id, contacts, delivered, exc)
+            self._narrow(batch_id, contacts, outcome, exc)
             return
         finally:
             self.counters.uploads += 1
@@ -190,22 +239,23 @@ class Deliverer:
         missing = []
         for contact in contacts:
             if contact.key in created:
-                delivered.append(Delivery(contact, created[contact.key], "created"))
-                self.counters.created += 1
+                outcome.delivered.append(Delivery(contact, created[contact.key], "created"))
             else:
                 missing.append(contact)
         if missing:
             found = self.directory.find([c.key for c in missing])
-            self._known(missing, found, delivered)
-            for contact in missing:
-                if contact.key not in found:
-                    self._refused(contact, "Kore left this row out of the contacts it created")
+            self._known(missing, found, outcome)
+            outcome.refused += [
+                (contact, "Kore left this row out of the contacts it created")
+                for contact in missing
+                if contact.key not in found
+            ]
 
     def _narrow(
         self,
         batch_id: int,
         contacts: Sequence[Contact],
-        delivered: list[Delivery],
+        outcome: _Outcome,
         exc: KoreRejected,
     ) -> None:
         """Kore refused the whole file: drop rows it already has, then halve until the culprits show."""
@@ -213,24 +263,26 @@ class Deliverer:
             self._uncertain = True
             self.directory.invalidate()
         found = self.directory.find([c.key for c in contacts])
-        self._known(contacts, found, delivered)
+        self._known(contacts, found, outcome)
         rest = [c for c in contacts if c.key not in found]
         if not rest:
             return
         if len(rest) < len(contacts):
-            self._upload(batch_id, rest, delivered)
+            self._upload(batch_id, rest, outcome)
         elif len(rest) == 1:
-            self._refused(rest[0], f"HTTP {exc.status}: {exc.detail}")
+            outcome.refused.append((rest[0], f"HTTP {exc.status}: {exc.detail}"))
         else:
             log.info(
-                "Kore refused a file of %d rows (HTTP %d); splitting it", len(rest), exc.status
+                "Kore refused a file of %s (HTTP %d); splitting it",
+                counted(len(rest), "row"),
+                exc.status,
             )
             middle = len(rest) // 2
-            self._upload(batch_id, rest[:middle], delivered)
-            self._upload(batch_id, rest[middle:], delivered)
+            self._upload(batch_id, rest[:middle], outcome)
+            self._upload(batch_id, rest[middle:], outcome)
 
     def _known(
-        self, contacts: Sequence[Contact], found: dict[str, Found], delivered: list[Delivery]
+        self, contacts: Sequence[Contact], found: dict[str, Found], outcome: _Outcome
     ) -> None:
         """Rows Kore has: adopted when an earlier try of ours may have created them and Kore
         created them after the batch was recorded; otherwise Kore had them already."""
@@ -242,9 +294,10 @@ class Deliverer:
                 there.created_at >= self._pending_at - ADOPTION_SKEW
             )
             adopted = self._uncertain and ours
-            delivered.append(Delivery(contact, there.kore_id, "adopted" if adopted else "found"))
+            outcome.delivered.append(
+                Delivery(contact, there.kore_id, "adopted" if adopted else "found")
+            )
             if adopted:
-                self.counters.adopted += 1
                 log.debug(
                     "%s row %d: adopted %s, created by an earlier try",
                     contact.source,
@@ -255,15 +308,8 @@ class Deliverer:
                 log.debug(
                     "%s row %d: Kore already had %s", contact.source, contact.row, mask(contact.key)
                 )
-                self.counters.already_in_kore += 1
-                self._reject(
-                    contact,
-                    "already_in_kore",
-                    "Kore already had a contact with this number; this row was not created",
-                )
 
     def _refused(self, contact: Contact, detail: str) -> None:
-        self.counters.kore_refused += 1
         log.warning(
             "%s row %d: Kore refused %s: %s", contact.source, contact.row, mask(contact.key), detail
         )
@@ -286,6 +332,7 @@ class Deliverer:
             self.counters.updated += len(done)
             for contact, kore_id in chunk:
                 if confirmed is not None and kore_id not in confirmed:
+                    self.counters.update_refused += 1
                     self._refused(
                         contact,
                         f"Kore did not update contact {kore_id}; it may have been deleted there "

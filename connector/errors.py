@@ -6,19 +6,52 @@
     ├── ConfigError                exit 2: bad usage, config or mapping; nothing was sent
     ├── SourceError                a source file or table cannot be read
     ├── StateError                 the state database cannot be used
-    │   └── LeaseLost              another process took the tenant over (state.leases)
+    │   ├── LeaseLost              another process took the tenant over (state.leases)
+    │   └── SchemaNotReady         exit 2: no schema, or another version's (state.store)
     ├── TenantBusy                 another process is running the tenant now
-    ├── RunInterrupted             a signal stopped the run at a batch boundary or a wait
+    ├── RunInterrupted             a stop ended the run at a batch boundary or a wait: an
+    │                              interruption (exit 128+N after signal N), not an error
     └── KoreError                  the Kore API refused or could not be reached
         ├── KoreAuthError          401/403: the credentials are wrong
         ├── KoreUnavailable        retries exhausted on timeouts, 5xx, 429
         └── KoreRejected           a 4xx other than auth, for the request as a whole
 
 Programming mistakes stay outside the tree, so ``except ConnectorError`` never hides a bug.
-Messages name the file, tenant, row or key at fault and never carry a secret.
+Messages name the file, tenant, row or key at fault and never carry a secret. Every error a user
+can cause carries a hint; a hint that points at documentation names a ``--help`` topic or a page
+under ``DOCS``, never a file of the source tree, which an installed package does not have.
+
+Warnings a run may give every time for a reason the operator has accepted end with a code from
+``WarningCode`` in brackets; a tenant's ``acknowledge`` list silences them (``coded``,
+``code_of``).
 """
 
 from __future__ import annotations
+
+import re
+from typing import Literal
+
+DOCS = "https://github.com/kore-connector/kore-connector/blob/main/docs/"
+"""Where the documentation is read: the ``Documentation`` address in pyproject.toml. Hints name
+``f"{DOCS}mappings.md"``, not ``docs/mappings.md``."""
+
+WarningCode = Literal["no_do_not_call_column", "no_region_column", "repeated_column"]
+"""Warnings that hold for a tenant's exports on every run until the export itself changes, so
+that an operator can accept them once (``tenants.<name>.acknowledge``) instead of reading them in
+every cron mail: a ``skip_when`` (do-not-call) rule whose column the export lacks, a
+``phone.region_from`` column it lacks, a column the mapping reads that the header has twice."""
+_CODE = re.compile(r" \[([a-z_]+)\]$")
+
+
+def coded(text: str, code: WarningCode) -> str:
+    """A warning as it is shown, in summaries and logs alike: the text, then its code."""
+    return f"{text} [{code}]"
+
+
+def code_of(warning: str) -> str | None:
+    """The code a warning ends with (``coded``), or None for a warning that has none."""
+    found = _CODE.search(warning)
+    return found[1] if found else None
 
 
 class ConnectorError(Exception):
@@ -62,6 +95,23 @@ def missing_driver(setting: str, url: str, exc: Exception) -> ConfigError:
     )
 
 
+def url_hint(url: str) -> str:
+    """What to write instead of a database URL SQLAlchemy cannot use. ``postgres://`` is how
+    libpq, Heroku and many hosting panels spell PostgreSQL, and SQLAlchemy refuses it; any other
+    is shown the shape of a URL. The URL itself is not repeated: it may hold a password."""
+    backend = url.split(":", 1)[0].split("+", 1)[0].strip().lower()
+    if backend == "postgres":
+        return (
+            "SQLAlchemy does not know postgres://: write postgresql+psycopg://user@host/database "
+            "(pip install 'kore-connector[postgres]')"
+        )
+    return (
+        "a database URL is dialect+driver://user:password@host/database, e.g. "
+        "sqlite:///connector-state.db or postgresql+psycopg://user@host/database; "
+        f"see {DOCS}configuration.md"
+    )
+
+
 class StateError(ConnectorError):
     pass
 
@@ -71,7 +121,10 @@ class TenantBusy(ConnectorError):
 
 
 class RunInterrupted(ConnectorError):
-    pass
+    """A stop (a signal, or the lease lost) ended the run at a batch boundary or a wait; the
+    message says how far it came. A command a signal stopped exits 128+N (130 after Ctrl-C,
+    143 after SIGTERM) and prints it as an interruption, not as an error; a lost lease is a
+    failure, hence exit 1 here."""
 
 
 class KoreError(ConnectorError):

@@ -24,7 +24,7 @@ from typing import IO, Any
 from connector.contacts import KORE_COLUMNS, Contact, Rejection
 from connector.errors import ConnectorError
 from connector.sources import FileTally
-from connector.sync.context import RUN_ID_TIME, Event, RowRejected, UnitRead
+from connector.sync.context import RUN_ID_TIME, Event, RowRejected, UnitRead, counted
 
 log = logging.getLogger(__name__)
 
@@ -209,7 +209,7 @@ def prune(tenant_dir: Path, *, keep_days: int) -> int:
             shutil.rmtree(folder, ignore_errors=True)
             removed += 1
     if removed:
-        log.info("removed %d report folder(s) older than %d days", removed, keep_days)
+        log.info("removed %s older than %d days", counted(removed, "report folder"), keep_days)
     return removed
 
 

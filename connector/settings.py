@@ -33,7 +33,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from connector.errors import ConfigError
+from connector.errors import DOCS, ConfigError, WarningCode
 
 DEFAULT_CONFIG = "connector.yaml"
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -251,6 +251,11 @@ class DaemonSettings(_Strict):
     """How the daemon (and every ``sync``) holds tenants, and how it stops."""
 
     lease_seconds: float = Field(default=60.0, ge=2)
+    lease_locks: bool = True
+    """A lease's holder also holds a lock that dies with it (PostgreSQL session advisory lock,
+    SQLite lock file), so a process that died hands its tenants over at once. False behind a
+    pooler that shares server sessions between clients (PgBouncer in transaction or statement
+    mode), where session locks do not follow the client: then only expiry hands them over."""
     stop_grace_seconds: float = Field(default=30.0, ge=0)
     workers: int = Field(default=4, ge=1, le=64)
 
@@ -278,6 +283,10 @@ class TenantSettings(_Strict):
     default_region: str = Field(default="US", pattern=r"^[A-Za-z]{2}$")
     schedule: ScheduleSettings = ScheduleSettings(every=timedelta(minutes=15))
     changes: ChangesSettings = ChangesSettings()
+    acknowledge: list[WarningCode] = []
+    """Warnings accepted for this tenant (``connector.errors.WarningCode``): a run counts them
+    (``warnings_acknowledged``) instead of printing them, so that a warning that holds on every
+    run (a HubSpot export has no do-not-call column) does not fill every cron mail."""
 
     def removals_unjudged(self, *, removed_when: bool) -> str | None:
         """What ``check`` says when ``changes.removed: delete`` can delete nothing: the source
@@ -334,26 +343,49 @@ def load_settings(path: Path) -> Settings:
     except FileNotFoundError:
         raise ConfigError(
             f"{path}: config file not found",
-            hint="pass --config PATH or set CONNECTOR_CONFIG",
+            hint="pass --config PATH or set CONNECTOR_CONFIG; `kore-connector init` writes one",
         ) from None
     except OSError as exc:
-        raise ConfigError(f"{path}: cannot read config file: {exc.strerror}") from None
+        raise ConfigError(
+            f"{path}: cannot read config file: {exc.strerror}",
+            hint="check the file's permissions, or pass --config PATH",
+        ) from None
     data = load_yaml(text, path)
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping with 'tenants' at the top")
+        raise ConfigError(
+            f"{path}: expected a mapping with 'tenants' at the top",
+            hint=f"`kore-connector init` writes a commented one (`init --help`); every key: "
+            f"{DOCS}configuration.md",
+        )
     empties: dict[tuple[str, ...], str] = {}
     data = _expand(data, path, (), empties)
     try:
         settings = Settings(**data)
     except ValidationError as exc:
         raise ConfigError(
-            _describe(path, exc, empties), hint="see README.md, 'Configuring a tenant'"
+            _describe(path, exc, empties), hint=f"every key and its values: {DOCS}configuration.md"
         ) from None
-    return _anchored(settings, path.parent)
+    return _anchored(settings, data_folder(path))
+
+
+def data_folder(config: Path) -> Path:
+    """The folder relative data paths (a SQLite ``state_url``, ``reports_dir``, source paths)
+    start from: the first of ``$STATE_DIRECTORY``'s colon-separated folders when it is set,
+    else the config file's folder.
+
+    A service keeps its config where it cannot write (``/etc``, a read-only mount) and is given
+    a writable folder for its data: systemd sets ``STATE_DIRECTORY`` from ``StateDirectory=``,
+    the container image sets it to its volume. Without it, as on a desk, data sits beside the
+    config, never in the working directory, which a service manager chooses. Mapping files are
+    configuration: they stay beside the config file whatever this says.
+    """
+    state = os.environ.get("STATE_DIRECTORY", "").split(":")[0]
+    return Path(state) if state else config.parent
 
 
 def _anchored(settings: Settings, base: Path) -> Settings:
-    """Resolve relative paths against the config file's folder, not the working directory."""
+    """Resolve relative data paths against ``base`` (``data_folder``), not the working
+    directory."""
     tenants = {}
     for name, tenant in settings.tenants.items():
         source = tenant.source
@@ -418,7 +450,9 @@ def _expand(
             name = match[1]
             if name not in os.environ:
                 raise ConfigError(
-                    f"{path}: {'.'.join(where)} uses ${{{name}}}, which is not set in the environment"
+                    f"{path}: {'.'.join(where)} uses ${{{name}}}, which is not set in the environment",
+                    hint=f"export {name}=… before running kore-connector (for the daemon: in the "
+                    "unit's EnvironmentFile or the container's environment)",
                 )
             if not os.environ[name]:
                 empties[where] = name

@@ -16,18 +16,28 @@ The file's encoding and delimiter are detected as a run would, and written down,
 
 from __future__ import annotations
 
+import contextlib
+import glob
+import io
 import json
 import os
 import re
+import stat
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import yaml
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.error import YAMLError
+from ruamel.yaml.tokens import CommentToken
 
-from connector.errors import ConfigError, ConnectorError
+from connector.errors import DOCS, ConfigError, ConnectorError, code_of
 from connector.mapping import BoundMapping, Mapping, MappingSpec, builtin_names, load_mapping, shown
 from connector.mapping.headers import listed, role_of, roles
+from connector.settings import data_folder, load_yaml
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -144,7 +154,7 @@ def _need_a_phone_and_a_name(meant: dict[int, Role], header: Sequence[str], expo
         raise ConfigError(
             f"{export}: no {' and no '.join(lacks)} column in its header; columns there: "
             f"{listed(header)}",
-            hint="write a mapping of your own (docs/mappings.md) and name it in mapping:",
+            hint=f"write a mapping of your own ({DOCS}mappings.md) and name it in mapping:",
         )
 
 
@@ -272,15 +282,36 @@ def _comment(value: str) -> str:
     return shown(value, limit=60)
 
 
-def write_config(target: Path, *, tenant: str, export: Path | None, force: bool) -> Layout | None:
-    """Write the config, and the mapping written for the export when no built-in fits it (never
-    over an existing file unless ``force``); returns what was recognised in ``export``."""
-    if target.exists() and not force:
+@dataclass(frozen=True)
+class Written:
+    """What ``init`` did: ``how`` the tenant went into the config (a new file, ``added`` to an
+    existing one, or ``replaced`` there), the ``source_path`` it was given, and what was
+    recognised in the export, if one was given."""
+
+    how: Literal["created", "added", "replaced"]
+    source_path: str
+    layout: Layout | None
+    strangers: tuple[str, ...] = ()
+    """Files beside the export that the glob also reads but that are not read like it (another
+    header, encoding or delimiter, or unreadable): the glob is too wide for this folder."""
+
+
+def write_config(target: Path, *, tenant: str, export: Path | None, force: bool) -> Written:
+    """Write the tenant into the config: a new file, or added to the one there with its comments
+    kept; a tenant of that name is replaced only with ``force``. A mapping written for the
+    export (when no built-in fits it) goes beside the config, never over an existing file
+    unless ``force``."""
+    existing = _Config.read(target) if target.exists() else None
+    if existing is not None and tenant in existing.tenants and not force:
         raise ConfigError(
-            f"{target} exists; init does not overwrite it",
-            hint="pass --force to replace it, or --config to write another file",
+            f"{target}: tenant {tenant!r} is already there; init does not replace it",
+            hint="pass --force to replace that tenant (the others are kept), or --tenant to add "
+            "another",
         )
     layout = recognise(export, tenant=tenant) if export is not None else None
+    source_path = _export_glob(export, target) if export else f"exports/{tenant}/*.csv"
+    if existing is not None and export is not None:
+        _one_tenant_a_file(existing, tenant, export, source_path, target)
     if layout is not None and layout.written is not None:
         mapping_file = target.parent / layout.mapping
         if mapping_file.exists() and not force:
@@ -289,16 +320,234 @@ def write_config(target: Path, *, tenant: str, export: Path | None, force: bool)
                 hint="pass --force to replace it, or --tenant to name another",
             )
         _write(mapping_file, layout.written)
-    source = _source(layout, export, target)
-    text = _TEMPLATE.format(
-        tenant=tenant,
-        source=source,
-        mapping=layout.mapping if layout else GENERIC,
-        variable=f"{tenant.upper().replace('-', '_').replace('.', '_')}_KORE_SECRET",
-        recognised=_recognised(layout, export),
-    )
-    _write(target, text)
-    return layout
+    block = _tenant_block(tenant, layout, export, source_path)
+    strangers = _strangers(export) if export is not None else ()
+    if existing is None:
+        _write(target, _HEADER.format(docs=DOCS) + block)
+        return Written("created", source_path, layout, strangers)
+    how: Literal["added", "replaced"] = "replaced" if tenant in existing.tenants else "added"
+    existing.put(tenant, block)
+    _replace(target, existing.text())
+    return Written(how, source_path, layout, strangers)
+
+
+_NEIGHBOURS = 5
+"""Files beside an export that ``init`` compares with it: enough to tell a folder of one CRM's
+exports from a shared drop folder, few enough to stay quick."""
+
+
+def _strangers(export: Path) -> tuple[str, ...]:
+    """Names of the files beside ``export`` with its extension (the first ``_NEIGHBOURS``, by
+    name) that are not read like it: a header, encoding or delimiter of their own."""
+    from connector.errors import ConnectorError
+
+    own = _inspect(export)
+    found: list[str] = []
+    siblings = sorted(p for p in export.parent.glob(f"*{export.suffix}") if p != export)
+    for sibling in siblings[:_NEIGHBOURS]:
+        try:
+            if not sibling.is_file() or _inspect(sibling) != own:
+                found.append(sibling.name)
+        except ConnectorError:
+            found.append(sibling.name)
+    return tuple(found)
+
+
+def _export_glob(export: Path, target: Path) -> str:
+    """Every file like the export in its folder (``exports/*.csv`` for
+    ``exports/acme-2025-03.csv``), so that next week's export, under a new name, is read too.
+    Relative to where data paths resolve (``settings.data_folder``: ``$STATE_DIRECTORY``, else
+    the config's folder) when the export is under it, so that the config works wherever config
+    and data are moved together; absolute otherwise."""
+    folder = export.resolve().parent
+    files = f"*{export.suffix}" if export.suffix else glob.escape(export.name)
+    try:
+        relative = folder.relative_to(data_folder(target).resolve())
+    except ValueError:
+        return str(Path(glob.escape(str(folder))) / files)
+    return str(Path(glob.escape(str(relative))) / files) if relative.parts else files
+
+
+def _one_tenant_a_file(
+    config: _Config, tenant: str, export: Path, source_path: str, target: Path
+) -> None:
+    """Refuse a glob that would read another tenant's exports, or that another tenant's
+    ``source.path`` matches the export of: the same file read for two tenants sends one CRM's
+    contacts to two bots."""
+    base = data_folder(target)
+    ours = _matches(base / source_path)
+    for name, settings in config.tenants.items():
+        source = settings.get("source") if isinstance(settings, dict) else None
+        path = source.get("path") if isinstance(source, dict) else None
+        if name == tenant or not isinstance(path, str) or "${" in path:
+            continue
+        theirs = _matches(base / path)
+        if export.resolve() in theirs:
+            problem = f"tenant {name!r} reads it already (source.path {path})"
+        elif ours & theirs:
+            problem = (
+                f"{source_path}, the glob init would write, also reads tenant {name!r}'s exports "
+                f"(source.path {path})"
+            )
+        else:
+            continue
+        raise ConfigError(
+            f"{export}: {problem}",
+            hint=f"give each tenant's exports a folder of their own (e.g. exports/{tenant}/), "
+            "then run init again",
+        )
+
+
+def _matches(pattern: Path) -> set[Path]:
+    """The files a source path names now, as the run finds them (``sources.files``)."""
+    if not glob.has_magic(str(pattern)):
+        return {pattern.resolve()}
+    return {Path(found).resolve() for found in glob.glob(str(pattern), recursive=True)}
+
+
+class _Config:
+    """A config file edited as text that people wrote: ruamel.yaml's round trip keeps its
+    comments, key order, quoting and flow maps, as ansible-lint's ``FormattedYAML`` does; the
+    indentation is read from the file, so that lines init does not touch come out as they were.
+    """
+
+    def __init__(self, path: Path, yaml: YAML, document: CommentedMap, unit: int) -> None:
+        self.yaml = yaml
+        self.document = document
+        self.unit = unit
+        tenants = document.get("tenants")
+        if tenants is None:
+            document["tenants"] = tenants = CommentedMap()
+        if not isinstance(tenants, CommentedMap):
+            raise ConfigError(
+                f"{path}: tenants is not a mapping of tenants by name",
+                hint=f"tenants: holds one key per tenant; see {DOCS}configuration.md",
+            )
+        tenants.fa.set_block_style()
+        self.tenants = tenants
+
+    @classmethod
+    def read(cls, path: Path) -> _Config:
+        try:
+            text = path.read_text(encoding="utf-8-sig")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(
+                f"{path}: cannot read the config init would add to: {exc}",
+                hint="check the file, or pass --config to write another one",
+            ) from None
+        load_yaml(text, path)  # a broken file is said as every other command says it
+        mapping, offset = _indentation(text)
+        yaml = YAML()
+        yaml.preserve_quotes = True
+        yaml.width = 4096  # long lines stay as they were written
+        yaml.indent(mapping=mapping, sequence=offset + 2, offset=offset)
+        try:
+            document = yaml.load(text)
+        except YAMLError as exc:
+            raise ConfigError(
+                f"{path}: init cannot edit it: {exc}".splitlines()[0],
+                hint="fix what it names (a key given twice?), or pass --config to write another "
+                "file",
+            ) from None
+        if not isinstance(document, CommentedMap):
+            raise ConfigError(
+                f"{path} exists and is not a config init can add to: expected a mapping with "
+                "'tenants' at the top",
+                hint="move it away, or pass --config to write another file",
+            )
+        return cls(path, yaml, document, mapping)
+
+    def put(self, name: str, block: str) -> None:
+        """Add the tenant ``block`` (as ``_tenant_block`` writes it) after the last tenant, or
+        put it in the place of the tenant of that name.
+
+        ruamel.yaml keeps the comment lines that follow a nested block with its last value: the
+        next section's heading (``# Daemon settings``) or the next tenant's is stored on the last
+        tenant's last line. Those lines (the ones at or left of the tenants' own column) move to
+        the new block's last line, so that they stay above what they head, and a replaced
+        tenant's own comments go with it."""
+        column = int(self.tenants.lc.col) if self.tenants else self.unit
+        parsed = self.yaml.load(_reindented(block, column, self.unit))["tenants"]
+        new = parsed[name]
+        before = name if name in self.tenants else next(reversed(self.tenants), None)
+        following = "" if before is None else _detach_following(self.tenants[before], column)
+        self.tenants[name] = new
+        self.tenants.ca.items.pop(name, None)
+        if name in parsed.ca.items:  # the comments between the name and its first key
+            self.tenants.ca.items[name] = parsed.ca.items[name]
+        if following:
+            _trailing_tokens(new)[-1].value += following
+
+    def text(self) -> str:
+        out = io.StringIO()
+        self.yaml.dump(self.document, out)
+        return out.getvalue()
+
+
+def _indentation(text: str) -> tuple[int, int]:
+    """The file's mapping indent and block sequences' offset (``- `` under its key: 0 at the
+    key's column, 2 indented), from the first of each; 2 and 2 when the file has none."""
+    mapping = offset = None
+    previous: str | None = None
+    for line in text.splitlines():
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        if previous is not None and previous.rstrip().endswith(":"):
+            step = _indent(line) - _indent(previous)
+            if stripped.startswith("- ") and offset is None:
+                offset = step
+            elif not stripped.startswith("- ") and step > 0 and mapping is None:
+                mapping = step
+        previous = line.split(" #", 1)[0]
+    return mapping or 2, 2 if offset is None else offset
+
+
+def _indent(line: str) -> int:
+    return len(line) - len(line.lstrip(" "))
+
+
+def _reindented(block: str, column: int, unit: int) -> str:
+    """``tenants:`` and the tenant ``block`` (written two spaces a level, the tenant's name at
+    column 2) with the name at ``column`` and ``unit`` spaces a level, as the file has them."""
+    lines = []
+    for line in block.splitlines():
+        level = _indent(line) // 2
+        lines.append(" " * (column + (level - 1) * unit) + line.lstrip(" "))
+    return "tenants:\n" + "\n".join(lines) + "\n"
+
+
+def _trailing_tokens(node: object) -> list[CommentToken]:
+    """The comments after each last value on the way down to ``node``'s last line, outermost
+    first: where ruamel.yaml keeps the lines that follow a nested block."""
+    tokens = []
+    while isinstance(node, CommentedMap | CommentedSeq) and len(node):
+        last = list(node)[-1] if isinstance(node, CommentedMap) else len(node) - 1
+        entry = node.ca.items.get(last)
+        after = entry[2 if isinstance(node, CommentedMap) else 0] if entry else None
+        if isinstance(after, CommentToken):
+            tokens.append(after)
+        node = node[last]
+    return tokens
+
+
+def _detach_following(node: object, column: int) -> str:
+    """Cut from the comments after ``node``'s last line those that head what follows it: from
+    the first line at or left of ``column`` on, with the blank lines before it (and trailing
+    blank lines). Lines indented further are the node's own and stay."""
+    following = ""
+    for token in _trailing_tokens(node):
+        own, newline, rest = token.value.partition("\n")
+        lines = rest.splitlines(keepends=True)
+        cut = next(
+            (i for i, line in enumerate(lines) if line.strip() and _indent(line) <= column),
+            len(lines),
+        )
+        while cut and not lines[cut - 1].strip():
+            cut -= 1
+        token.value = own + newline + "".join(lines[:cut])
+        following += "".join(lines[cut:])
+    return following
 
 
 def _write(path: Path, text: str) -> None:
@@ -308,20 +557,68 @@ def _write(path: Path, text: str) -> None:
         with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
             handle.write(text)
     except OSError as exc:
-        raise ConfigError(f"{path}: cannot write: {exc.strerror}") from None
+        raise ConfigError(
+            f"{path}: cannot write: {exc.strerror}",
+            hint="check the folder and its permissions, or pass --config to write elsewhere",
+        ) from None
 
 
-def _source(layout: Layout | None, export: Path | None, target: Path) -> str:
-    if layout is None or export is None:
-        return "{kind: csv, path: exports/*.csv}"
+def _replace(path: Path, text: str) -> None:
+    """Replace the config whole or not at all (a file beside it, then renamed over it), with
+    the old file's permissions and, where this user may, its owner and group: a config made
+    ``root:kore-connector 0640`` stays readable by the daemon."""
+    target = path.resolve()  # a symlinked config is edited where it lives
+    status = target.stat()
+    temporary = target.with_name(f".{target.name}.init-{os.getpid()}")
     try:
-        path = str(export.resolve().relative_to(target.resolve().parent))
-    except ValueError:
-        path = str(export.resolve())
-    parts = [f"kind: {layout.kind}", f"path: {_yaml_quoted(path)}"]
-    if layout.encoding:
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(temporary, stat.S_IMODE(status.st_mode))
+        with contextlib.suppress(PermissionError):
+            os.chown(temporary, status.st_uid, status.st_gid)
+        os.replace(temporary, target)
+    except OSError as exc:
+        temporary.unlink(missing_ok=True)
+        raise ConfigError(
+            f"{path}: cannot write: {exc.strerror}",
+            hint="check the folder and its permissions, or pass --config to write elsewhere",
+        ) from None
+
+
+def _tenant_block(tenant: str, layout: Layout | None, export: Path | None, path: str) -> str:
+    """The tenant's lines of the config, its name at column 2: what was recognised in the
+    export as comments, then its settings. Its last line carries a comment, which is where the
+    comments that follow it are kept (``_Config.put``)."""
+    codes = sorted({code for w in layout.warnings if (code := code_of(w))}) if layout else []
+    acknowledge = (
+        f"    # acknowledge: [{', '.join(codes)}]   # accepts the warnings above: counted, "
+        "not printed\n"
+        if codes
+        else ""
+    )
+    return _TENANT.format(
+        tenant=tenant,
+        recognised=textwrap.indent(_recognised(layout, export), "    "),
+        source=_source(layout, path),
+        mapping=layout.mapping if layout else GENERIC,
+        variable=secret_variable(tenant),
+        acknowledge=acknowledge,
+    )
+
+
+def secret_variable(tenant: str) -> str:
+    """The environment variable the config names for the tenant's client secret."""
+    return f"{tenant.upper().replace('-', '_').replace('.', '_')}_KORE_SECRET"
+
+
+def _source(layout: Layout | None, path: str) -> str:
+    parts = [f"kind: {layout.kind if layout else 'csv'}", f"path: {_yaml_quoted(path)}"]
+    if layout is not None and layout.encoding:
         parts.append(f"encoding: {layout.encoding}")
-    if layout.delimiter:
+    if layout is not None and layout.delimiter:
         parts.append(f"delimiter: {_yaml_quoted(layout.delimiter)}")
     return "{" + ", ".join(parts) + "}"
 
@@ -344,7 +641,8 @@ def _recognised(layout: Layout | None, export: Path | None) -> str:
     return "\n".join(_wrapped(line) for line in lines)
 
 
-def _wrapped(line: str, width: int = 96) -> str:
+def _wrapped(line: str, width: int = 92) -> str:
+    """A comment line cut at ``width`` (the tenant's lines are indented 4 more)."""
     words, out, current = line.split(" "), [], ""
     for word in words:
         if current and len(current) + 1 + len(word) > width:
@@ -356,17 +654,21 @@ def _wrapped(line: str, width: int = 96) -> str:
     return "\n".join(out)
 
 
-_TEMPLATE = """\
+_HEADER = """\
 # kore-connector configuration, written by `kore-connector init`.
-# Every key, its default and meaning: docs/configuration.md. Check it with `kore-connector check`
-# (add --online to prove the credentials), then `kore-connector sync --dry-run`.
-{recognised}
+# Every key, its default and meaning: {docs}configuration.md
+# Check it with `kore-connector check` (add --online to prove the credentials), then
+# `kore-connector sync --dry-run`. `kore-connector init --from EXPORT --tenant NAME` adds tenants.
 
 state_url: sqlite:///connector-state.db      # PostgreSQL for several processes
 reports_dir: reports                         # one folder per run, kept 30 days
 
 tenants:
+"""
+
+_TENANT = """\
   {tenant}:
+{recognised}
     kore:
       host: https://platform.kore.ai         # your region's platform address
       bot_id: st-replace-with-your-bot-id    # the bot (stream) id, st-...
@@ -378,7 +680,7 @@ tenants:
     mapping: {mapping}
     default_region: US                       # for numbers written without a country code
     schedule: {{every: 15m}}                   # how often the daemon runs this tenant
-    changes:                                 # what later exports do to contacts in Kore
+{acknowledge}    changes:                                 # what later exports do to contacts in Kore
       renamed: skip                          # or update
       do_not_call: keep                      # or delete
       removed: keep                          # or delete (snapshots, removed_when rows)

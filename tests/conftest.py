@@ -145,6 +145,23 @@ def on_small_disk(folder: Path, *, size_kb: int, free_kb: int | None = None) -> 
     ]
 
 
+SERVERS = {"postgres": ("postgres", "postgresql"), "mariadb": ("mariadb",)}
+"""Each server marker, and the parameter ids that stand for that server in the suite."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """``-m postgres`` and ``-m mariadb`` select every test that needs that server: those that
+    ask for its fixture, and those parametrized over servers (whose fixture is requested by
+    name at run time)."""
+    for item in items:
+        fixtures = set(getattr(item, "fixturenames", ()))
+        callspec = getattr(item, "callspec", None)
+        ids = set(callspec.id.split("-")) if callspec is not None else set()
+        for marker, names in SERVERS.items():
+            if f"{marker}_url" in fixtures or ids & set(names):
+                item.add_marker(getattr(pytest.mark, marker))
+
+
 def _server_url(variable: str) -> str:
     url = os.environ.get(variable)
     if not url:

@@ -354,7 +354,9 @@ def test_no_wrong_reading_of_a_few_rows_is_taken_for_sure() -> None:
 def test_the_outlook_export_from_a_russian_windows_is_read_as_cp1251(tmp_path: Path) -> None:
     exports = tmp_path / "exports"
     exports.mkdir()
-    shutil.copy2(CASES / "outlook_cp1251.csv", exports / "outlook_cp1251.csv")
+    shutil.copy(CASES / "outlook_cp1251.csv", exports / "outlook_cp1251.csv")
+    hour_ago = time.time() - 3600  # a finished export (a fresh checkout's files are new)
+    os.utime(exports / "outlook_cp1251.csv", (hour_ago, hour_ago))
 
     detected = inspect_csv(
         exports / "outlook_cp1251.csv",
@@ -468,3 +470,29 @@ def test_only_a_code_page_that_decodes_the_whole_file_is_chosen(tmp_path: Path) 
     assert wider.encoding not in ("shift_jis", "cp932", "cp1252")
     assert len(list(wider.rows())) == 30052
     assert wider.warnings(), "no code page reads it well: a guess"
+
+
+def test_utf8_with_a_stray_byte_of_another_code_page_keeps_every_other_name_intact(
+    tmp_path: Path,
+) -> None:
+    """A UTF-8 export with one cell typed in cp1252 (0xE8 for è) is UTF-8 with a stray byte,
+    not a cp1252 or Latin-1 file: read whole as a legacy code page, every UTF-8 name would
+    arrive garbled (`JosÃ©`)."""
+    rows = [(*EXPORTS["cp1251"].rows[i % 3][:3], "Россия") for i in range(40)]
+    body = "\r\n".join([",".join(HEADER), *(",".join(row) for row in rows)]) + "\r\n"
+    path = tmp_path / "exports" / "stray.csv"
+    path.parent.mkdir()
+    path.write_bytes(body.encode("utf-8") + b"Ren\xe9e,M\xe8re,+33 6 12 34 56 78,France\r\n")
+    hour_ago = time.time() - 3600
+    os.utime(path, (hour_ago, hour_ago))
+
+    read = inspect_csv(path, CsvSourceSettings(kind="csv", path=str(path)))
+    assert read.encoding == "utf-8" and read.pinned_encoding is None
+    (warning,) = read.warnings()
+    assert "line 42 (and maybe others) holds bytes that are not" in warning
+
+    source, run = _init_and_dry_run(tmp_path, path)
+    assert "encoding" not in source, "init pins nothing a whole-file UTF-8 reading would refuse"
+    assert run["sent"]["+33612345678"] == ("Renée", "Mère")
+    assert set(run["sent"].values()) >= {(r[0], r[1]) for r in rows}
+    assert "holds bytes that are not" in run["stderr"]

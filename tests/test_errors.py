@@ -148,6 +148,7 @@ def test_a_closed_pipe_is_quiet(tmp_path: Path, sandbox: Sandbox) -> None:
     export.write_text("Id,FirstName,LastName,MobilePhone\n")
     tenants = {f"t{n:03d}": tenant_config(sandbox, export) for n in range(300)}
     config = write_config(tmp_path, tenants)  # a status longer than a pipe holds
+    assert run_cli("migrate", config=config).returncode == 0
     env = {**os.environ, "TEST_KORE_SECRET": SECRET}
     command = f"'{sys.executable}' -m connector status --config '{config}' | head -1"
     done = subprocess.run(command, shell=True, capture_output=True, text=True, env=env)

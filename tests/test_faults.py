@@ -222,7 +222,7 @@ def test_a_sqlite_state_locked_by_another_process_is_waited_for(
     tmp_path: Path, sandbox: Sandbox
 ) -> None:
     config, expected, url = _setup(tmp_path, sandbox)
-    assert run_cli("status", config=config).returncode == 0  # the schema exists
+    assert run_cli("migrate", config=config).returncode == 0  # the schema exists
     held = threading.Event()
 
     def lock_for_a_while() -> None:

@@ -264,7 +264,7 @@ def test_a_snapshot_still_being_written_is_not_read_until_it_is_finished(
         and "source.min_file_age is 60 s); it is read next run" in w
         for w in waiting["warnings"]
     ), waiting["warnings"]
-    assert "1 still being written" in mid_copy.stdout
+    assert "1 file still being written" in mid_copy.stdout
 
     _export(exports / "2.csv", second)
     _aged(exports / "2.csv", 0)
@@ -304,3 +304,32 @@ def test_a_stamp_tells_what_changed() -> None:
     assert stamp.change(Stamp(1000, 5)) is None
     assert stamp.change(Stamp(1200, 5)) == "its size went from 1,000 to 1,200 bytes"
     assert stamp.change(Stamp(1000, 6)) == "it was modified again"
+
+
+def test_a_localised_header_below_a_title_is_named_by_the_hint_and_header_row_reads_it(
+    tmp_path: Path, sandbox: Sandbox
+) -> None:
+    """A German report: the synonym table does not know `Vorname`, so the search keeps the
+    first line; the error says where to look, and `header_row` reads the table."""
+    export = tmp_path / "de.csv"
+    export.write_text(
+        "Kontaktbericht\n\nVorname;Nachname;Handy;Land\nJonas;Becker;0151 23456789;Deutschland\n",
+        encoding="utf-8",
+    )
+    mapping = tmp_path / "de.yaml"
+    mapping.write_text(
+        "fields: {firstName: Vorname, lastName: Nachname}\n"
+        "phone: {from: Handy, region_from: Land}\n",
+        encoding="utf-8",
+    )
+    tenant = tenant_config(sandbox, export, mapping=str(mapping))
+    config = write_config(tmp_path, {"t": tenant})
+
+    refused = run_cli("check", config=config)
+    assert refused.returncode == 2
+    assert "name its line in source.header_row" in refused.stderr
+
+    tenant["source"]["header_row"] = 3
+    config = write_config(tmp_path, {"t": tenant})
+    assert run_cli("sync", config=config).returncode == 0
+    assert {k: v[:2] for k, v in held(sandbox).items()} == {"+4915123456789": ("Jonas", "Becker")}

@@ -28,22 +28,44 @@ def test_init_from_each_vendors_export_picks_its_mapping_and_check_passes(
     assert "columns it reads: " in made.stdout and LAYOUTS[layout].mobile in made.stdout
     assert f"mapping: {LAYOUTS[layout].mapping}\n" in config.read_text()
     assert f"encoding: {LAYOUTS[layout].encoding}" in config.read_text()
+    assert 'path: "exports/*.csv"' in config.read_text(), "every export of the folder, relative"
+    assert str(tmp_path) not in config.read_text()
     assert stat.S_IMODE(config.stat().st_mode) == 0o600
     checked = run_cli("check", config=config, env={"ACME_KORE_SECRET": "s3cret-from-env"})
     assert checked.returncode == 0, checked.stderr
     assert checked.stdout.rstrip().endswith("ok")
 
 
-def test_init_never_overwrites_without_force_and_works_without_an_export(tmp_path: Path) -> None:
+def test_init_never_overwrites_a_file_that_is_not_a_config(tmp_path: Path) -> None:
     config = tmp_path / "connector.yaml"
     config.write_text("mine\n")
 
-    refused = run_cli("init", config=config)
-    assert refused.returncode == 2 and "exists; init does not overwrite it" in refused.stderr
+    for force in ((), ("--force",)):
+        refused = run_cli("init", *force, config=config)
+        assert refused.returncode == 2
+        assert "exists and is not a config init can add to" in refused.stderr
+        assert "hint: move it away, or pass --config" in refused.stderr
     assert config.read_text() == "mine\n"
 
-    made = run_cli("init", "--force", config=config)
-    assert made.returncode == 0 and "mapping: generic" in config.read_text()
+
+def test_init_works_without_an_export_and_replaces_its_tenant_only_with_force(
+    tmp_path: Path,
+) -> None:
+    config = tmp_path / "connector.yaml"
+
+    made = run_cli("init", config=config)
+
+    assert made.returncode == 0, made.stderr
+    written = config.read_text()
+    assert "mapping: generic" in written and 'path: "exports/main/*.csv"' in written
+    again = run_cli("init", config=config)
+    assert again.returncode == 2
+    assert "tenant 'main' is already there; init does not replace it" in again.stderr
+    assert config.read_text() == written
+    replaced = run_cli("init", "--force", config=config)
+    assert replaced.returncode == 0, replaced.stderr
+    assert "replaced tenant main" in replaced.stdout
+    assert config.read_text() == written, "replacing a tenant by the same one changes nothing"
 
 
 @pytest.mark.parametrize(

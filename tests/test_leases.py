@@ -3,6 +3,7 @@ a SQLite file and the real PostgreSQL server, with real processes where processe
 
 from __future__ import annotations
 
+import ast
 import multiprocessing
 import time
 from collections.abc import Iterator
@@ -52,22 +53,24 @@ def test_a_tenant_is_held_by_one_process_at_a_time(store: Store) -> None:
     assert second is not None and second.token == 2, "the token grows each time it changes hands"
 
 
-def test_a_lease_whose_holder_died_expires_and_the_old_holder_commits_nothing(
+def test_a_stalled_holders_lease_expires_and_the_stalled_holder_commits_nothing(
     store: Store,
 ) -> None:
-    dead = store.leases.acquire("acme", seconds=2, holder="dead")
-    assert dead is not None
-    stale = store.tenant("acme", dead)
+    """A holder that stops renewing but lives on (its lock held: a frozen process) loses its
+    lease at expiry. One that died loses it at once: ``test_handover.py``."""
+    stalled = store.leases.acquire("acme", seconds=2, holder="stalled")
+    assert stalled is not None
+    stale = store.tenant("acme", stalled)
     assert store.leases.acquire("acme", seconds=30, holder="alive") is None
 
     time.sleep(2.1)
     alive = store.leases.acquire("acme", seconds=30, holder="alive")
 
-    assert alive is not None and alive.token == dead.token + 1
+    assert alive is not None and alive.token == stalled.token + 1
     with pytest.raises(LeaseLost):
         stale.add_batch("run-old", [_contact(1)])
     with pytest.raises(LeaseLost):
-        store.leases.renew(dead)
+        store.leases.renew(stalled)
     assert store.tenant("acme").pending_count() == 0, "the fenced write left nothing behind"
     fresh = store.tenant("acme", alive)
     fresh.add_batch("run-new", [_contact(2)])
@@ -104,6 +107,19 @@ def test_a_new_holder_marks_runs_left_running_as_abandoned(store: Store) -> None
 def test_a_write_without_the_lease_is_a_programming_error(store: Store) -> None:
     with pytest.raises(RuntimeError):
         store.tenant("acme").start_run("r1")
+
+
+def test_the_store_does_not_import_the_modules_that_build_on_it() -> None:
+    """state/: store.py owns the engine and transactions; leases.py and tenant.py build on it.
+    An import back, even one for type checking only, is how the three became a circle."""
+    source = Path(__file__).resolve().parent.parent / "connector" / "state" / "store.py"
+    imported = {
+        node.module if isinstance(node, ast.ImportFrom) else alias.name
+        for node in ast.walk(ast.parse(source.read_text(encoding="utf-8")))
+        if isinstance(node, ast.Import | ast.ImportFrom)
+        for alias in node.names
+    }
+    assert not imported & {"connector.state.leases", "connector.state.tenant", "connector.state"}
 
 
 def _take_slots(url: str, started: float, count: int, out: multiprocessing.Queue[float]) -> None:

@@ -56,7 +56,7 @@ def test_a_terminal_gets_bars_with_totals_and_log_records_above_them(tmp_path: P
     assert "100%" in sending[-1]
     records = [line for line in lines if " INFO [acme " in line]
     assert any("run started" in line for line in records)
-    assert any("batch 7 settled" in line for line in records), "records while the bars run"
+    assert any("batch 7 of 30 settled" in line for line in records), "records while the bars run"
     assert not any("━" in line for line in records), "no record is printed into a bar"
     assert any(line.startswith("acme: completed - ") for line in lines)
 

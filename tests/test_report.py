@@ -89,7 +89,10 @@ def test_state_and_reports_are_readable_by_their_owner_only_whatever_the_umask(
         assert done.returncode == 0, done.stderr
 
     state = [p for p in tmp_path.iterdir() if p.name.startswith("state.db")]
-    assert {stat.S_IMODE(p.stat().st_mode) for p in state} == {0o600}
+    assert {stat.S_IMODE(p.stat().st_mode) for p in state if p.is_file()} == {0o600}
+    locks = [p for p in state if p.is_dir()]  # the leases' lock files: state.db-leases/
+    assert {stat.S_IMODE(p.stat().st_mode) for p in locks} <= {0o700}
+    assert {stat.S_IMODE(f.stat().st_mode) for d in locks for f in d.iterdir()} <= {0o600}
     folders = [tmp_path / "reports", tmp_path / "reports" / "acme", *runs(tmp_path, "acme")]
     assert {stat.S_IMODE(p.stat().st_mode) for p in folders} == {0o700}
     files = [f for run in runs(tmp_path, "acme") for f in run.iterdir()]

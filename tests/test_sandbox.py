@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import jwt
@@ -16,7 +17,8 @@ from connector.kore.sandbox import (
     Faults,
     Sandbox,
 )
-from tests.conftest import SECRET
+from tests.conftest import SECRET, run_cli, tenant_config, write_config
+from tests.helpers import runs, summary
 
 CSV = (
     "firstName,lastName,salutation,cellPhoneNumber,cellPhoneCountryCode,cellPhoneExtension\n"
@@ -118,3 +120,72 @@ def test_a_jti_is_accepted_once(api: httpx.Client) -> None:
     headers = _headers()
     assert api.get("/contacts", headers=headers).status_code == 200
     assert api.get("/contacts", headers=headers).status_code == 401
+
+
+def _bot(sandbox: Sandbox, bot_id: str) -> httpx.Client:
+    return httpx.Client(base_url=f"{sandbox.url}/agentassist/api/v1/public/{bot_id}")
+
+
+def test_each_bot_has_a_contact_list_of_its_own(sandbox: Sandbox) -> None:
+    """Kore keeps contacts per bot: a number one bot has is new to another, each bot lists and
+    deletes only its own, and ``bot(id)`` is one bot's store."""
+    with _bot(sandbox, "st-a") as a, _bot(sandbox, "st-b") as b:
+        mine = _import(a).json()
+        theirs = _import(b).json()
+        assert len(mine) == len(theirs) == 2, "the same numbers are new to the other bot"
+        listed = a.get("/contacts", headers=_headers()).json()["results"]
+        assert {c["id"] for c in listed} == {c["id"] for c in mine}
+        assert b.delete(f"/contacts/{mine[0]['id']}", headers=_headers()).status_code == 404
+        refused = b.request(
+            "DELETE", "/contacts/bulk-delete", headers=_headers(), json={"ids": [mine[1]["id"]]}
+        )
+        assert refused.json()["failed"] == 1
+        assert b.get("/contacts", headers=_headers()).json()["results"] == theirs
+
+    assert set(sandbox.bot("st-a").contacts) == {c["id"] for c in mine}
+    assert set(sandbox.bot("st-b").contacts) == {c["id"] for c in theirs}
+    assert sandbox.bot("st-a").requests == {"import": 1, "list": 1}
+    assert len(sandbox.state.active()) == 4, "with several bots, state merges them for reading"
+
+
+def test_state_is_the_store_of_the_one_bot_and_the_first_bot_takes_what_was_put_in_before(
+    sandbox: Sandbox, api: httpx.Client
+) -> None:
+    status, created = sandbox.import_contacts(CSV.encode())
+    assert status == 200 and len(created) == 2
+
+    assert _import(api).json() == [], "bot st-x, the first to call, has the numbers put in before"
+    assert sandbox.state is sandbox.bot("st-x")
+    assert sandbox.state.requests == {"import": 1}
+    with _bot(sandbox, "st-y") as other:
+        assert len(_import(other).json()) == 2
+
+
+def test_two_tenants_on_two_bots_of_one_sandbox_keep_out_of_each_other(
+    tmp_path: Path, sandbox: Sandbox
+) -> None:
+    """Issue [11]: tenant B's rows are not ``already_in_kore`` because tenant A sent the same
+    numbers to its own bot, and reconcile for A does not see B's contacts as unknown."""
+    tenants = {}
+    for name in ("a", "b"):
+        export = tmp_path / name / "contacts.csv"
+        export.parent.mkdir()
+        export.write_text(
+            "Id,FirstName,LastName,MobilePhone\n"
+            + "".join(f"{i},Ann{i},Lee,+1 415 201 {1000 + i}\n" for i in range(20)),
+            encoding="utf-8",
+        )
+        tenants[name] = tenant_config(sandbox, export, bot_id=f"st-{name}")
+    config = write_config(tmp_path, tenants)
+
+    synced = run_cli("sync", config=config)
+    looked = run_cli("reconcile", config=config)
+
+    assert synced.returncode == 0, synced.stderr
+    assert looked.returncode == 0, looked.stderr
+    for name in ("a", "b"):
+        sync_run, reconcile_run = runs(tmp_path, name)
+        assert summary(sync_run)["counters"]["created"] == 20
+        assert summary(sync_run)["counters"]["already_in_kore"] == 0
+        assert summary(reconcile_run)["found"]["unknown"] == 0
+        assert len(sandbox.bot(f"st-{name}").active()) == 20

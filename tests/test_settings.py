@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from connector.errors import ConfigError
-from connector.settings import load_settings
+from connector.settings import CsvSourceSettings, SqlSourceSettings, load_settings
 
 BASE = {
     "tenants": {
@@ -35,6 +35,7 @@ def test_variables_defaults_and_relative_paths(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("ACME_SECRET", "s3cr3t-value")
+    monkeypatch.delenv("STATE_DIRECTORY", raising=False)
     settings = load_settings(_write(tmp_path, BASE))
     tenant = settings.tenants["acme"]
     assert tenant.kore.client_secret.get_secret_value() == "s3cr3t-value"
@@ -43,6 +44,52 @@ def test_variables_defaults_and_relative_paths(
     assert tenant.source.path == str(tmp_path / "exports/*.csv")
     assert settings.state_url == f"sqlite:///{tmp_path / 'connector-state.db'}"
     assert settings.reports_dir == tmp_path / "reports"
+
+
+@pytest.mark.parametrize(
+    ("state_directory", "data"),
+    [
+        ("{state}", "{state}"),
+        ("{state}:{other}", "{state}"),  # several StateDirectory= folders, joined by ":"
+        ("", "{config}"),  # set but empty: as if unset
+    ],
+)
+def test_data_paths_start_from_the_state_directory_when_it_is_set(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, state_directory: str, data: str
+) -> None:
+    folders = {"state": tmp_path / "state", "other": tmp_path / "other", "config": tmp_path}
+    monkeypatch.setenv("ACME_SECRET", "x")
+    monkeypatch.setenv("STATE_DIRECTORY", state_directory.format(**folders))
+    config = yaml.safe_load(yaml.safe_dump(BASE))
+    config["tenants"]["acme"]["mapping"] = "mappings/acme.yaml"
+    config["tenants"]["other"] = yaml.safe_load(yaml.safe_dump(BASE["tenants"]["acme"]))
+    config["tenants"]["other"]["source"] = {"kind": "sql", "url": "sqlite:///crm.db", "table": "c"}
+    config["reports_dir"] = "reports"
+    settings = load_settings(_write(tmp_path, config))
+    base = Path(data.format(**folders))
+    assert settings.state_url == f"sqlite:///{base / 'connector-state.db'}"
+    assert settings.reports_dir == base / "reports"
+    csv, sql = settings.tenants["acme"].source, settings.tenants["other"].source
+    assert isinstance(csv, CsvSourceSettings) and isinstance(sql, SqlSourceSettings)
+    assert csv.path == str(base / "exports/*.csv")
+    assert sql.url == f"sqlite:///{base / 'crm.db'}"
+    assert settings.tenants["acme"].mapping == "mappings/acme.yaml", "read beside the config"
+
+
+def test_absolute_paths_and_server_urls_ignore_the_state_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ACME_SECRET", "x")
+    monkeypatch.setenv("STATE_DIRECTORY", str(tmp_path / "state"))
+    monkeypatch.setenv("CONNECTOR_STATE_URL", "postgresql+psycopg://u@db/state")
+    config = yaml.safe_load(yaml.safe_dump(BASE))
+    config["tenants"]["acme"]["source"]["path"] = "/srv/exports/*.csv"
+    config["reports_dir"] = "/srv/reports"
+    settings = load_settings(_write(tmp_path, config))
+    assert settings.state_url == "postgresql+psycopg://u@db/state"
+    assert settings.reports_dir == Path("/srv/reports")
+    source = settings.tenants["acme"].source
+    assert isinstance(source, CsvSourceSettings) and source.path == "/srv/exports/*.csv"
 
 
 def test_environment_overrides_settings_that_are_not_per_tenant(

@@ -103,7 +103,7 @@ def test_kill_9_during_an_upload_resends_only_the_batch_in_flight(tmp_path: Path
         config = write_config(
             tmp_path,
             {"acme": tenant_config(sandbox, export, batch_size=100)},
-            daemon={"lease_seconds": 4},
+            daemon={"lease_seconds": 60},
         )
         env = {**os.environ, "TEST_KORE_SECRET": SECRET}
         child = subprocess.Popen(
@@ -128,11 +128,7 @@ def test_kill_9_during_an_upload_resends_only_the_batch_in_flight(tmp_path: Path
         uploads_before = len(sandbox.state.upload_log)
 
         sandbox.faults.delay_seconds = 0
-        busy = run_cli("sync", config=config)
-        assert busy.returncode == 1, "the dead process's lease has not expired yet"
-        assert "tenant acme is being run by another process" in busy.stderr
-        time.sleep(4.2)
-        again = run_cli("sync", config=config)
+        again = run_cli("sync", config=config)  # at once: the lease's lock died with the child
 
         assert again.returncode == 0, again.stderr
         assert held(sandbox) == expected.contacts
@@ -316,7 +312,7 @@ def test_a_source_that_goes_quiet_is_reported_loudly(tmp_path: Path, sandbox: Sa
         header + "\n" + ",".join(["x"] * len(header.split(","))) + "\n"
     )
     rejected_all = run_cli("sync", config=config)
-    assert "all 1 rows were rejected" in rejected_all.stderr
+    assert "the only row was rejected" in rejected_all.stderr
 
 
 def test_international_numbers_and_defaults_reach_the_batch_files_and_kore(
@@ -421,7 +417,7 @@ def test_ctrl_c_during_a_sync_settles_the_batch_in_flight_and_records_interrupte
         child.send_signal(signal.SIGINT)
         out, err = child.communicate(timeout=30)
 
-        assert child.returncode == 1
+        assert child.returncode == 130, "an interruption, not an error"
         assert "stopping after the batch in flight" in err
         assert "Traceback" not in err
         assert ": interrupted - " in out

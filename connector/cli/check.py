@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from connector import logs
@@ -18,6 +17,7 @@ from connector.errors import ConnectorError
 
 if TYPE_CHECKING:
     from connector.state import Store
+    from connector.state.store import SchemaNotReady
 
 
 def add_to(commands: Any, common: argparse.ArgumentParser) -> None:
@@ -39,9 +39,14 @@ def cmd_check(args: argparse.Namespace) -> int:
 
     settings, base = load(args)
     check_location(settings.state_url)
-    store = existing_store(settings.state_url)
+    store, unready = readable_store(settings.state_url)
     records = logs.current_format() == "json"
-    code = OK
+    code = unready.exit_code if unready is not None and unready.ahead else OK
+    if unready is not None and not args.json:
+        if unready.ahead:
+            print_error(unready, verbose=getattr(args, "verbose", False))
+        else:
+            say(f"note: {unready.message}: {unready.hint}", error=True, level="warning")
     document: dict[str, Any] = {}
     try:
         for name, tenant in select_tenants(settings, args.tenant).items():
@@ -66,17 +71,24 @@ def cmd_check(args: argparse.Namespace) -> int:
         if store is not None:
             store.close()
     if args.json:
-        print(json.dumps({"tenants": document}, indent=2, default=str))
+        schema = {
+            "ok": unready is None or not unready.ahead,
+            "problem": unready.message if unready else None,
+            "hint": unready.hint if unready else None,
+        }
+        print(json.dumps({"tenants": document, "state": schema}, indent=2, default=str))
     return code
 
 
-def existing_store(url: str) -> Store | None:
-    """The state database, when there is one: ``check`` never creates a SQLite file."""
-    from sqlalchemy.engine import make_url
-
+def readable_store(url: str) -> tuple[Store | None, SchemaNotReady | None]:
+    """The state database opened read-only, or why it cannot be: ``check`` writes nothing, not
+    even a SQLite file or a schema. No schema yet, or an older one, is a note (the first
+    ``sync`` migrates, so a new install checks clean before it); a newer one than this version
+    knows is what ``sync`` would refuse, so it fails the check (exit 2)."""
     from connector.state import Store
+    from connector.state.store import SchemaNotReady
 
-    parsed = make_url(url)
-    if parsed.get_backend_name() == "sqlite" and not Path(parsed.database or "").is_file():
-        return None
-    return Store(url)
+    try:
+        return Store(url, migrate=False), None
+    except SchemaNotReady as exc:
+        return None, exc

@@ -16,7 +16,8 @@ OK, FAILED = 0, 1
 
 def load(args: argparse.Namespace) -> tuple[Settings, Path]:
     """The settings ``--config`` (or ``$CONNECTOR_CONFIG``, or ``connector.yaml``) names, and
-    the folder relative paths in it start from."""
+    the folder relative mapping files in it start from (the config's own: data paths may start
+    elsewhere, see ``data_folder``)."""
     from connector.settings import config_path, load_settings
 
     path = config_path(getattr(args, "config", None))

@@ -19,6 +19,7 @@ from connector.cli import (
     daemon,
     demo,
     init,
+    migrate,
     reconcile,
     sandbox,
     status,
@@ -28,7 +29,7 @@ from connector.cli.loading import FAILED
 from connector.cli.output import print_error, say
 from connector.errors import ConfigError, ConnectorError
 
-COMMANDS = (sync, reconcile, check, status, daemon, sandbox, demo, init, completion)
+COMMANDS = (sync, reconcile, check, status, migrate, daemon, sandbox, demo, init, completion)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -79,8 +80,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print_error(exc, verbose=verbose)
         return exc.exit_code
     except KeyboardInterrupt:
-        say("interrupted", error=True, level="error")
-        return FAILED
+        # Ctrl-C where no command stops gracefully: an interruption, not an error
+        say("interrupted", error=True, level="warning")
+        return 130  # 128 + SIGINT, as the shell reports a command Ctrl-C stopped
     except Exception as exc:  # a bug: say so in one line; -v shows where
         if verbose:
             raise

@@ -1,5 +1,8 @@
 """What the commands print: run summaries, errors and ``status``, as text or (with
-``--log-format json``) as one JSON object a line, so that everything a process prints parses."""
+``--log-format json``) as one JSON object a line, so that everything a process prints parses;
+and the documents ``--json`` prints instead, one a command.
+
+Counts in text carry thousands separators and the plural only when it is one (``counted``)."""
 
 from __future__ import annotations
 
@@ -14,47 +17,70 @@ from connector import logs
 from connector.errors import ConnectorError
 
 if TYPE_CHECKING:
-    from connector.settings import TenantSettings
+    from connector.settings import ScheduleSettings, TenantSettings
     from connector.state import Store
+    from connector.state.tenant import RunRecord
     from connector.sync.reconcile import ReconcileResult
     from connector.sync.run import RunResult
 
 log = logging.getLogger("connector")
 
 
-def describe(result: RunResult, *, dry_run: bool) -> str:
+def describe(result: RunResult, *, dry_run: bool, full: bool = False) -> str:
+    """A run's summary line. Its parts add up: every row read (and every row re-sent from an
+    earlier run) is sent or would be, rejected, already delivered, or not sent yet."""
+    from connector.sync.context import counted
+
     c = result.counters
+    read = f"{counted(c.rows_read, 'row')} read"
+    if full and c.files_read:
+        read += f" (re-read {counted(c.files_read, 'file')})"
+    elif c.files_read:
+        read += f" from {counted(c.files_read, 'new file')}"
+    elif c.files_seen:
+        read += " (no new file)"
+    if c.files_waiting:
+        read += f" ({counted(c.files_waiting, 'file')} still being written: read next run)"
+    changes: tuple[tuple[str, int], ...]
     if dry_run:
-        sent = f"{c.would_send:,} would be sent in {c.batches:,} batch files"
+        sent = f"{c.would_send:,} would be sent in {counted(c.batches, 'batch file')}"
         changes = (
             ("would update", c.would_update),
             ("would delete", c.would_delete),
             ("removals held back", c.removal_held_back),
         )
     else:
-        parts = [f"{c.created:,} created"]
-        parts += [f"{c.adopted:,} adopted"] if c.adopted else []
-        sent = f"{c.sent:,} sent ({', '.join(parts)})"
+        outcomes = (
+            ("created", c.created),
+            ("adopted", c.adopted),
+            ("already in Kore", c.already_in_kore),
+            ("refused by Kore", c.kore_refused),
+        )
+        parts = ", ".join(f"{n:,} {what}" for what, n in outcomes if n)
+        if c.pending_resent:
+            parts += f"; {c.pending_resent:,} of them left in flight by an earlier run"
+        sent = f"{c.sent:,} sent" + (f" ({parts})" if parts else "")
         changes = (
             ("updated", c.updated),
+            ("update refused by Kore", c.update_refused),
             ("deleted", c.deleted),
             ("removals held back", c.removal_held_back),
         )
-    files = f" from {c.files_read:,} new file(s)" if c.files_seen else ""
-    if c.files_waiting:
-        files += f" ({c.files_waiting:,} still being written: read next run)"
-    sent += "".join(f", {n:,} {what}" for what, n in changes if n)
+    delivered = f"{c.already_delivered + c.unchanged_rows:,} already delivered"
+    if c.unchanged_rows:
+        delivered += f" ({counted(c.unchanged_rows, 'row')} unchanged)"
+    unsent = f", {c.unsent:,} not sent yet" if c.unsent else ""
+    done = "".join(f", {n:,} {what}" for what, n in changes if n)
     if c.rate_limited:
-        sent += f", {c.rate_limited:,} rate limited by Kore ({c.waited_seconds:,.0f}s paced)"
+        done += f", {c.rate_limited:,} rate limited by Kore ({c.waited_seconds:,.0f}s paced)"
     report = (
         f"report: {result.report_dir}"
         if result.report_dir
         else "no report (nothing was read or sent)"
     )
     return (
-        f"{result.tenant}: {result.status} - {c.rows_read:,} rows read{files}, {sent}, "
-        f"{c.rejected:,} rejected, {c.already_delivered + c.unchanged_rows:,} already delivered"
-        f"{f' ({c.unchanged_rows:,} rows unchanged)' if c.unchanged_rows else ''}; {report}"
+        f"{result.tenant}: {result.status} - {read}, {sent}, {c.rejected:,} rejected, "
+        f"{delivered}{unsent}{done}; {report}"
     )
 
 
@@ -77,6 +103,57 @@ def describe_reconcile(result: ReconcileResult) -> list[str]:
     if result.report_dir:
         lines.append(f"{result.tenant}: report: {result.report_dir}")
     return lines
+
+
+def _ending(status: str, error: ConnectorError | None) -> dict[str, str | None]:
+    """How a run ended, for a document: an interruption is not an error, and says so."""
+    interrupted = status == "interrupted"
+    return {
+        "error": error.message if error and not interrupted else None,
+        "hint": error.hint if error and not interrupted else None,
+        "interruption": error.message if error and interrupted else None,
+    }
+
+
+def run_document(result: RunResult, *, dry_run: bool) -> dict[str, Any]:
+    """One tenant's run, as ``sync --json`` gives it."""
+    return {
+        "run_id": result.run_id,
+        "status": result.status,
+        "dry_run": dry_run,
+        "counters": result.counters.as_dict(),
+        "warnings": list(result.warnings),
+        **_ending(result.status, result.error),
+        "report": str(result.report_dir) if result.report_dir else None,
+    }
+
+
+def reconcile_document(result: ReconcileResult) -> dict[str, Any]:
+    """One tenant's reconcile, as ``reconcile --json`` gives it."""
+    return {
+        "run_id": result.run_id,
+        "status": result.status,
+        "applied": result.applied,
+        "found": result.found.as_dict(),
+        "warnings": list(result.warnings),
+        **_ending(result.status, result.error),
+        "report": str(result.report_dir) if result.report_dir else None,
+    }
+
+
+def not_run_document(error: ConnectorError | None) -> dict[str, Any]:
+    """A tenant whose turn began no run: refused (``failed``: another process holds it, the
+    state could not be used), or ``skipped`` because a signal stopped the command first."""
+    return {
+        "run_id": None,
+        "status": "failed" if error else "skipped",
+        "counters": None,
+        "warnings": [],
+        "error": error.message if error else None,
+        "hint": error.hint if error else None,
+        "interruption": None if error else "not run: the command was stopped before its turn",
+        "report": None,
+    }
 
 
 def say(
@@ -120,54 +197,79 @@ def print_error(exc: ConnectorError, *, verbose: bool) -> None:
 def status_of(store: Store, name: str, tenant: TenantSettings) -> dict[str, Any]:
     """One tenant's status as plain data: ``status`` prints it, ``status --json`` dumps it.
 
-    A run still marked ``running`` whose process no longer holds the lease (it died, or lost
-    the lease) is shown as ``abandoned``; the next run of the tenant records it so.
+    ``last_delivery`` is the newest run that changed Kore: a quiet turn since (a run that found
+    nothing new) must not hide when contacts last went out. A run still marked ``running``
+    whose process no longer holds the lease (it died, or lost the lease) is shown as
+    ``abandoned``; the next run of the tenant records it so.
     """
+    from connector.state.tenant import last_delivery
+
     state = store.tenant(name)
     last = state.last_run()
+    delivery = last_delivery(state)
     lease = store.leases.current(name)
-    held = lease is not None and lease.held
-    run: dict[str, Any] | None = None
-    if last is not None:
-        status = last.status
-        if status == "running" and not (held and lease is not None and lease.holder == last.holder):
+    holder = lease.holder if lease is not None and lease.held else None
+
+    def shown(record: RunRecord | None) -> dict[str, Any] | None:
+        if record is None:
+            return None
+        status = record.status
+        if status == "running" and (holder is None or record.holder != holder):
             status = "abandoned"
-        run = {
-            "id": last.id,
+        interrupted = status == "interrupted"
+        return {
+            "id": record.id,
             "status": status,
-            "started_at": last.started_at.isoformat(timespec="seconds"),
-            "finished_at": last.finished_at.isoformat(timespec="seconds")
-            if last.finished_at
+            "started_at": record.started_at.isoformat(timespec="seconds"),
+            "finished_at": record.finished_at.isoformat(timespec="seconds")
+            if record.finished_at
             else None,
-            "counters": last.counters,
-            "error": last.error,
+            "counters": record.counters,
+            "error": None if interrupted else record.error,
+            "interruption": record.error if interrupted else None,
         }
+
+    due = next_run(tenant.schedule, last.started_at if last else None)
     return {
-        "last_run": run,
+        "last_run": shown(last),
+        "last_delivery": shown(delivery),
         "delivered": state.delivered_count(),
         "pending": state.pending_count(),
-        "next_run": next_run(tenant, last.started_at if last else None),
+        "schedule": schedule_of(tenant.schedule),
+        "next_run": due.isoformat(timespec="seconds") if due else None,
         "lease": {
             "holder": lease.holder,
             "token": lease.token,
             "expires_at": lease.expires_at.isoformat(timespec="seconds"),
         }
-        if held and lease is not None
+        if lease is not None and lease.held
         else None,
     }
 
 
-def next_run(tenant: TenantSettings, last_start: datetime | None) -> str:
+def schedule_of(schedule: ScheduleSettings) -> dict[str, str]:
+    """A tenant's schedule the way the config file writes it: ``{"every": "15m"}`` or
+    ``{"cron": "*/15 * * * *"}``, with its ``jitter`` when it has one."""
+    when = {"cron": schedule.cron} if schedule.cron else {"every": duration(_period(schedule))}
+    return when | ({"jitter": duration(schedule.jitter)} if schedule.jitter else {})
+
+
+def next_run(schedule: ScheduleSettings, last_start: datetime | None) -> datetime | None:
+    """When a daemon would run the tenant next: one period after its last run began (now, when
+    that is past), or the cron's next time; None when the cron has no next time."""
     now = datetime.now(UTC)
-    schedule = tenant.schedule
     if schedule.cron:
         from apscheduler.triggers.cron import CronTrigger
 
-        fire = CronTrigger.from_crontab(schedule.cron, timezone=UTC).get_next_fire_time(None, now)
-        return f"{fire.isoformat(timespec='seconds')} (cron {schedule.cron}, when the daemon runs)"
-    every = schedule.every or timedelta(minutes=15)
-    due = max(now, last_start + every) if last_start else now
-    return f"{due.isoformat(timespec='seconds')} (every {duration(every)}, when the daemon runs)"
+        fire: datetime | None = CronTrigger.from_crontab(
+            schedule.cron, timezone=UTC
+        ).get_next_fire_time(None, now)
+        return fire
+    return max(now, last_start + _period(schedule)) if last_start else now
+
+
+def _period(schedule: ScheduleSettings) -> timedelta:
+    return schedule.every or timedelta(minutes=15)
 
 
 def duration(span: timedelta) -> str:

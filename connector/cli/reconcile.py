@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import json
 from typing import TYPE_CHECKING, Any
 
+from connector.cli.loading import load
 from connector.cli.output import (
     describe_reconcile,
+    reconcile_document,
     records,
     say,
 )
@@ -28,6 +31,11 @@ def add_to(commands: Any, common: argparse.ArgumentParser) -> None:
         action="store_true",
         help="re-create the missing, adopt the unknown the source has, correct names",
     )
+    reconcile.add_argument(
+        "--json",
+        action="store_true",
+        help="each tenant's findings as one JSON document on standard output",
+    )
     reconcile.set_defaults(run=cmd_reconcile)
 
 
@@ -36,6 +44,7 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
     from connector.sync.reconcile import reconcile_tenant
 
     observers: list[Observer] = [log_event] if records(args) else []
+    document: dict[str, dict[str, Any]] = {}
 
     def reconcile(run: TenantRun) -> ConnectorError | None:
         result = reconcile_tenant(
@@ -47,6 +56,9 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
             apply=args.apply,
             observers=observers,
         )
+        if args.json:
+            document[run.name] = reconcile_document(result)
+            return result.error
         details = {
             "tenant": run.name,
             "run_id": result.run_id,
@@ -58,4 +70,20 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
             say(line, details=details)
         return result.error
 
-    return each_tenant(args, reconcile)
+    if not args.apply:
+        _require_schema(args)
+    turns = each_tenant(args, reconcile, quiet=args.json)
+    if args.json:
+        print(json.dumps({"tenants": turns.document(document)}, indent=2), flush=True)
+    return turns.code
+
+
+def _require_schema(args: argparse.Namespace) -> None:
+    """A report only, so a schema that is missing or older is said (``SchemaNotReady``, exit 2)
+    rather than created by the store ``each_tenant`` opens, which migrates. At this version's
+    schema the report writes one thing: the request slots it takes from the bot's read budget,
+    which every process sharing the state paces itself by."""
+    from connector.state.store import Store
+
+    settings, _ = load(args)
+    Store(settings.state_url, migrate=False).close()

@@ -31,7 +31,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     from connector.state import Store
 
     settings, _ = load(args)
-    store = Store(settings.state_url)
+    store = Store(settings.state_url, migrate=False)  # status writes nothing, not even a schema
     try:
         found = {
             name: status_of(store, name, tenant)
@@ -46,23 +46,35 @@ def cmd_status(args: argparse.Namespace) -> int:
         for name, item in found.items():
             say(f"{name}: status", details={"tenant": name, "status": item})
         return OK
+    from connector.sync.context import counted
+
     for name, item in found.items():
         print(f"{name}:")
-        last = item["last_run"]
-        if last is None:
-            print("  last run:       never")
+        _print_run("last run", item["last_run"])
+        if item["last_delivery"] is not None and item["last_delivery"] == item["last_run"]:
+            print("  last delivery:  the last run")
         else:
-            print(
-                f"  last run:       {last['id']} {last['status']} (finished {last['finished_at'] or '-'})"
-            )
-            shown = ", ".join(f"{k} {v:,}" for k, v in last["counters"].items() if v)
-            print(f"  its counters:   {shown or '-'}")
-            if last["error"]:
-                print(f"  its error:      {last['error']}")
-        print(f"  delivered:      {item['delivered']:,} contacts")
-        print(f"  pending:        {item['pending']:,} rows in flight")
-        print(f"  next run:       {item['next_run']}")
+            _print_run("last delivery", item["last_delivery"])
+        print(f"  delivered:      {counted(item['delivered'], 'contact')}")
+        print(f"  pending:        {counted(item['pending'], 'row')} in flight")
+        when = ", ".join(f"{k} {v}" for k, v in item["schedule"].items())
+        print(f"  next run:       {item['next_run'] or '-'} ({when}, when the daemon runs)")
         lease = item["lease"]
         holder = f"{lease['holder']} until {lease['expires_at']}" if lease else "nobody"
         print(f"  held by:        {holder}")
     return OK
+
+
+def _print_run(label: str, run: dict[str, Any] | None) -> None:
+    """A run of ``status_of``, under ``label``: how it ended, its counters, and its error or
+    interruption (an interruption is not an error, and is not called one)."""
+    if run is None:
+        print(f"  {label + ':':<16}never")
+        return
+    print(f"  {label + ':':<16}{run['id']} {run['status']} (finished {run['finished_at'] or '-'})")
+    shown = ", ".join(f"{k} {v:,}" for k, v in run["counters"].items() if v)
+    print(f"    counters:     {shown or '-'}")
+    if run["error"]:
+        print(f"    error:        {run['error']}")
+    if run["interruption"]:
+        print(f"    interruption: {run['interruption']}")

@@ -1,4 +1,11 @@
-"""Prometheus metrics, per tenant (label ``tenant``), fed by the runs' events."""
+"""Prometheus metrics, per tenant (label ``tenant``), fed by the runs' events.
+
+Counters count what this process did since it started, as Prometheus expects. Gauges that
+describe the tenant rather than this process (the last success, contacts delivered, contacts in
+flight) are also set from the state database (``restore``), at start and at every turn: a
+restarted daemon shows them from its first scrape, and a replica shows what another one did,
+so a staleness alert has no gap.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +17,7 @@ from prometheus_client import (
     disable_created_metrics,
 )
 
+from connector.state.history import History
 from connector.sync.context import Event, KoreAnswered, LeaseChanged, RunFinished
 
 disable_created_metrics()  # type: ignore[no-untyped-call]  # *_created series add only noise
@@ -56,6 +64,12 @@ class Metrics:
             ["tenant"],
             registry=r,
         )
+        self.delivered = Gauge(
+            "kore_connector_contacts_delivered",
+            "Numbers the state records as delivered to Kore",
+            ["tenant"],
+            registry=r,
+        )
         self.last_success = Gauge(
             "kore_connector_last_success_timestamp_seconds",
             "When the tenant's last completed run ended (Unix time)",
@@ -95,6 +109,15 @@ class Metrics:
         self.waited.labels(tenant)
         for kind in ("rate_limited", "server_error", "no_answer"):
             self.kore_errors.labels(tenant, kind)
+
+    def restore(self, history: History) -> None:
+        """Set the gauges that describe the tenant from what the state remembers. A tenant that
+        never succeeded has no last-success series, as before its first success."""
+        tenant = history.tenant
+        if history.last_success is not None:
+            self.last_success.labels(tenant).set(history.last_success.timestamp())
+        self.delivered.labels(tenant).set(history.delivered)
+        self.in_flight.labels(tenant).set(history.pending)
 
     def observe(self, event: Event) -> None:
         if isinstance(event, LeaseChanged):

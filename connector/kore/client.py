@@ -136,7 +136,9 @@ class KoreClient:
             results = body.get("results") if isinstance(body, dict) else body
             if not isinstance(results, list):
                 raise KoreUnavailable(
-                    f"Kore at {self.settings.host}: GET /contacts gave no 'results' list"
+                    f"Kore at {self.settings.host}: GET /contacts gave no 'results' list",
+                    hint="check kore.host: it answers, but not as Kore's contacts API does "
+                    "(a proxy or a login page in the way?)",
                 )
             new = [c for c in results if isinstance(c, dict) and c.get("id") not in seen]
             seen.update(c.get("id") for c in new)

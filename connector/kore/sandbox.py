@@ -1,9 +1,11 @@
 """A local server that speaks the Kore contacts API as kore-api.md documents it.
 
-It enforces the uniqueness rule (one contact per phone number), checks JWTs against its own
-secret, and can inject faults: 500s, 429s, slowness, and connections dropped after the upload
-was stored. ``duplicates`` picks the reading of the docs: ``skip`` leaves refused rows out of the
-response array; ``reject-file`` answers 400 for a file that holds any refused row.
+It keeps one store per bot id (the ``{botId}`` of the URL), as Kore keeps one contact list per
+bot: a number one bot has is new to another, and each bot lists only its own contacts. Within a
+bot it enforces the uniqueness rule (one contact per phone number); it checks JWTs against its
+own secret, and can inject faults: 500s, 429s, slowness, and connections dropped after the
+upload was stored. ``duplicates`` picks the reading of the docs: ``skip`` leaves refused rows out
+of the response array; ``reject-file`` answers 400 for a file that holds any refused row.
 """
 
 from __future__ import annotations
@@ -46,9 +48,9 @@ Operation = Literal["import", "list", "update", "delete"]
 
 @dataclass
 class Faults:
-    """Every Nth request (counting from 1, each operation counted on its own) of the operations
-    in ``on`` fails in the named way; 0 turns a fault off. A dropped request was carried out
-    before its connection was dropped.
+    """Every Nth request (counting from 1, each operation of each bot counted on its own) of the
+    operations in ``on`` fails in the named way; 0 turns a fault off. A dropped request was
+    carried out before its connection was dropped.
 
     ``refuse`` holds E.164 numbers the sandbox will not take, as Kore may refuse a number for
     reasons of its own; they are treated like numbers it already has.
@@ -67,8 +69,8 @@ class Faults:
     refuse: frozenset[str] = frozenset()
     on: frozenset[Operation] = frozenset({"import"})
     rate_window: tuple[int, float] | None = None
-    """``(N, S)``: at most N requests of an operation in any S seconds, as Kore may count its
-    limits; a request past it gets a 429 (and is not counted)."""
+    """``(N, S)``: at most N requests of an operation to one bot in any S seconds, as Kore may
+    count its limits (they are per bot); a request past it gets a 429 (and is not counted)."""
     retry_after: Literal["seconds", "date", "none"] = "seconds"
     """How a 429 says when to come back: whole seconds, an HTTP date, or not at all."""
 
@@ -83,7 +85,9 @@ class Upload:
 
 
 @dataclass
-class SandboxState:
+class BotStore:
+    """One bot's contacts and the requests made of it."""
+
     contacts: dict[str, dict[str, Any]] = field(default_factory=dict)
     by_phone: dict[str, str] = field(default_factory=dict)
     uploads: int = 0
@@ -96,12 +100,31 @@ class SandboxState:
     accepted: dict[str, list[float]] = field(default_factory=dict)
     """When requests of each operation were let through the rate window (monotonic seconds)."""
     upload_log: list[Upload] = field(default_factory=list)
-    seen_jti: set[str] = field(default_factory=set)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def active(self) -> list[dict[str, Any]]:
         with self.lock:
             return [dict(c) for c in self.contacts.values() if c["status"] == "ACTIVE"]
+
+
+def _merged(stores: list[BotStore]) -> BotStore:
+    """Every bot's contacts and counts in one store: a copy for reading (the contacts are the
+    bots' own objects), which no request changes."""
+    merged = BotStore()
+    for store in stores:
+        with store.lock:
+            merged.contacts.update(store.contacts)
+            merged.by_phone.update(store.by_phone)
+            merged.uploads += store.uploads
+            merged.listings += store.listings
+            for operation, count in store.requests.items():
+                merged.requests[operation] = merged.requests.get(operation, 0) + count
+            for operation, count in store.limited.items():
+                merged.limited[operation] = merged.limited.get(operation, 0) + count
+            for operation, times in store.accepted.items():
+                merged.accepted[operation] = sorted([*merged.accepted.get(operation, []), *times])
+            merged.upload_log.extend(store.upload_log)
+    return merged
 
 
 class _Server(ThreadingHTTPServer):
@@ -127,7 +150,10 @@ class Sandbox:
         self.client_id = client_id
         self.account_id = account_id
         self.faults = faults or Faults()
-        self.state = SandboxState()
+        self._stores: dict[str, BotStore] = {}
+        self._first = BotStore()
+        self._seen_jti: set[str] = set()
+        self._lock = threading.Lock()
         self._server = _Server(("127.0.0.1", port), _handler_for(self))
         self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
@@ -158,6 +184,32 @@ class Sandbox:
     def __exit__(self, *_exc: object) -> None:
         self.stop()
 
+    # the stores
+
+    def bot(self, bot_id: str) -> BotStore:
+        """One bot's store, made when the bot is first called (or asked for). The first bot
+        takes the store ``state`` showed until then, with what was put in it directly (contacts
+        a test imported before the connector's first request)."""
+        with self._lock:
+            store = self._stores.get(bot_id)
+            if store is None:
+                store = self._first if not self._stores else BotStore()
+                self._stores[bot_id] = store
+            return store
+
+    @property
+    def state(self) -> BotStore:
+        """The store of the one bot called so far (before any: the store the first bot will
+        take), which is what a test of one tenant means. Once several bots have been called, a
+        merged copy of their stores, for reading: ``bot(id)`` gives one bot's."""
+        with self._lock:
+            stores = list(self._stores.values())
+        return self._first if len(stores) <= 1 else _merged(stores)
+
+    def _store(self, bot: str | None) -> BotStore:
+        """The store a direct call works on: the named bot's, or the first bot's."""
+        return self._first if bot is None else self.bot(bot)
+
     # the API
 
     def authorise(self, headers: Any) -> str | None:
@@ -183,24 +235,27 @@ class Sandbox:
         jti = claims.get("jti")
         if not jti:
             return "token has no jti and the app enforces JTI"
-        with self.state.lock:
-            if jti in self.state.seen_jti:
+        with self._lock:  # a token is the app's, whichever bot it is sent to
+            if jti in self._seen_jti:
                 return "token jti was used before"
-            self.state.seen_jti.add(jti)
+            self._seen_jti.add(jti)
         return None
 
-    def import_contacts(self, body: bytes) -> tuple[int, Any]:
+    def import_contacts(self, body: bytes, bot: str | None = None) -> tuple[int, Any]:
+        """Create the CSV's contacts in the bot's store (``bot``: its id; by default the first
+        bot's, the one ``state`` shows)."""
+        store = self._store(bot)
         rows = list(csv.DictReader(io.StringIO(body.decode("utf-8-sig"))))
         if rows and set(KORE_COLUMNS) - set(rows[0]):
             return 400, _error(f"missing columns: {sorted(set(KORE_COLUMNS) - set(rows[0]))}")
         created: list[dict[str, Any]] = []
-        with self.state.lock:
+        with store.lock:
             keys: list[str | None] = []
             for row in rows:
                 key = join_key(
                     row.get("cellPhoneNumber") or "", row.get("cellPhoneCountryCode") or ""
                 )
-                duplicate = key is None or key in self.state.by_phone or key in keys
+                duplicate = key is None or key in store.by_phone or key in keys
                 if duplicate or key in self.faults.refuse:
                     if self.faults.duplicates == "reject-file":
                         return 400, _error("Contact with this phone number already exists")
@@ -228,18 +283,19 @@ class Sandbox:
                     "updatedAt": stamp,
                     "id": contact_id,
                 }
-                self.state.contacts[contact_id] = contact
-                self.state.by_phone[key] = contact_id
+                store.contacts[contact_id] = contact
+                store.by_phone[key] = contact_id
                 created.append(contact)
         return 200, created
 
-    def bulk_update(self, items: Any) -> tuple[int, Any]:
+    def bulk_update(self, items: Any, bot: str | None = None) -> tuple[int, Any]:
         if not isinstance(items, list):
             return 400, _error("expected a JSON array")
+        store = self._store(bot)
         updated = []
-        with self.state.lock:
+        with store.lock:
             for item in items:
-                contact = self.state.contacts.get(str(item.get("id")))
+                contact = store.contacts.get(str(item.get("id")))
                 if contact is None:
                     continue
                 for name in ("firstName", "lastName", "fullName", "salutation"):
@@ -249,11 +305,11 @@ class Sandbox:
                 updated.append(dict(contact))
         return 200, updated
 
-    def bulk_delete(self, body: Any) -> tuple[int, Any]:
+    def bulk_delete(self, body: Any, bot: str | None = None) -> tuple[int, Any]:
         if not isinstance(body, dict) or not isinstance(body.get("ids"), list):
             return 400, _error('expected a JSON object {"ids": [...]}')
         ids = [str(i) for i in body["ids"]]
-        done = {c["id"] for c in self.delete(ids)}
+        done = {c["id"] for c in self.delete(ids, bot)}
         return 200, {
             "totalRequested": len(ids),
             "successful": len(done),
@@ -262,14 +318,15 @@ class Sandbox:
             "failedRecords": [{"id": i} for i in ids if i not in done],
         }
 
-    def delete(self, ids: list[str]) -> list[dict[str, Any]]:
+    def delete(self, ids: list[str], bot: str | None = None) -> list[dict[str, Any]]:
+        store = self._store(bot)
         removed = []
-        with self.state.lock:
+        with store.lock:
             for contact_id in ids:
-                contact = self.state.contacts.get(contact_id)
+                contact = store.contacts.get(contact_id)
                 if contact is not None and contact["status"] == "ACTIVE":
                     contact["status"] = "INACTIVE"
-                    self.state.by_phone.pop(contact["cellPhone"]["phoneNumber"], None)
+                    store.by_phone.pop(contact["cellPhone"]["phoneNumber"], None)
                     removed.append(dict(contact))
         return removed
 
@@ -282,16 +339,16 @@ _OPERATIONS: dict[tuple[str, str], Operation] = {
 }
 
 
-def _over_window(sandbox: Sandbox, operation: Operation) -> float | None:
-    """Seconds until the operation's rate window has room again; None (and the request
-    counted) when it has room now."""
-    window = sandbox.faults.rate_window
+def _over_window(store: BotStore, faults: Faults, operation: Operation) -> float | None:
+    """Seconds until the operation's rate window at the bot has room again; None (and the
+    request counted) when it has room now."""
+    window = faults.rate_window
     if window is None:
         return None
     allowed, seconds = window
     now = time.monotonic()
-    with sandbox.state.lock:
-        times = sandbox.state.accepted.setdefault(operation, [])
+    with store.lock:
+        times = store.accepted.setdefault(operation, [])
         recent = [t for t in times if t > now - seconds]
         times[:] = recent
         if len(recent) >= allowed:
@@ -334,9 +391,11 @@ def _handler_for(sandbox: Sandbox) -> type[BaseHTTPRequestHandler]:
         def _route(self, method: str) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             path = self.path.split("?", 1)[0]
-            rest = path[len(PREFIX) :].split("/", 1)[-1] if path.startswith(PREFIX) else ""
-            operation = _OPERATIONS.get((method, rest))
-            number = self._count(operation) if operation is not None else 0
+            inside = path[len(PREFIX) :] if path.startswith(PREFIX) else ""
+            bot_id, _, rest = inside.partition("/")
+            store = sandbox.bot(bot_id) if bot_id and rest.startswith("contacts") else None
+            operation = _OPERATIONS.get((method, rest)) if store is not None else None
+            number = 0 if store is None or operation is None else self._count(store, operation)
             faults = sandbox.faults
             if operation in faults.on and faults.reset_every and number % faults.reset_every == 0:
                 self.rfile.read(length // 2)
@@ -347,15 +406,15 @@ def _handler_for(sandbox: Sandbox) -> type[BaseHTTPRequestHandler]:
                 self.connection.close()
                 return None
             body = self.rfile.read(length) if length else b""
-            if not path.startswith(PREFIX) or "/contacts" not in path:
+            if store is None:
                 return self._reply(404, _error("not found"))
             reason = sandbox.authorise(self.headers)
             if reason:
                 return self._reply(401, _error(reason))
             if operation is not None:
-                return self._operate(operation, body, number)
+                return self._operate(store, bot_id, operation, body, number)
             if method == "DELETE" and rest.startswith("contacts/"):
-                removed = sandbox.delete([rest.removeprefix("contacts/")])
+                removed = sandbox.delete([rest.removeprefix("contacts/")], bot_id)
                 return (
                     self._reply(200, removed[0])
                     if removed
@@ -363,29 +422,32 @@ def _handler_for(sandbox: Sandbox) -> type[BaseHTTPRequestHandler]:
                 )
             return self._reply(404, _error("not found"))
 
-        def _count(self, operation: Operation) -> int:
-            """Count a request of ``operation`` (faulted ones too); returns its number."""
-            with sandbox.state.lock:
-                number = sandbox.state.requests.get(operation, 0) + 1
-                sandbox.state.requests[operation] = number
+        def _count(self, store: BotStore, operation: Operation) -> int:
+            """Count a request of ``operation`` to the bot (faulted ones too); returns its
+            number."""
+            with store.lock:
+                number = store.requests.get(operation, 0) + 1
+                store.requests[operation] = number
                 if operation == "import":
-                    sandbox.state.uploads = number
+                    store.uploads = number
                 if operation == "list":
-                    sandbox.state.listings += 1
+                    store.listings += 1
             return number
 
-        def _operate(self, operation: Operation, body: bytes, number: int) -> None:
-            """One operation, with the faults switched on for it."""
+        def _operate(
+            self, store: BotStore, bot_id: str, operation: Operation, body: bytes, number: int
+        ) -> None:
+            """One operation on one bot's store, with the faults switched on for it."""
             faults = sandbox.faults
             faulty = operation in faults.on
             if faulty and faults.delay_seconds:
                 time.sleep(faults.delay_seconds)
-            wait = _over_window(sandbox, operation) if faulty else None
+            wait = _over_window(store, faults, operation) if faulty else None
             if wait is None and faulty and faults.rate_limit_every:
                 wait = 1.0 if number % faults.rate_limit_every == 0 else None
             if wait is not None:
-                with sandbox.state.lock:
-                    sandbox.state.limited[operation] = sandbox.state.limited.get(operation, 0) + 1
+                with store.lock:
+                    store.limited[operation] = store.limited.get(operation, 0) + 1
                 return self._reply(
                     429,
                     _error("Rate limit for this API has been reached. Please try again later"),
@@ -394,13 +456,13 @@ def _handler_for(sandbox: Sandbox) -> type[BaseHTTPRequestHandler]:
             if faulty and faults.fail_every and number % faults.fail_every == 0:
                 return self._reply(500, _error("internal error (injected)"))
             if operation == "list":
-                status, answer = 200, {"results": sandbox.state.active()}
+                status, answer = 200, {"results": store.active()}
             elif operation == "import":
-                status, answer = self._import(body)
+                status, answer = self._import(store, bot_id, body)
             elif operation == "update":
-                status, answer = sandbox.bulk_update(_loads(body))
+                status, answer = sandbox.bulk_update(_loads(body), bot_id)
             else:
-                status, answer = sandbox.bulk_delete(_loads(body))
+                status, answer = sandbox.bulk_delete(_loads(body), bot_id)
             if faulty and faults.drop_every and number % faults.drop_every == 0:
                 self.close_connection = True
                 self.connection.shutdown(socket.SHUT_RDWR)
@@ -409,16 +471,16 @@ def _handler_for(sandbox: Sandbox) -> type[BaseHTTPRequestHandler]:
                 time.sleep(faults.late_seconds)
             return self._reply(status, answer)
 
-        def _import(self, body: bytes) -> tuple[int, Any]:
+        def _import(self, store: BotStore, bot_id: str, body: bytes) -> tuple[int, Any]:
             file_body = _multipart_file(self.headers.get("Content-Type", ""), body, "result_file")
             if file_body is None:
                 return 400, _error("expected multipart/form-data with a result_file part")
-            status, answer = sandbox.import_contacts(file_body)
+            status, answer = sandbox.import_contacts(file_body, bot_id)
             received = max(
                 0, sum(1 for _ in csv.reader(io.StringIO(file_body.decode("utf-8-sig")))) - 1
             )
-            with sandbox.state.lock:
-                sandbox.state.upload_log.append(
+            with store.lock:
+                store.upload_log.append(
                     Upload(status, received, len(answer) if status == 200 else 0)
                 )
             return status, answer

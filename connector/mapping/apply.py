@@ -12,7 +12,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING
 
 from connector.contacts import Contact, PhoneKey, Rejection, safe_name
-from connector.errors import ConfigError
+from connector.errors import ConfigError, WarningCode, coded
 from connector.mapping.headers import (
     INVISIBLE,
     SYNONYMS,
@@ -60,7 +60,8 @@ class ColumnUse:
     where: str
     candidates: list[ColumnRef]
     optional: bool
-    warning: str | None = None
+    warning: tuple[str, WarningCode] | None = None
+    """What the run does without the column, and the code a tenant acknowledges it by."""
 
 
 @dataclass(frozen=True)
@@ -96,7 +97,7 @@ class Mapping:
                     "phone.region_from",
                     spec.phone.region_from,
                     optional=False,
-                    warning="every number is read in the default region",
+                    warning=("every number is read in the default region", "no_region_column"),
                 )
             )
         uses += [
@@ -104,7 +105,7 @@ class Mapping:
                 f"skip_when.{i}.field",
                 rule.field,
                 rule.if_present,
-                warning="no row is skipped by that rule",
+                warning=("no row is skipped by that rule", "no_do_not_call_column"),
             )
             for i, rule in enumerate(spec.skip_when)
         ]
@@ -134,24 +135,28 @@ class Mapping:
                         f"mapping {self.name}: {where} names '{ref}', which {source} lacks"
                         f"{closest([ref], header)}",
                         hint="fix the name, or write alternatives as {any: [A, B]}; "
-                        f"columns there: {listed(header)}",
+                        + columns_there(header),
                     )
                 found += hits
             if not found and (use.optional or use.warning):
                 if use.warning:
+                    consequence, code = use.warning
                     warnings.append(
-                        f"mapping {self.name}: {where} names {described(use.candidates)}, "
-                        f"which {source} lacks; {use.warning}"
+                        coded(
+                            f"mapping {self.name}: {where} names {described(use.candidates)}, "
+                            f"which {source} lacks; {consequence}",
+                            code,
+                        )
                     )
             elif not found:
                 raise ConfigError(
                     f"mapping {self.name}: {where} names {described(use.candidates)}, which "
                     f"{source} lacks{closest(candidates, header)}",
-                    hint=f"columns there: {listed(header)}",
+                    hint=columns_there(header),
                 )
             resolved[where] = found
         self._need_a_name(resolved, header, source)
-        warnings += repeated(header, resolved, source)
+        warnings += [coded(w, "repeated_column") for w in repeated(header, resolved, source)]
         labels: dict[int, int] = {}
         for ref, label_columns in zip(self.spec.phone.from_, self.spec.phone.labels, strict=False):
             for value_at in find_columns(names_of([ref]), header, positions, tokens):
@@ -177,8 +182,20 @@ class Mapping:
         refs += spec.full_name.from_ if spec.full_name else []
         raise ConfigError(
             f"mapping {self.name}: {source} has no name column ({described(refs)})",
-            hint=f"columns there: {listed(header)}",
+            hint=columns_there(header),
         )
+
+
+def columns_there(header: Sequence[str]) -> str:
+    """The hint that lists a header's columns; a header of one or two cells is more likely a
+    report's title than the table's header, which then needs naming."""
+    hint = f"columns there: {listed(header)}"
+    if len(header) <= 2:
+        hint += (
+            "; if the table's header is further down (below a report's title), name its line"
+            " in source.header_row"
+        )
+    return hint
 
 
 def described(refs: Sequence[ColumnRef]) -> str:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
-from connector.errors import ConfigError
+from connector.errors import DOCS, ConfigError
 from connector.mapping.apply import Mapping
 from connector.mapping.headers import SYNONYMS
 from connector.mapping.spec import MappingSpec
@@ -83,7 +83,11 @@ def load_mapping(name_or_path: str, *, base: Path | None = None) -> Mapping:
     try:
         text = path.read_text(encoding="utf-8-sig")
     except OSError as exc:
-        raise ConfigError(f"mapping {path}: cannot read: {exc.strerror}") from None
+        raise ConfigError(
+            f"mapping {path}: cannot read: {exc.strerror}",
+            hint=f"mapping: names a built-in ({', '.join(builtin_names())}) or a YAML file, "
+            "relative to the config file's folder",
+        ) from None
     return _parse(str(path), text)
 
 
@@ -104,5 +108,5 @@ def _parse(name: str, text: str) -> Mapping:
         )
         raise ConfigError(
             f"mapping {name}: {where or 'mapping'} {problem}",
-            hint="see docs/mappings.md",
+            hint=f"the mapping language: {DOCS}mappings.md",
         ) from None

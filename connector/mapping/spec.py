@@ -30,6 +30,8 @@ PLACEHOLDERS = (
 """What exports write for "no value": read as empty in every column a mapping reads. ``na`` is
 not among them by default: it is a Korean surname."""
 NEVER_DIALLED = ("fax", "pager")
+MOBILE_LABELS = ("mobile", "cell")
+"""Labels tried first by default: Kore's field is ``cellPhoneNumber``."""
 
 
 def _columns(value: Any) -> Any:
@@ -140,7 +142,7 @@ class PhoneSpec(_Spec):
     from_: list[ColumnRef] = Field(alias="from", min_length=1)
     region_from: list[ColumnRef] = Field(default_factory=list)
     labels: list[list[str]] = Field(default_factory=list)
-    prefer_labels: list[str] = Field(default_factory=list)
+    prefer_labels: list[str] = Field(default_factory=lambda: list(MOBILE_LABELS))
     never_labels: list[str] = Field(default_factory=lambda: list(NEVER_DIALLED))
 
     _normalise = field_validator("from_", "region_from", mode="before")(_columns)

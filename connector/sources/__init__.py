@@ -103,7 +103,10 @@ class Stamp:
         try:
             status = path.stat()
         except OSError as exc:
-            raise SourceError(f"{path}: cannot read: {exc.strerror}") from None
+            raise SourceError(
+                f"{path}: cannot read: {exc.strerror}",
+                hint="check that source.path names the file and that this user may read it",
+            ) from None
         return cls(status.st_size, status.st_mtime_ns)
 
     def age(self, now: float) -> float:
@@ -270,7 +273,11 @@ class Table:
         n = self.header_row
         found = self._search(records) if n is None else self._at(records, n)
         if found is not None and found[0].error:
-            raise SourceError(f"{self.where}: the header row is unreadable: {found[0].error}")
+            raise SourceError(
+                f"{self.where}: the header row is unreadable: {found[0].error}",
+                hint="fix the export's header row, or set source.header_row to the line that "
+                "holds it",
+            )
         return found
 
     def rows(self, head: SourceRow, records: Iterable[SourceRow]) -> Iterator[SourceRow]:

@@ -82,7 +82,10 @@ def inspect_csv(path: Path, settings: CsvSourceSettings) -> CsvFile:
                 chunk = handle.read(_CHUNK)
             scan.close()
     except OSError as exc:
-        raise SourceError(f"{path}: cannot read: {exc.strerror}") from None
+        raise SourceError(
+            f"{path}: cannot read: {exc.strerror}",
+            hint="check that source.path names the file and that this user may read it",
+        ) from None
     if declared and declared in scan.failed:
         raise SourceError(
             f"{path} line {scan.failed[declared]}: not valid {declared}",
@@ -168,8 +171,10 @@ class CsvFile(ExportFile):
     @property
     def pinned_encoding(self) -> str | None:
         """The encoding ``init`` writes into a config: the one the file is read in, unless it
-        is a guess below ``encodings.CONFIDENT`` (then every run detects it afresh, and warns)."""
-        if self.detection and not self.detection.confident:
+        is a guess below ``encodings.CONFIDENT``, or UTF-8 with stray bytes (then every run
+        detects it afresh, and warns)."""
+        found = self.detection
+        if found and (not found.confident or found.stray_line is not None):
             return None
         return self.encoding
 
@@ -177,6 +182,12 @@ class CsvFile(ExportFile):
         """One line when the encoding is a guess below ``encodings.CONFIDENT``: the guess, the
         runner-up and one value as each reads it, so that a person can tell which is right."""
         found = self.detection
+        if found is not None and found.stray_line is not None:
+            return [
+                f"{self.path}: UTF-8, but line {found.stray_line:,} (and maybe others) holds "
+                "bytes that are not: they are read as cp1252; check those names, or set "
+                "source.encoding"
+            ]
         if found is None or found.confident:
             return []
         line = (
@@ -241,16 +252,23 @@ class CsvFile(ExportFile):
 
     def _open(self) -> TextIO:
         try:
-            return self.path.open(encoding=self.encoding, newline="")
+            errors = self.detection.errors if self.detection else "strict"
+            return self.path.open(encoding=self.encoding, errors=errors, newline="")
         except OSError as exc:
-            raise SourceError(f"{self.path}: cannot read: {exc.strerror}") from None
+            raise SourceError(
+                f"{self.path}: cannot read: {exc.strerror}",
+                hint="check that source.path names the file and that this user may read it",
+            ) from None
 
     def header(self) -> list[str]:
         tally = FileTally()
         with closing(self._records(tally)) as records:
             found = self._table(tally).header(records)
         if found is None:
-            raise SourceError(f"{self.path}: the file is empty; expected a header row")
+            raise SourceError(
+                f"{self.path}: the file is empty; expected a header row",
+                hint="check the CRM's export job: an export starts with its header row",
+            )
         return found[0].values
 
     def rows(self) -> Generator[SourceRow, None, None]:
@@ -282,7 +300,9 @@ class CsvFile(ExportFile):
                 yield from _Splitter(delimiter, self.max_row_chars, tally).rows(handle)
             except UnicodeDecodeError:
                 raise SourceError(
-                    f"{self.path}: changed while it was read; it is read again next run"
+                    f"{self.path}: changed while it was read; it is read again next run",
+                    hint="exports still being copied when a run starts are left alone for "
+                    "source.min_file_age: make it longer than a copy takes",
                 ) from None
             except _Unsplit as exc:
                 raise SourceError(

@@ -207,10 +207,42 @@ class Detection:
     runner_up: str | None = None
     sample: str | None = None
     runner_up_sample: str | None = None
+    stray_line: int | None = None
+    """For a UTF-8 file with stray bytes of another code page (``STRAY``): the first line that
+    holds one. Those bytes are read as cp1252, each line's UTF-8 as UTF-8."""
 
     @property
     def confident(self) -> bool:
         return self.confidence >= CONFIDENT
+
+    @property
+    def errors(self) -> str:
+        """The ``errors`` handler to decode the file with (``open(..., errors=…)``)."""
+        return STRAY if self.stray_line is not None else "strict"
+
+
+STRAY = "kore-connector-stray-cp1252"
+"""A decoding error handler: a byte that is not UTF-8 is read as cp1252 (Latin-1 where cp1252
+has no character). A UTF-8 export with a few bytes typed in another code page (a cell pasted
+from an old spreadsheet) is UTF-8 in every other cell: reading it all as a legacy code page
+would garble every name that the UTF-8 writes correctly."""
+
+
+def _stray_cp1252(exc: UnicodeError) -> tuple[str, int]:
+    if not isinstance(exc, UnicodeDecodeError):
+        raise exc
+    bad = exc.object[exc.start : exc.end]
+    return "".join(_as_cp1252(byte) for byte in bad), exc.end
+
+
+def _as_cp1252(byte: int) -> str:
+    try:
+        return bytes([byte]).decode("cp1252")
+    except UnicodeDecodeError:
+        return chr(byte)
+
+
+codecs.register_error(STRAY, _stray_cp1252)
 
 
 class Scan:
@@ -273,7 +305,26 @@ class Scan:
         if self.decodes("utf-8"):
             return Detection("utf-8")
         assert self._sample is not None
-        return detect(self._sample.bytes(), self.decodes)
+        sample = self._sample.bytes()
+        if _mostly_utf8(sample):
+            return Detection("utf-8", stray_line=self.failed["utf-8"])
+        return detect(sample, self.decodes)
+
+
+def _mostly_utf8(sample: bytes) -> bool:
+    """Whether a file that is not valid UTF-8 throughout is UTF-8 with stray bytes: at least as
+    many of its non-ASCII lines are valid UTF-8 as are not. A legacy code page's text is almost
+    never valid UTF-8 by chance (it would take sequences like ``Ã©`` in a name), so a file of
+    cp1252 names has none such lines."""
+    valid = invalid = 0
+    for line in sample.splitlines():
+        try:
+            line.decode("utf-8")
+        except UnicodeDecodeError:
+            invalid += 1
+        else:
+            valid += 1
+    return valid > 0 and valid >= invalid
 
 
 class _Sample:

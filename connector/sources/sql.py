@@ -58,7 +58,7 @@ from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.pool import NullPool
 from sqlalchemy.sql.expression import ColumnClause
 
-from connector.errors import ConfigError, SourceError, missing_driver
+from connector.errors import ConfigError, SourceError, missing_driver, url_hint
 from connector.mapping import normalise_header, shown
 from connector.settings import SqlSourceSettings
 from connector.sources import SourceRow, SourceStats, SourceUnit, as_text
@@ -123,7 +123,9 @@ def _engine(settings: SqlSourceSettings) -> Engine:
     try:
         return create_engine(settings.url, poolclass=NullPool)
     except (ArgumentError, ValueError) as exc:
-        raise ConfigError(f"source.url {settings.display_url} is not usable: {exc}") from None
+        raise ConfigError(
+            f"source.url {settings.display_url} is not usable: {exc}", hint=url_hint(settings.url)
+        ) from None
     except (NoSuchModuleError, ImportError) as exc:
         raise missing_driver("source.url", settings.display_url, exc) from None
 

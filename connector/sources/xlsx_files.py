@@ -34,7 +34,10 @@ def inspect_xlsx(path: Path, settings: XlsxSourceSettings) -> XlsxFile:
             while chunk := handle.read(_CHUNK):
                 digest.update(chunk)
     except OSError as exc:
-        raise SourceError(f"{path}: cannot read: {exc.strerror}") from None
+        raise SourceError(
+            f"{path}: cannot read: {exc.strerror}",
+            hint="check that source.path names the file and that this user may read it",
+        ) from None
     return XlsxFile(path, digest.hexdigest(), settings.sheet, settings.header_row)
 
 
@@ -56,7 +59,11 @@ class XlsxFile(ExportFile):
         with closing(self._records(tally)) as records:
             found = self._table(tally).header(records)
         if found is None:
-            raise SourceError(f"{self.path}: the sheet is empty; expected a header row")
+            raise SourceError(
+                f"{self.path}: the sheet is empty; expected a header row",
+                hint="check the CRM's export job, or set source.sheet to the sheet that holds "
+                "the contacts",
+            )
         return _columns(found[0]).values
 
     def rows(self) -> Generator[SourceRow, None, None]:
@@ -88,7 +95,11 @@ class XlsxFile(ExportFile):
         try:
             book = load_workbook(self.path, read_only=True, data_only=True)
         except (OSError, zipfile.BadZipFile, InvalidFileException, KeyError) as exc:
-            raise SourceError(f"{self.path}: not a readable XLSX workbook ({exc})") from None
+            raise SourceError(
+                f"{self.path}: not a readable XLSX workbook ({exc})",
+                hint="export the contacts as .xlsx (not the older .xls), or set source.kind: csv "
+                "for a CSV file",
+            ) from None
         try:
             if self.sheet is None:
                 sheet = book.worksheets[0]
@@ -100,7 +111,10 @@ class XlsxFile(ExportFile):
                     hint=f"sheets there: {', '.join(book.sheetnames)}",
                 )
             if not isinstance(sheet, ReadOnlyWorksheet):
-                raise SourceError(f"{self.path}: the first sheet is not a worksheet")
+                raise SourceError(
+                    f"{self.path}: the first sheet is not a worksheet",
+                    hint="set source.sheet to the sheet that holds the contacts",
+                )
             sheet.reset_dimensions()
             yield sheet
         finally:

@@ -1,8 +1,8 @@
 """The state database: its engine, its schema, and transactions that speak ``StateError``.
 
-What a tenant's state holds is read and written through ``Store.tenant()`` (``tenant.py``), whose
-writes are fenced by the tenant's lease (``leases.py``). SQLAlchemy errors become ``StateError``
-here, once.
+``leases.py`` and ``tenant.py`` build on this module and it imports neither: what a tenant's
+state holds, and who holds each tenant, are put together with the store in ``connector.state``.
+SQLAlchemy errors become ``StateError`` here, once.
 
 Every transaction on SQLite starts with ``BEGIN IMMEDIATE``: SQLite has one writer at a time, and
 taking the write lock first (waiting up to the busy timeout) means two processes never meet
@@ -22,21 +22,51 @@ from datetime import UTC, datetime
 from importlib.resources import files
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
-from sqlalchemy import Connection, Engine, create_engine, event, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 
-from connector.errors import ConfigError, StateError, missing_driver
+from connector.errors import ConfigError, StateError, missing_driver, url_hint
 
 if TYPE_CHECKING:
-    from connector.state.leases import Lease, Leases
-    from connector.state.tenant import TenantState
+    from alembic.config import Config
 
 _MIGRATION_LOCK = 0x6B6F7265  # "kore": the advisory lock replicas take to migrate one at a time
 HEAD = "0009"
 """The newest migration. A database already there is not handed to Alembic at all, which saves
 every command a quarter of a second (a test checks this against the migrations)."""
+_MIGRATE = "run `kore-connector migrate` (sync and daemon also migrate)"
+
+
+class SchemaNotReady(StateError):
+    """The state database does not hold this version's schema: none at all (a new database, or
+    a ``state_url`` that names the wrong one), an older revision, or a newer one than this
+    version knows (``ahead``). Exit 2, as for a configuration error: it is found before anything
+    is read or written, and an operator fixes it (``migrate``, ``state_url``, the installed
+    version); retrying does not."""
+
+    exit_code = 2
+
+    def __init__(self, label: str, found: str | None, *, exists: bool = True) -> None:
+        self.found = found
+        self.ahead = found is not None and found not in _revisions()
+        where = f"the state database {label}"
+        if not exists:
+            message, hint = f"{where} does not exist", f"{_MIGRATE}, or correct state_url"
+        elif found is None:
+            message = f"{where} has no kore-connector schema"
+            hint = f"{_MIGRATE}; if state_url names the wrong database, correct it"
+        elif self.ahead:
+            message = (
+                f"{where} is at revision {found}, which this version does not know "
+                f"(it needs {HEAD})"
+            )
+            hint = "a newer kore-connector migrated it: run that version, or upgrade this one"
+        else:
+            message, hint = f"{where} is at revision {found}, this version needs {HEAD}", _MIGRATE
+        super().__init__(message, hint=hint)
 
 
 def now() -> datetime:
@@ -49,56 +79,86 @@ def aware(value: datetime | None) -> datetime | None:
 
 
 class Store:
-    """The connector's state database; the schema is created or upgraded on open."""
+    """The connector's state database.
 
-    def __init__(self, url: str) -> None:
-        from connector.state.leases import Leases
+    ``sync``, ``daemon`` and ``migrate`` open it to write: the schema is created or upgraded on
+    open. The read-only commands (``status``, ``check``, ``reconcile`` without ``--apply``) open
+    it with ``migrate=False``: a read-only connection (SQLite ``mode=ro``, which never creates
+    the file; PostgreSQL read-only transactions), and a ``SchemaNotReady`` unless the schema is
+    this version's, rather than a schema written into whatever database a mistyped
+    ``state_url`` names. ``revision_found`` is the schema's revision as the open found it.
+    """
 
+    def __init__(self, url: str, *, migrate: bool = True) -> None:
         try:
             parsed = make_url(url)
             self.label = parsed.render_as_string(hide_password=True)
-            connect_args = (
-                {"connect_timeout": 10} if parsed.get_backend_name() == "postgresql" else {}
-            )
+            postgresql = parsed.get_backend_name() == "postgresql"
+            connect_args = {"connect_timeout": 10} if postgresql else {}
+            read_only = {"postgresql_readonly": True} if postgresql and not migrate else {}
             self.engine: Engine = create_engine(
-                parsed, pool_pre_ping=True, connect_args=connect_args
+                parsed if migrate else _read_only_url(parsed, self.label),
+                pool_pre_ping=True,
+                connect_args=connect_args,
+                execution_options=read_only,
             )
         except (ArgumentError, ValueError) as exc:
-            raise StateError(f"state_url is not usable: {exc}") from None
+            raise StateError(f"state_url is not usable: {exc}", hint=url_hint(url)) from None
         except (NoSuchModuleError, ImportError) as exc:
             raise missing_driver("state_url", self.label, exc) from None
-        if self.engine.dialect.name == "sqlite":
+        if self.engine.dialect.name == "sqlite" and migrate:
             sqlite_folder(parsed.database, self.label)
             _private_database(parsed.database)
             event.listen(self.engine, "connect", _sqlite_connect)
             event.listen(self.engine, "begin", _sqlite_begin)
-        self.leases: Leases = Leases(self)
-        self._migrate()
+        elif self.engine.dialect.name == "sqlite":
+            event.listen(self.engine, "connect", _sqlite_reader)
+            event.listen(self.engine, "begin", _sqlite_read)
+        elif self.engine.dialect.name in ("mysql", "mariadb") and not migrate:
+            event.listen(self.engine, "connect", _mysql_reader)
+        try:
+            self.revision_found = self._migrate() if migrate else self._require_head()
+        except StateError:
+            self.close()
+            raise
 
     def __repr__(self) -> str:
         return f"Store({self.label!r})"
 
-    def _migrate(self) -> None:
-        if self.revision() == HEAD:
-            return
+    def _migrate(self) -> str | None:
+        """Bring the schema to ``HEAD``; returns the revision found before. Processes that
+        start together take turns (PostgreSQL's advisory lock, SQLite's write lock) and read
+        the revision again once they hold the lock, so only the first upgrades, and the others
+        say that it was done. A newer schema is refused before Alembic sees it."""
+        found = self.revision()
+        if found == HEAD:
+            return found
         from alembic import command
-        from alembic.config import Config
 
-        config = Config()
-        config.set_main_option("script_location", str(files("connector.migrations")))
         with self.transaction() as conn:
             if conn.dialect.name == "postgresql":
                 conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK})
-            config.attributes["connection"] = conn
-            command.upgrade(config, "head")
+            found = _revision(conn)
+            if found != HEAD:
+                if found is not None and found not in _revisions():
+                    raise SchemaNotReady(self.label, found)
+                config = _alembic_config()
+                config.attributes["connection"] = conn
+                command.upgrade(config, "head")
+        return found
+
+    def _require_head(self) -> str:
+        """A read-only open: this version's schema exactly, or a ``SchemaNotReady``."""
+        found = self.revision()
+        if found != HEAD:
+            raise SchemaNotReady(self.label, found)
+        return found
 
     def revision(self) -> str | None:
-        """The schema's migration, or None for a database the connector has not set up."""
-        try:
-            with self.engine.connect() as conn:
-                return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
-        except SQLAlchemyError:
-            return None
+        """The schema's migration, or None for a database the connector has not set up; a
+        database that does not answer is a ``StateError``, not a missing schema."""
+        with self.transaction() as conn:
+            return _revision(conn)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -123,11 +183,49 @@ class Store:
         with self.transaction() as conn:
             conn.execute(text("SELECT 1"))
 
-    def tenant(self, name: str, lease: Lease | None = None) -> TenantState:
-        """One tenant's state. Without a lease it can only be read (``status``, dry runs)."""
-        from connector.state.tenant import TenantState
 
-        return TenantState(self, name, lease)
+def _revision(conn: Connection) -> str | None:
+    """The revision ``alembic_version`` holds, asked so that a database without the table
+    fails nothing (a failed statement would end a PostgreSQL transaction)."""
+    if not inspect(conn).has_table("alembic_version"):
+        return None
+    found: str | None = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+    return found
+
+
+def _alembic_config() -> Config:
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(files("connector.migrations")))
+    return config
+
+
+def _revisions() -> set[str]:
+    """Every revision this version's migrations know; asked only off the fast path (a schema
+    at ``HEAD`` never loads Alembic)."""
+    from alembic.script import ScriptDirectory
+
+    return {
+        script.revision
+        for script in ScriptDirectory.from_config(_alembic_config()).walk_revisions()
+    }
+
+
+def _read_only_url(parsed: URL, label: str) -> URL:
+    """The URL a read-only store opens. SQLite's ``mode=ro`` neither creates a missing file nor
+    writes one; a file that is not there is said at once, in one line. (PostgreSQL is made
+    read-only by the engine's ``postgresql_readonly``, MySQL and MariaDB per session.)"""
+    if parsed.get_backend_name() != "sqlite":
+        return parsed
+    name = parsed.database or ""
+    if name in ("", ":memory:"):
+        raise SchemaNotReady(label, None)
+    if not name.startswith("file:"):
+        if not Path(name).is_file():
+            raise SchemaNotReady(label, None, exists=False)
+        name = "file:" + quote(str(Path(name).absolute()))
+    return parsed.set(database=name).update_query_dict({"mode": "ro", "uri": "true"})
 
 
 def check_location(url: str) -> None:
@@ -135,7 +233,7 @@ def check_location(url: str) -> None:
     try:
         parsed = make_url(url)
     except ArgumentError as exc:
-        raise ConfigError(f"state_url is not usable: {exc}") from None
+        raise ConfigError(f"state_url is not usable: {exc}", hint=url_hint(url)) from None
     if parsed.get_backend_name() == "sqlite":
         sqlite_folder(parsed.database, parsed.render_as_string(hide_password=True))
 
@@ -204,3 +302,25 @@ def _wal(cursor: Any) -> None:
 
 def _sqlite_begin(conn: Connection) -> None:
     conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _sqlite_reader(dbapi_connection: Any, _record: Any) -> None:
+    """A read-only connection: no switch to WAL (a write) and no write lock; the busy timeout
+    still covers a recovery or checkpoint in progress."""
+    dbapi_connection.isolation_level = None  # transactions are begun by _sqlite_read
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def _mysql_reader(dbapi_connection: Any, _record: Any) -> None:
+    """MySQL and MariaDB have no read-only option in SQLAlchemy: the session is made so."""
+    cursor = dbapi_connection.cursor()
+    cursor.execute("SET SESSION TRANSACTION READ ONLY")
+    cursor.close()
+
+
+def _sqlite_read(conn: Connection) -> None:
+    """A deferred transaction: one snapshot for everything a command reads, without waiting
+    for a sync that holds the write lock."""
+    conn.exec_driver_sql("BEGIN")

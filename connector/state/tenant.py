@@ -631,3 +631,39 @@ def _delivered(row: Sequence[Any]) -> Delivered:
 
 def _values(contact: Contact, prefix: str = "") -> dict[str, str]:
     return {f"{prefix}{name}": v for name, v in zip(_VALUES, contact.csv_row(), strict=True)}
+
+
+_DELIVERING = ("created", "adopted", "updated", "deleted")
+"""The counters of a run that changed what Kore holds."""
+
+
+def last_delivery(state: TenantState, *, page: int = 50) -> RunRecord | None:
+    """The tenant's newest run that changed Kore (``_DELIVERING`` counters above 0): ``status``
+    shows it beside the last run, which after a quiet turn has delivered nothing. Counters are
+    stored as JSON text, which databases query each in their own way, so runs are read newest
+    first, a page at a time, until one delivered."""
+    query = (
+        select(runs)
+        .where(runs.c.tenant == state.tenant, runs.c.dry_run.is_(False))
+        .order_by(runs.c.started_at.desc(), runs.c.id.desc())
+    )
+    offset = 0
+    while True:
+        with state.store.transaction() as conn:
+            rows = conn.execute(query.limit(page).offset(offset)).all()
+        for row in rows:
+            counters = json.loads(row.counters)
+            if any(counters.get(name, 0) for name in _DELIVERING):
+                return RunRecord(
+                    id=row.id,
+                    tenant=row.tenant,
+                    started_at=aware(row.started_at) or now(),
+                    finished_at=aware(row.finished_at),
+                    status=row.status,
+                    holder=row.holder,
+                    counters=counters,
+                    error=row.error,
+                )
+        if len(rows) < page:
+            return None
+        offset += page

@@ -16,10 +16,23 @@ from connector.settings import Settings, TenantSettings
 from connector.sources import FileTally
 from connector.state import TenantState
 
+_CARRIES_ON = "the next run carries on from here: what was sent is recorded, nothing is sent twice"
+
 
 @dataclass
 class Counters:
-    """Every counter a summary carries, zero or not, so scripts can read them without guessing."""
+    """Every counter a summary carries, zero or not, so scripts can read them without guessing.
+
+    Every row a run reads ends in exactly one place, so the counters add up::
+
+        rows_read = unchanged_rows + rejected + contacts
+        contacts + pending_resent = already_delivered + sent + would_send + unsent
+        sent = created + adopted + already_in_kore + kore_refused
+
+    They hold for every run that got as far as its plan: a run stopped while it was still
+    reading counts the rows it read and nothing else (it commits nothing; the next run reads
+    them again).
+    """
 
     files_seen: int = 0
     files_read: int = 0
@@ -30,16 +43,27 @@ class Counters:
     unchanged_rows: int = 0
     """Rows not mapped again: unchanged since a completed run delivered their number."""
     contacts: int = 0
+    """Distinct numbers the run took from its rows, each to be sent or known delivered."""
     names_cleaned: int = 0
     """Contacts whose names lost control, bidirectional or invisible characters."""
     names_truncated: int = 0
     """Contacts whose first or last name was cut to ``kore.max_name_length``."""
     rejected: int = 0
+    """Rows the run turned down before sending anything (invalid, duplicate, do-not-call,
+    removed...). ``rejected.csv`` also lists the rows Kore did not take: ``already_in_kore``
+    and ``kore_refused``, counted apart because they were sent."""
     already_delivered: int = 0
+    """Contacts whose number an earlier run delivered: not sent again (updated when renamed
+    and ``changes.renamed`` is ``update``)."""
     changed_skipped: int = 0
     updated: int = 0
     sent: int = 0
+    """Rows in uploads Kore answered (new, and ``pending_resent``): an upload that never got an
+    answer, or was refused as a whole (a 401), sent nothing."""
     would_send: int = 0
+    unsent: int = 0
+    """Contacts the plan would send that this run did not: a stop or a failure came first, and
+    the next run sends them. It counts down as batches settle; a completed run leaves 0."""
     would_update: int = 0
     dnc_in_kore: int = 0
     removed: int = 0
@@ -58,19 +82,32 @@ class Counters:
     adopted: int = 0
     already_in_kore: int = 0
     kore_refused: int = 0
+    """Sent rows Kore neither created nor has."""
+    update_refused: int = 0
+    """Renamed contacts whose update Kore did not confirm (deleted in Kore since?)."""
     pending_resent: int = 0
+    """Of ``sent``: rows an earlier run left in flight, sent again and settled by this one."""
     batches: int = 0
+    """Batches settled: uploads Kore answered, or the batch files of a dry run."""
     uploads: int = 0
     rate_limited: int = 0
     """Kore's 429 answers (and answers carrying its rate-limit message)."""
     waited_seconds: float = 0.0
     """Time spent waiting for the bot's budget: even pacing, and pauses after 429s."""
+    warnings_acknowledged: int = 0
+    """Warnings the tenant's ``acknowledge`` list silenced: counted, not printed."""
 
     def as_dict(self) -> dict[str, int | float]:
         return {
             f.name: round(value, 1) if isinstance(value := getattr(self, f.name), float) else value
             for f in fields(self)
         }
+
+
+KORE_ANSWERS = frozenset({"already_in_kore", "kore_refused"})
+"""Reasons in ``rejected.csv`` that are Kore's answer to rows the run sent, not rows it turned
+down: ``Counters.rejected`` leaves them out (they are ``already_in_kore``, ``kore_refused`` and
+``update_refused``)."""
 
 
 # Events. Observers are plain functions of one event; they must not raise.
@@ -124,8 +161,15 @@ class Progress:
 
 @dataclass(frozen=True)
 class BatchSettled:
+    """A batch's outcome is recorded. ``number`` of ``of`` is its place among the batches of the
+    run's plan (deletes, updates and uploads, as the progress bar counts them), or among those an
+    earlier run left in flight (``resent``); ``of`` is None for a run without a plan (reconcile).
+    ``batch_id`` is the state's own id, for the records of a log shipper."""
+
     tenant: str
     batch_id: int
+    number: int
+    of: int | None
     rows: int
     delivered: int
     resent: bool
@@ -196,19 +240,54 @@ class RunContext:
     report could not be written)."""
     run_id: str = field(default_factory=new_run_id)
     counters: Counters = field(default_factory=Counters)
+    sending: tuple[int, int] | None = None
+    """The plan's batches done and in all, once the run began carrying it out (from its own
+    ``Progress`` events): how batches are numbered, and where an interruption stopped."""
 
     def emit(self, event: Event) -> None:
+        if isinstance(event, Progress) and event.phase == "sending" and event.total is not None:
+            self.sending = (event.done, event.total)
         for observe in self.observers:
             observe(event)
 
     def sleep(self, seconds: float) -> None:
         """Wait, unless the run is told to stop: then raise ``RunInterrupted`` at once."""
         if self.stop.wait(max(0.0, seconds)):
-            raise RunInterrupted(f"tenant {self.tenant}: stopped while waiting")
+            raise self.interrupted()
 
     def check_stop(self) -> None:
         """A batch boundary: stop here if told to, or fail if a guard says the run is broken."""
         for guard in self.guards:
             guard()
         if self.stop.is_set():
-            raise RunInterrupted(f"tenant {self.tenant}: stopped between batches")
+            raise self.interrupted()
+
+    def interrupted(self) -> RunInterrupted:
+        """How far the run came when a stop ended it, and what the next run makes of that: the
+        line ``sync`` prints and ``status`` shows, so that an interruption reads as one."""
+        counters = self.counters
+        if self.sending is not None:
+            done, total = self.sending
+            where = f"after {done:,} of {counted(total, 'batch')}"
+            then = "the next run sends the rest"
+        elif counters.batches:
+            where = f"after {counted(counters.batches, 'batch')}"
+            then = "the next run sends the rest"
+        elif counters.rows_read:
+            where = f"while reading, after {counted(counters.rows_read, 'row')}"
+            then = "the next run reads them again"
+        elif counters.pending_resent:
+            where = f"after re-sending {counted(counters.pending_resent, 'row')} left in flight"
+            then = "the next run sends the rest"
+        else:
+            where = "before it read or sent anything"
+            then = "the next run starts over"
+        return RunInterrupted(f"{self.tenant}: interrupted {where}; {then}", hint=_CARRIES_ON)
+
+
+def counted(n: int, noun: str) -> str:
+    """``1 row``, ``3,900 rows``, ``2 batches``: a count the way the connector writes one in
+    text, with thousands separators and the plural only when it is one."""
+    if n == 1:
+        return f"1 {noun}"
+    return f"{n:,} {noun}{'es' if noun.endswith(('s', 'sh', 'ch', 'x')) else 's'}"

@@ -2,7 +2,9 @@
 
 The keeper renews the lease every third of its time. If the lease was taken over, or cannot be
 renewed before it expires (the state database is unreachable), the run's stop event is set: the
-run stops at its next batch boundary, and its fenced writes commit nothing in any case.
+run stops at its next batch boundary, and its fenced writes commit nothing in any case. The
+lease's lock (``state.leases``) dies with the process: a run that dies, however it dies, hands
+the tenant over at once.
 """
 
 from __future__ import annotations
@@ -26,17 +28,24 @@ def held(
     tenant: str,
     *,
     seconds: float,
+    locks: bool,
     stop: threading.Event,
     emit: Callable[[Event], None],
 ) -> Iterator[Lease]:
-    lease = store.leases.acquire(tenant, seconds=seconds)
+    """The tenant's lease for as long as the block runs; ``seconds`` and ``locks`` are
+    ``daemon.lease_seconds`` and ``daemon.lease_locks``."""
+    lease = store.leases.acquire(tenant, seconds=seconds, locks=locks)
     if lease is None:
         current = store.leases.current(tenant)
         who = f"{current.holder} until {current.expires_at:%H:%M:%S} UTC" if current else "?"
         raise TenantBusy(
             f"tenant {tenant} is being run by another process ({who})",
-            hint="wait for that run to end; a lease whose holder died expires after "
-            "daemon.lease_seconds",
+            hint="wait for that run to end; "
+            + (
+                "its process is alive (one that dies lets go of the tenant at once)"
+                if store.leases.notices_death(locks=locks)
+                else "a lease whose holder died expires after daemon.lease_seconds"
+            ),
         )
     emit(LeaseChanged(tenant, True, lease.token))
     done = threading.Event()
@@ -52,7 +61,12 @@ def held(
         try:
             store.leases.release(lease)
         except ConnectorError as exc:
-            log.warning("lease on tenant %s not released (%s); it expires by itself", tenant, exc)
+            log.warning(
+                "lease on tenant %s not released (%s); it is free at once where a lease "
+                "lock tells, at expiry otherwise",
+                tenant,
+                exc,
+            )
         emit(LeaseChanged(tenant, False, lease.token))
 
 

@@ -13,6 +13,7 @@ from connector.sync.context import (
     RunFinished,
     RunStarted,
     UnitRead,
+    counted,
 )
 
 log = logging.getLogger("connector.run")
@@ -27,22 +28,22 @@ def log_event(event: Event) -> None:
     elif isinstance(event, UnitRead):
         lines = event.tally
         log.info(
-            "read %s: %d rows%s",
+            "read %s: %s%s",
             event.name,
-            event.rows,
-            f" ({lines.lines:,} lines: {lines.header_lines} header, {lines.row_lines:,} in rows,"
-            f" {lines.blank_lines:,} blank)"
+            counted(event.rows, "row"),
+            f" ({counted(lines.lines, 'line')}: {lines.header_lines:,} header,"
+            f" {lines.row_lines:,} in rows, {lines.blank_lines:,} blank)"
             if lines
             else "",
             extra={"rows": event.rows},
         )
     elif isinstance(event, BatchSettled):
         log.info(
-            "%s batch %d settled: %d rows, %d delivered",
-            "re-sent" if event.resent else "new",
-            event.batch_id,
-            event.rows,
-            event.delivered,
+            "%s %s settled: %s, %s delivered",
+            "re-sent batch" if event.resent else "batch",
+            f"{event.number:,}" if event.of is None else f"{event.number:,} of {event.of:,}",
+            counted(event.rows, "row"),
+            f"{event.delivered:,}",
             extra={"batch_id": event.batch_id, "rows": event.rows},
         )
     elif isinstance(event, RunFinished):

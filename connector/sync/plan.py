@@ -131,6 +131,7 @@ def _classify(
         before = delivered.get(contact.key)
         if before is None:
             rows.append((ordinal, "create", None))
+            counters.unsent += 1
             continue
         counters.already_delivered += 1
         if before.fingerprint == contact.fingerprint:
@@ -373,6 +374,7 @@ def execute(ctx: RunContext, staging: Staging, sink: Sink) -> None:
     for batch in _batches(staging, size):
         ctx.check_stop()
         sink.send(batch)
+        ctx.counters.unsent -= len(batch)
         step()
 
 

@@ -113,7 +113,14 @@ def reconcile_tenant(
         for observe in observers:
             observe(event)
 
-    with held(store, name, seconds=settings.daemon.lease_seconds, stop=stop, emit=emit) as lease:
+    with held(
+        store,
+        name,
+        seconds=settings.daemon.lease_seconds,
+        locks=settings.daemon.lease_locks,
+        stop=stop,
+        emit=emit,
+    ) as lease:
         return _reconcile(context(store.tenant(name, lease)), store, transport)
 
 

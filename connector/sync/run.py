@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from connector import logs
 from connector.contacts import Contact, Rejection
-from connector.errors import ConnectorError, RunInterrupted
+from connector.errors import ConnectorError, RunInterrupted, code_of
 from connector.mapping import (
     BoundMapping,
     load_mapping,
@@ -38,6 +38,7 @@ from connector.staging import Staging
 from connector.state import LeaseLost, Store, TenantState
 from connector.sync import plan
 from connector.sync.context import (
+    KORE_ANSWERS,
     Counters,
     Event,
     Observer,
@@ -111,7 +112,14 @@ def run_tenant(
         for observe in observers:
             observe(event)
 
-    with held(store, name, seconds=settings.daemon.lease_seconds, stop=stop, emit=emit) as lease:
+    with held(
+        store,
+        name,
+        seconds=settings.daemon.lease_seconds,
+        locks=settings.daemon.lease_locks,
+        stop=stop,
+        emit=emit,
+    ) as lease:
         return run_once(context(store.tenant(name, lease)), store=store, transport=transport)
 
 
@@ -148,7 +156,7 @@ def run_once(
         counters.files_skipped = source.stats.files_skipped
         counters.files_waiting = source.stats.files_waiting
         result.warnings.extend(source.stats.waiting)
-        bound = {u.ident: _bind(mapping.bind, u, result.warnings) for u in units}
+        bound = {u.ident: _bind(ctx, mapping.bind, u, result.warnings) for u in units}
         sink = (
             DryRunSink(ctx, report, result.warnings)
             if ctx.dry_run
@@ -201,7 +209,7 @@ def run_once(
 def _finish(ctx: RunContext, report: Report, result: RunResult, started: datetime) -> None:
     """Write the summary (when there is something to say), record the run, tell observers."""
     counters = ctx.counters
-    counters.rejected = sum(report.reasons.values())
+    counters.rejected = sum(n for why, n in report.reasons.items() if why not in KORE_ANSWERS)
     public = counters.as_dict()
     summary: dict[str, Any] = {
         "run_id": ctx.run_id,
@@ -246,7 +254,14 @@ def conclude(
         report.check()
     except ConnectorError as exc:
         status, error = "failed", error or exc
-    summary = {**summary, "status": status, "error": error.message if error else None}
+    message = error.message if error else None
+    stopped = isinstance(error, RunInterrupted)
+    summary = {
+        **summary,
+        "status": status,
+        "error": None if stopped else message,
+        "interruption": message if stopped else None,
+    }
     try:
         if report.close(summary, keep=keep):
             folder = report.directory
@@ -256,7 +271,7 @@ def conclude(
         prune(ctx.app.reports_dir / ctx.tenant, keep_days=ctx.app.reports_keep_days)
         if not ctx.dry_run:
             ctx.state.finish_run(
-                ctx.run_id, status=status, counters=summary["counters"], error=summary["error"]
+                ctx.run_id, status=status, counters=summary["counters"], error=message
             )
             pending = ctx.state.pending_count()
     except LeaseLost as exc:
@@ -290,7 +305,8 @@ def _drift(
     empty = [u.name for u in units if u.expect_rows and unit_rows[u.ident] == 0]
     if counters.rows_read and not counters.contacts and not counters.unchanged_rows:
         warnings.append(
-            f"all {counters.rows_read:,} rows were rejected; see rejected.csv for the reasons"
+            f"{'the only row was' if counters.rows_read == 1 else f'all {counters.rows_read:,} rows were'}"
+            " rejected; see rejected.csv for the reasons"
         )
     if empty and not counters.rows_read and ctx.state.delivered_count():
         warnings.append(
@@ -302,12 +318,23 @@ def _drift(
 
 
 def _bind(
-    bind: Callable[[list[str], str], BoundMapping], unit: SourceUnit, warnings: list[str]
+    ctx: RunContext,
+    bind: Callable[[list[str], str], BoundMapping],
+    unit: SourceUnit,
+    warnings: list[str],
 ) -> BoundMapping:
+    """The mapping bound to the unit's header; its warnings and the unit's join ``warnings``,
+    but those the tenant acknowledges are only counted (``warnings_acknowledged``): they hold
+    on every run, and the operator has accepted them."""
     bound = bind(unit.header(), unit.name)
     with closing(unit.rows()) as rows:
         bound = bound.learn_timestamps(sample_updated_at(bound, rows))
-    warnings.extend(w for w in (*unit.warnings(), *bound.warnings) if w not in warnings)
+    acknowledged = set(ctx.settings.acknowledge)
+    for warning in (*unit.warnings(), *bound.warnings):
+        if code_of(warning) in acknowledged:
+            ctx.counters.warnings_acknowledged += 1
+        elif warning not in warnings:
+            warnings.append(warning)
     return bound
 
 

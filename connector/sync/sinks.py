@@ -9,7 +9,7 @@ from connector.contacts import Contact
 from connector.kore.wire import batch_csv, kore_row
 from connector.report import Report
 from connector.state import Store
-from connector.sync.context import KoreAnswered, RunContext
+from connector.sync.context import KoreAnswered, RunContext, counted
 
 if TYPE_CHECKING:
     import httpx
@@ -94,9 +94,10 @@ class KoreSink:
         )
 
     def resume(self) -> None:
-        for batch in self.ctx.state.pending_batches():
+        batches = self.ctx.state.pending_batches()
+        for number, batch in enumerate(batches, 1):
             self.ctx.check_stop()
-            self.deliverer.resume(batch)
+            self.deliverer.resume(batch, number=number, of=len(batches))
 
     def send(self, contacts: list[Contact]) -> None:
         self.deliverer.send(contacts)
@@ -125,7 +126,8 @@ class DryRunSink:
         in_flight = self.ctx.state.pending_count()
         if in_flight:
             self.warnings.append(
-                f"{in_flight:,} rows of an interrupted run are in flight; "
+                f"{counted(in_flight, 'row')} of an interrupted run "
+                f"{'is' if in_flight == 1 else 'are'} in flight; "
                 "a real run re-sends them before anything else"
             )
 

@@ -1,0 +1,116 @@
+"""What the state remembers of tenants' runs, read in one look: the daemon's view at a turn.
+
+A daemon that starts knows nothing of its own: whether a tenant's last run was cut short, when it
+last succeeded, how many of its contacts were delivered and how many are still in flight are all
+in the state database, written by whichever process ran the tenant (an earlier daemon, a replica,
+a ``sync``). The daemon reads them here to resume unfinished work at once and to show them on
+``/metrics`` from its first scrape. Reads only: nothing here needs a lease.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from sqlalchemy import Connection, func, select
+
+from connector.state.store import aware, now
+from connector.state.tables import batch_rows, batches, deliveries, runs
+from connector.state.tenant import RunRecord
+
+if TYPE_CHECKING:
+    from connector.state.store import Store
+
+SUCCESS = ("completed", "empty")
+"""The statuses of a run that did its work (``empty`` is a broken export, read and remembered)."""
+
+
+@dataclass(frozen=True)
+class History:
+    tenant: str
+    last_run: RunRecord | None
+    """The newest run by start time, whatever its status and whoever ran it."""
+    last_success: datetime | None
+    """When the newest run that succeeded ended; None when none ever did."""
+    delivered: int
+    """Numbers the state records as delivered to Kore."""
+    pending: int
+    """Rows of batches recorded as pending: handed to Kore, outcome not settled."""
+
+
+def histories(store: Store, tenants: Sequence[str]) -> dict[str, History]:
+    """Each tenant's ``History``, read in one transaction so that its parts agree.
+
+    The last run and the last success are one indexed look-up each (newest first on
+    ``tenant, started_at``), so the cost does not grow with the number of runs kept; the counts
+    are one grouped query each for every tenant asked about."""
+    names = list(tenants)
+    if not names:
+        return {}
+    with store.transaction() as conn:
+        delivered: dict[str, int] = {
+            tenant: int(count)
+            for tenant, count in conn.execute(
+                select(deliveries.c.tenant, func.count())
+                .where(deliveries.c.tenant.in_(names))
+                .group_by(deliveries.c.tenant)
+            )
+        }
+        pending: dict[str, int] = {
+            tenant: int(count)
+            for tenant, count in conn.execute(
+                select(batches.c.tenant, func.count())
+                .select_from(batch_rows.join(batches))
+                .where(batches.c.tenant.in_(names), batches.c.status == "pending")
+                .group_by(batches.c.tenant)
+            )
+        }
+        return {
+            name: History(
+                tenant=name,
+                last_run=_last_run(conn, name),
+                last_success=_last_success(conn, name),
+                delivered=delivered.get(name, 0),
+                pending=pending.get(name, 0),
+            )
+            for name in names
+        }
+
+
+def _last_run(conn: Connection, tenant: str) -> RunRecord | None:
+    row = conn.execute(
+        select(runs)
+        .where(runs.c.tenant == tenant, runs.c.dry_run.is_(False))
+        .order_by(runs.c.started_at.desc(), runs.c.id.desc())
+        .limit(1)
+    ).first()
+    if row is None:
+        return None
+    return RunRecord(
+        id=row.id,
+        tenant=row.tenant,
+        started_at=aware(row.started_at) or now(),
+        finished_at=aware(row.finished_at),
+        status=row.status,
+        holder=row.holder,
+        counters=json.loads(row.counters),
+        error=row.error,
+    )
+
+
+def _last_success(conn: Connection, tenant: str) -> datetime | None:
+    finished = conn.execute(
+        select(runs.c.finished_at)
+        .where(
+            runs.c.tenant == tenant,
+            runs.c.dry_run.is_(False),
+            runs.c.status.in_(SUCCESS),
+            runs.c.finished_at.is_not(None),
+        )
+        .order_by(runs.c.started_at.desc(), runs.c.id.desc())
+        .limit(1)
+    ).scalar_one_or_none()
+    return aware(finished)
