@@ -109,7 +109,12 @@ def _sample(unit: SourceUnit, bound: Any, tenant: TenantSettings) -> dict[str, A
     return {
         "source": unit.describe(),
         "encoding": _encoding(unit),
-        "warnings": [*unit.warnings(), *bound.warnings, *bound.timestamp_warnings()],
+        "warnings": [
+            *unit.warnings(),
+            *bound.warnings,
+            *bound.timestamp_warnings(),
+            *_none_sent(read, sum(reasons.values())),
+        ],
         "sample_rows": read,
         "would_send": read - sum(reasons.values()),
         "rejected": {
@@ -128,6 +133,14 @@ def _encoding(unit: SourceUnit) -> dict[str, Any] | None:
         return None
     runner_up = unit.detection.runner_up if unit.detection else None
     return {"name": unit.encoding, "confidence": unit.encoding_confidence, "runner_up": runner_up}
+
+
+def _none_sent(read: int, rejected: int) -> list[str]:
+    """A sample of which no row would be sent: the mapping, the region or the export is wrong
+    more likely than every contact (``sync`` says the same of a run)."""
+    if read and rejected == read:
+        return [f"no row of the {read:,} sampled would be sent; see the reasons below"]
+    return []
 
 
 def render(found: dict[str, Any], out: TextIO) -> None:

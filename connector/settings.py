@@ -499,6 +499,14 @@ def _problem(error: Any, empties: dict[tuple[str, ...], str]) -> str:
         problem = f"is required: one of {', '.join(_TAGS)}"
     elif kind in ("string_too_short", "too_short"):
         problem = "is empty"
+    elif kind == "string_pattern_mismatch" and "[key]" in loc:
+        location = ".".join(part for part in shown if part != "[key]")
+        problem = (
+            "is not a tenant name: letters, digits, -, _ and . only, not starting with . "
+            "(the name names folders)"
+        )
+    elif kind == "string_pattern_mismatch" and shown[-1:] == ("default_region",):
+        problem = "is not a two-letter ISO 3166 region code (US, GB, DE…)"
     else:
         problem = error["msg"].removeprefix("Value error, ").replace("Input should be", "must be")
     variable = next((v for where, v in empties.items() if shown[: len(where)] == where), None)

@@ -6,6 +6,7 @@ carries a code that the tenant's ``acknowledge`` list silences."""
 from __future__ import annotations
 
 import ast
+import json
 import re
 import tomllib
 from collections.abc import Callable, Iterator
@@ -284,6 +285,46 @@ def test_a_postgres_url_is_told_how_sqlalchemy_spells_it(tmp_path: Path) -> None
         "hint: SQLAlchemy does not know postgres://: write postgresql+psycopg://" in result.stderr
     )
     assert "u@h" not in result.stderr.splitlines()[-1], "the URL (and its password) is not echoed"
+
+
+def test_configuration_mistakes_found_before_anything_is_read_exit_2(tmp_path: Path) -> None:
+    """A URL SQLAlchemy cannot use is a mistake in the config, like any other (exit 2)."""
+    command, _ = MISTAKES["a postgres:// state_url"]
+    assert run_cli(*command(tmp_path)).returncode == 2
+
+
+@pytest.mark.parametrize(
+    ("change", "said"),
+    [
+        ({"name": "Acme Corp!"}, "tenants.Acme Corp! is not a tenant name: letters, digits"),
+        ({"default_region": "USA"}, "default_region is not a two-letter ISO 3166 region code"),
+    ],
+)
+def test_patterns_are_said_in_words_not_as_regular_expressions(
+    tmp_path: Path, change: dict[str, str], said: str
+) -> None:
+    tenant = _tenant(tmp_path)
+    if "default_region" in change:
+        tenant["default_region"] = change["default_region"]
+    config = write_config(tmp_path, {change.get("name", "acme"): tenant})
+
+    result = run_cli("check", config=config)
+
+    assert result.returncode == 2
+    assert said in result.stderr and "should match pattern" not in result.stderr
+
+
+def test_json_gets_its_document_when_the_command_fails_before_any_tenant(
+    tmp_path: Path,
+) -> None:
+    command, _ = MISTAKES["an unset ${VAR}"]
+    args = [a for a in command(tmp_path) if a != "check"]
+
+    for verb in ("sync", "reconcile", "check"):
+        result = run_cli(*args[:-2], verb, "--json", *args[-2:])
+        document = json.loads(result.stdout)
+        assert result.returncode == document["exit_code"] == 2
+        assert "NOWHERE_SET_42" in document["error"] and document["hint"]
 
 
 def test_an_unset_variable_is_told_where_to_set_it(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ and ``status`` do not pay for the phone library, the HTTP client or the sandbox.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from collections.abc import Sequence
@@ -78,6 +79,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return FAILED
     except ConnectorError as exc:
         print_error(exc, verbose=verbose)
+        if "--json" in words:
+            # A script reading the one document --json promises gets it, the error in it.
+            document = {"error": exc.message, "hint": exc.hint, "exit_code": exc.exit_code}
+            print(json.dumps(document, indent=2))
         return exc.exit_code
     except KeyboardInterrupt:
         # Ctrl-C where no command stops gracefully: an interruption, not an error

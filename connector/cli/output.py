@@ -229,12 +229,21 @@ def status_of(store: Store, name: str, tenant: TenantSettings) -> dict[str, Any]
             "interruption": record.error if interrupted else None,
         }
 
-    due = next_run(tenant.schedule, last.started_at if last else None)
+    pending = state.pending_count()
+    unfinished = pending > 0 or (
+        last is not None and (shown(last) or {}).get("status") in ("interrupted", "abandoned")
+    )
+    # A daemon resumes unfinished work as soon as it can, whatever the schedule says.
+    due = (
+        datetime.now(UTC)
+        if unfinished
+        else next_run(tenant.schedule, last.started_at if last else None)
+    )
     return {
         "last_run": shown(last),
         "last_delivery": shown(delivery),
         "delivered": state.delivered_count(),
-        "pending": state.pending_count(),
+        "pending": pending,
         "schedule": schedule_of(tenant.schedule),
         "next_run": due.isoformat(timespec="seconds") if due else None,
         "lease": {

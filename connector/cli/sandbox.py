@@ -72,7 +72,7 @@ def add_to(commands: Any, common: argparse.ArgumentParser) -> None:
         "--faults-on",
         default="import",
         metavar="OPS",
-        help="which writes the faults hit: a comma-separated list of import, update, delete",
+        help="which requests the faults hit: a comma-separated list of import, list, update, delete",
     )
     sandbox.add_argument(
         "--duplicates",

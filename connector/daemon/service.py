@@ -76,6 +76,10 @@ class Daemon:
             timezone=UTC,
         )
         self.scheduler.add_listener(self._not_started, EVENT_JOB_MAX_INSTANCES | EVENT_JOB_MISSED)
+        # _not_started says the same at INFO, with the tenant: APScheduler's own WARNING
+        # lines for these skips (and their job reprs) would say it twice, louder.
+        for name in ("apscheduler.scheduler", "apscheduler.executors.default"):
+            logging.getLogger(name).setLevel(logging.ERROR)
         self._running: dict[str, threading.Event] = {}
         self._first_turns: set[str] = set()
         """Tenants whose next turn is their first in this process (see the module's docstring)."""

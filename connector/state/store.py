@@ -103,7 +103,7 @@ class Store:
                 execution_options=read_only,
             )
         except (ArgumentError, ValueError) as exc:
-            raise StateError(f"state_url is not usable: {exc}", hint=url_hint(url)) from None
+            raise ConfigError(f"state_url is not usable: {exc}", hint=url_hint(url)) from None
         except (NoSuchModuleError, ImportError) as exc:
             raise missing_driver("state_url", self.label, exc) from None
         if self.engine.dialect.name == "sqlite" and migrate:
