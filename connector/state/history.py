@@ -9,7 +9,6 @@ a ``sync``). The daemon reads them here to resume unfinished work at once and to
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -17,9 +16,9 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection, func, select
 
-from connector.state.store import aware, now
+from connector.state.store import aware
 from connector.state.tables import batch_rows, batches, deliveries, runs
-from connector.state.tenant import RunRecord
+from connector.state.tenant import RunRecord, latest_run
 
 if TYPE_CHECKING:
     from connector.state.store import Store
@@ -71,34 +70,13 @@ def histories(store: Store, tenants: Sequence[str]) -> dict[str, History]:
         return {
             name: History(
                 tenant=name,
-                last_run=_last_run(conn, name),
+                last_run=latest_run(conn, name),
                 last_success=_last_success(conn, name),
                 delivered=delivered.get(name, 0),
                 pending=pending.get(name, 0),
             )
             for name in names
         }
-
-
-def _last_run(conn: Connection, tenant: str) -> RunRecord | None:
-    row = conn.execute(
-        select(runs)
-        .where(runs.c.tenant == tenant, runs.c.dry_run.is_(False))
-        .order_by(runs.c.started_at.desc(), runs.c.id.desc())
-        .limit(1)
-    ).first()
-    if row is None:
-        return None
-    return RunRecord(
-        id=row.id,
-        tenant=row.tenant,
-        started_at=aware(row.started_at) or now(),
-        finished_at=aware(row.finished_at),
-        status=row.status,
-        holder=row.holder,
-        counters=json.loads(row.counters),
-        error=row.error,
-    )
 
 
 def _last_success(conn: Connection, tenant: str) -> datetime | None:

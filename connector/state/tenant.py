@@ -201,24 +201,7 @@ class TenantState:
 
     def last_run(self) -> RunRecord | None:
         with self.store.transaction() as conn:
-            row = conn.execute(
-                select(runs)
-                .where(runs.c.tenant == self.tenant, runs.c.dry_run.is_(False))
-                .order_by(runs.c.started_at.desc(), runs.c.id.desc())
-                .limit(1)
-            ).first()
-        if row is None:
-            return None
-        return RunRecord(
-            id=row.id,
-            tenant=row.tenant,
-            started_at=aware(row.started_at) or now(),
-            finished_at=aware(row.finished_at),
-            status=row.status,
-            holder=row.holder,
-            counters=json.loads(row.counters),
-            error=row.error,
-        )
+            return latest_run(conn, self.tenant)
 
     # delivered keys
 
@@ -667,3 +650,25 @@ def last_delivery(state: TenantState, *, page: int = 50) -> RunRecord | None:
         if len(rows) < page:
             return None
         offset += page
+
+
+def latest_run(conn: Connection, tenant: str) -> RunRecord | None:
+    """The tenant's newest run that was not a dry run, or None."""
+    row = conn.execute(
+        select(runs)
+        .where(runs.c.tenant == tenant, runs.c.dry_run.is_(False))
+        .order_by(runs.c.started_at.desc(), runs.c.id.desc())
+        .limit(1)
+    ).first()
+    if row is None:
+        return None
+    return RunRecord(
+        id=row.id,
+        tenant=row.tenant,
+        started_at=aware(row.started_at) or now(),
+        finished_at=aware(row.finished_at),
+        status=row.status,
+        holder=row.holder,
+        counters=json.loads(row.counters),
+        error=row.error,
+    )
