@@ -1,11 +1,14 @@
 """``check``: prove a tenant's config, mapping and source before anything is sent.
 
-``check_tenant`` finds out, as plain data; ``render`` prints it for a person. ``check --json``
-(and ``--log-format json``) prints the data itself."""
+``check_tenant`` finds out, as plain data; ``render`` prints it for a person, ``check --json``
+prints the data itself: both show the first rows as they would be sent, names and numbers
+whole, to the person who asked. ``--log-format json`` prints a record a tenant, for log
+shippers: ``logged`` masks its preview like every other log record (no name, no whole number)."""
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterator
 from contextlib import closing
 from itertools import islice
 from pathlib import Path
@@ -13,6 +16,7 @@ from typing import Any, TextIO
 
 from connector.contacts import KORE_COLUMNS, Contact
 from connector.kore.client import KoreClient
+from connector.logs import printable
 from connector.mapping import load_mapping, read_otherwise, reading_of
 from connector.mapping.apply import sample_updated_at
 from connector.settings import SqlSourceSettings, TenantSettings
@@ -36,7 +40,8 @@ def check_tenant(
     ``state``, also which files a run would skip as read with another mapping."""
     mapping = load_mapping(tenant.mapping, base=base_dir)
     found: dict[str, Any] = {"tenant": name, "mapping": mapping.name, "sources": [], "note": None}
-    units = open_source(tenant.source, state=None, id_columns=mapping.spec.id_columns).units()
+    source = open_source(tenant.source, state=None, id_columns=mapping.spec.id_columns)
+    units = source.units()
     if state is not None and units:
         readings = state.readings()
         remembered = [(u.ident, u.name) for u in units if u.ident in readings]
@@ -49,7 +54,10 @@ def check_tenant(
                 unit.recall(state, resume=False)
     for unit in units:
         found["sources"].append(_sample(unit, mapping.bind(unit.header(), unit.name), tenant))
-    found["warnings"] = _removals(tenant, removed_when=bool(mapping.spec.removed_when))
+    found["warnings"] = [
+        *source.stats.unsafe,
+        *_removals(tenant, removed_when=bool(mapping.spec.removed_when)),
+    ]
     found["kore"] = None
     if online:
         hint = "check kore.host, and that Kore is reachable from here"
@@ -143,56 +151,72 @@ def _none_sent(read: int, rejected: int) -> list[str]:
     return []
 
 
+_NAMES = ("firstName", "lastName", "salutation")
+
+
+def logged(found: dict[str, Any]) -> dict[str, Any]:
+    """``found`` fit for a log record: each preview row keeps its columns, but a name or a
+    salutation the mapping found shows as ``***`` and the number masked as ``phones.mask`` masks
+    it in every other record (``+14*******32``: country code and last two digits)."""
+    from connector.phones import mask
+
+    def masked(row: dict[str, str]) -> dict[str, str]:
+        number = row["cellPhoneCountryCode"] + row["cellPhoneNumber"]
+        hidden = {column: "***" if row[column] else "" for column in _NAMES}
+        return row | hidden | {"cellPhoneNumber": mask(number)}
+
+    sources = [
+        source | {"preview": [masked(row) for row in source["preview"]]}
+        for source in found.get("sources", [])
+    ]
+    return found | ({"sources": sources} if "sources" in found else {})
+
+
 def render(found: dict[str, Any], out: TextIO) -> None:
-    """The check's findings for a person."""
-    print(f"{found['tenant']}:", file=out)
-    print(f"  mapping:  {found['mapping']}", file=out)
+    """The check's findings for a person: every line through ``logs.printable``, so a file name,
+    header or cell shows its control characters and bidirectional overrides as escapes."""
+    out.writelines(printable(line) + "\n" for line in _lines(found))
+
+
+def _lines(found: dict[str, Any]) -> Iterator[str]:
+    yield f"{found['tenant']}:"
+    yield f"  mapping:  {found['mapping']}"
     if not found["sources"]:
-        print("  source:   no file matches yet", file=out)
+        yield "  source:   no file matches yet"
     if found["note"]:
-        print(f"  note:     {found['note']}", file=out)
+        yield f"  note:     {found['note']}"
     for warning in found["warnings"]:
-        print(f"  warning:  {warning}", file=out)
+        yield f"  warning:  {warning}"
     for source in found["sources"]:
-        print(f"  source:   {source['source']}", file=out)
+        yield f"  source:   {source['source']}"
         if source["encoding"]:
             encoding = source["encoding"]
-            print(
-                f"  encoding: {encoding['name']} (confidence {encoding['confidence']:.2f})",
-                file=out,
-            )
+            yield f"  encoding: {encoding['name']} (confidence {encoding['confidence']:.2f})"
         for warning in source["warnings"]:
-            print(f"  warning:  {warning}", file=out)
-        print(
+            yield f"  warning:  {warning}"
+        yield (
             f"  sample:   {source['sample_rows']:,} rows, {source['would_send']:,} would be sent"
-            f" (before duplicates and numbers already delivered)",
-            file=out,
+            f" (before duplicates and numbers already delivered)"
         )
         for reason, seen in source["rejected"].items():
-            print(
-                f"  rejected: {seen['rows']:,} {reason} (first at line {seen['first_line']})",
-                file=out,
-            )
+            yield f"  rejected: {seen['rows']:,} {reason} (first at line {seen['first_line']})"
         if source["unknown_countries"]:
             shown = ", ".join(f"'{n}' {c:,}" for n, c in source["unknown_countries"].items())
-            print(f"  unknown countries: {shown}", file=out)
+            yield f"  unknown countries: {shown}"
         if source["preview"]:
-            rows = [KORE_COLUMNS, *(tuple(p.values()) for p in source["preview"])]
-            _table(out, rows)
+            yield from _table([KORE_COLUMNS, *(tuple(p.values()) for p in source["preview"])])
     if found["kore"]:
         kore = found["kore"]
-        print(
+        yield (
             f"  kore:     credentials accepted by {kore['host']}; {kore['contacts']:,} contacts "
-            "there",
-            file=out,
+            "there"
         )
-    print("  ok", file=out)
+    yield "  ok"
 
 
-def _table(out: TextIO, rows: list[tuple[str, ...]]) -> None:
-    widths = [min(24, max(len(r[i]) for r in rows)) for i in range(len(rows[0]))]
-    for row in rows:
-        print(
-            "    " + "  ".join(cell[:24].ljust(w) for cell, w in zip(row, widths, strict=True)),
-            file=out,
-        )
+def _table(rows: list[tuple[str, ...]]) -> Iterator[str]:
+    """The rows in columns at most 24 characters wide, measured once the cells are escaped."""
+    shown = [tuple(printable(cell) for cell in row) for row in rows]
+    widths = [min(24, max(len(r[i]) for r in shown)) for i in range(len(shown[0]))]
+    for row in shown:
+        yield "    " + "  ".join(cell[:24].ljust(w) for cell, w in zip(row, widths, strict=True))

@@ -1,24 +1,32 @@
-"""``demo``: sync the bundled example export into a sandbox it starts, then sync again."""
+"""``demo``: sync the bundled example export into a sandbox it starts, then sync again.
+
+Its folder (``--output``) is its own: made when missing, or emptied when an earlier demo made it,
+which the marker file ``.kore-connector-demo`` in it says. Any other folder that holds anything
+is refused, so that ``demo --output .`` in a deployment's folder removes nothing (issue [12]).
+"""
 
 from __future__ import annotations
 
 import os
 import shutil
+import stat
 import threading
 from importlib.resources import as_file, files
 from pathlib import Path
 
 from connector.cli.output import describe, say
+from connector.errors import ConfigError, ConnectorError
 from connector.kore.sandbox import DEFAULT_SECRET, Sandbox
 from connector.settings import load_settings
 from connector.state import Store
 from connector.sync.run import run_tenant
 
+MARKER = ".kore-connector-demo"
+
 
 def run_demo(output: Path) -> int:
     output = output.resolve()
-    shutil.rmtree(output, ignore_errors=True)
-    output.mkdir(parents=True)
+    _take(output)
     with as_file(files("connector.examples")) as examples, Sandbox() as sandbox:
         os.environ.update(
             {
@@ -43,7 +51,8 @@ def run_demo(output: Path) -> int:
                     stop=threading.Event(),
                     full=label.startswith("second"),
                 )
-                say(f"demo: {label}:\n  {describe(result, dry_run=False)}")
+                say(f"demo: {label}:")
+                say(f"  {describe(result, dry_run=False)}")
                 if result.error is not None:
                     say(f"error: {result.error.message}", error=True, level="error")
                     return 1
@@ -53,3 +62,45 @@ def run_demo(output: Path) -> int:
     say(f"demo: the sandbox holds {len(held)} contacts; the second sync sent nothing twice.")
     say(f"demo: why rows were not sent: {output / 'reports' / 'demo'}/*/rejected.csv")
     return 0
+
+
+def _take(output: Path) -> None:
+    """Make ``output`` the demo's: made when missing, emptied when the marker of an earlier
+    demo is in it, then marked. Raises ``ConfigError`` (exit 2, nothing touched) for a folder
+    that holds anything without the marker, or for a file; ``ConnectorError`` when the folder
+    cannot be made or emptied."""
+    marker = output / MARKER
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+        entries = list(output.iterdir())
+        ours = any(e == marker and stat.S_ISREG(e.lstat().st_mode) for e in entries)
+    except (FileExistsError, NotADirectoryError):
+        raise ConfigError(
+            f"demo: {output} is not a folder", hint="pass --output with a new or empty folder"
+        ) from None
+    except OSError as exc:
+        raise ConnectorError(
+            f"demo: cannot use {output}: {exc.strerror}",
+            hint="pass --output with a folder you may write",
+        ) from None
+    if entries and not ours:
+        raise ConfigError(
+            f"demo: {output} is not empty and no earlier demo made it; the demo empties its "
+            "folder, so it leaves this one alone",
+            hint=f"pass --output with a new or empty folder (a folder a demo made holds {MARKER})",
+        )
+    try:
+        for entry in entries:
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            elif entry != marker:
+                entry.unlink()
+        marker.write_text(
+            "Made by `kore-connector demo`, which empties this folder each time it runs.\n",
+            encoding="utf-8",
+        )
+    except OSError as exc:
+        raise ConnectorError(
+            f"demo: cannot empty {output}: {exc.strerror}",
+            hint="remove the folder yourself, or pass --output with another one",
+        ) from None

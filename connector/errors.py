@@ -7,6 +7,7 @@
     ├── SourceError                a source file or table cannot be read
     ├── StateError                 the state database cannot be used
     │   ├── LeaseLost              another process took the tenant over (state.leases)
+    │   ├── StateUnavailable       the database did not answer: an outage (state.store)
     │   └── SchemaNotReady         exit 2: no schema, or another version's (state.store)
     ├── TenantBusy                 another process is running the tenant now
     ├── RunInterrupted             a stop ended the run at a batch boundary or a wait: an

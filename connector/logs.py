@@ -3,6 +3,10 @@
 Every record carries the tenant and run id of the run that logged it (bound per run in a
 context variable, so the daemon's threads never mix them up). Phone numbers are masked by the
 callers (``phones.mask``) and only at DEBUG; names are never logged; secrets never reach a record.
+
+Every text that reaches a terminal or a text log goes through ``printable``: a file name, a header
+or a cell cannot start a line of its own, move the cursor or set the terminal's title. JSON
+records need nothing more (``json.dumps`` escapes control characters).
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import contextvars
 import functools
 import json
 import logging
+import re
 import sys
 from collections.abc import Callable
 from contextvars import ContextVar
@@ -20,8 +25,33 @@ from typing import Any, ParamSpec, TypeVar
 P = ParamSpec("P")
 R = TypeVar("R")
 
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escape(found: re.Match[str]) -> str:
+    char = found.group()
+    code = ord(char)
+    return _NAMED.get(char) or (f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+
+
+def printable(text: str) -> str:
+    r"""``text`` fit for a terminal or a text log line: every character that could break the
+    line, drive the terminal or reorder what is shown becomes a visible escape, as Python writes it.
+
+    Escaped: the C0 controls U+0000 to U+001F (``\n``, ``\r`` and ``\t`` by name, ESC as
+    ``\x1b``, BEL as ``\x07``); DEL and the C1 controls U+007F to U+009F (``\x7f``, ``\x9b``);
+    the line and paragraph separators U+2028 and U+2029; the bidirectional embeddings, overrides
+    and isolates U+202A to U+202E and U+2066 to U+2069 (``\u202e``: "Trojan Source",
+    CVE-2021-42574); and the lone surrogates U+D800 to U+DFFF that stand for the undecodable bytes
+    of a file name (``\udcff``: no terminal encoding could write them). Everything else is kept as
+    it is: printable Unicode (Cyrillic, CJK, accents) and the backslash too.
+    """
+    return _UNPRINTABLE.sub(_escape, text)
+
+
 _BOUND: ContextVar[dict[str, str] | None] = ContextVar("connector_log_fields", default=None)
-_STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "where"}
+_STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
 
 
 def scoped(func: Callable[P, R]) -> Callable[P, R]:
@@ -66,15 +96,34 @@ class JsonFormatter(logging.Formatter):
 
 
 class TextFormatter(logging.Formatter):
-    """``12:00:01 INFO [acme 20261124T…] message``; the brackets only inside a run."""
+    """``12:00:01 INFO [acme 20261124T…] message``; the brackets only inside a run.
+
+    A record is one line: its message and fields pass through ``printable``, so no file name,
+    header, cell or request line can start a line that looks like a record of its own. A
+    traceback follows on lines of its own: its first line (``Traceback …``, or the exception's
+    type) as Python writes it, every further line indented by two spaces and escaped, so what
+    an exception's message quotes can only continue an indented line."""
 
     def __init__(self) -> None:
-        super().__init__("%(asctime)s %(levelname)s %(where)s%(message)s", "%H:%M:%S")
+        super().__init__(datefmt="%H:%M:%S")
 
     def format(self, record: logging.LogRecord) -> str:
         parts = [str(getattr(record, key)) for key in ("tenant", "run_id") if hasattr(record, key)]
-        record.where = f"[{' '.join(parts)}] " if parts else ""
-        return super().format(record)
+        where = printable(f"[{' '.join(parts)}] ") if parts else ""
+        line = (
+            f"{self.formatTime(record, self.datefmt)} {record.levelname} {where}"
+            f"{printable(record.getMessage())}"
+        )
+        if record.exc_info:
+            line += "\n" + _indented(self.formatException(record.exc_info))
+        if record.stack_info:
+            line += "\n" + _indented(self.formatStack(record.stack_info))
+        return line
+
+
+def _indented(text: str) -> str:
+    first, *rest = text.split("\n")
+    return "\n".join([printable(first), *(f"  {printable(line)}" for line in rest)])
 
 
 class _Stderr(logging.StreamHandler):  # type: ignore[type-arg]

@@ -1,8 +1,8 @@
 """A run's progress on a terminal, drawn by rich: reading (bytes of the files, rows a second,
 time left; rows for a table) and sending (batches done of batches planned, rows a second, time
 spent waiting for Kore's pace). Log records and summary lines printed meanwhile go above the
-bars, never into them. ``sync`` draws them only when standard error is a terminal and the log
-format is text."""
+bars, never into them (escaped by the text log format, and never read as rich markup). ``sync``
+draws them only when standard error is a terminal and the log format is text."""
 
 from __future__ import annotations
 
@@ -27,10 +27,10 @@ if TYPE_CHECKING:
 class ProgressBars:
     def __init__(self) -> None:
         self._bars = Progress(
-            TextColumn("{task.description}"),
+            TextColumn("{task.description}", markup=False),
             BarColumn(),
             TaskProgressColumn(),
-            TextColumn("{task.fields[amount]}"),
+            TextColumn("{task.fields[amount]}", markup=False),
             TimeRemainingColumn(),
             console=Console(stderr=True),
             redirect_stdout=True,

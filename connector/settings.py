@@ -12,6 +12,7 @@ import difflib
 import ipaddress
 import os
 import re
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from types import UnionType
@@ -22,10 +23,13 @@ import yaml
 from pydantic import (
     BaseModel,
     BeforeValidator,
+    ByteSize,
     ConfigDict,
     Field,
+    PlainSerializer,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -36,6 +40,18 @@ from sqlalchemy.exc import ArgumentError
 from connector.errors import DOCS, ConfigError, WarningCode
 
 DEFAULT_CONFIG = "connector.yaml"
+TENANT_NAME = r"^[A-Za-z0-9_-][A-Za-z0-9_.-]*$"
+"""A tenant's name: letters, digits, ``-``, ``_`` and ``.``, not starting with ``.``. It names
+folders (``reports/<tenant>/``), so ``.``, ``..`` and hidden names cannot be tenants."""
+SECRET_BYTES = {"HS256": 32, "HS512": 64}
+"""The shortest client secret each JWT algorithm takes, in bytes: RFC 7518 §3.2 asks for a key
+at least as long as the hash's output."""
+MAX_YAML_BYTES = 1 << 20
+"""A config or mapping file larger than this (1 MiB) is refused unread: it is no config."""
+MAX_YAML_DEPTH = 50
+"""YAML nested deeper than this is refused (a config nests five levels)."""
+MAX_YAML_NODES = 100_000
+"""Aliases (``*name``) may expand a YAML document to at most this many values."""
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhd])\s*$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -50,8 +66,8 @@ class KoreSettings(_Strict):
     bot_id: str = Field(min_length=1)
     account_id: str = Field(min_length=1)
     client_id: str = Field(min_length=1)
-    client_secret: SecretStr = Field(min_length=1)
     jwt_algorithm: Literal["HS256", "HS512"] = "HS256"
+    client_secret: SecretStr = Field(min_length=1)
     batch_size: int = Field(default=1000, ge=1, le=100_000)
     uploads_per_minute: int = Field(default=60, ge=1)
     uploads_per_hour: int = Field(default=1800, ge=1)
@@ -75,18 +91,50 @@ class KoreSettings(_Strict):
         parts = urlsplit(value)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError("must be a URL such as https://platform.kore.ai")
-        if parts.scheme == "http" and not _is_loopback(parts.hostname):
+        if parts.scheme == "http" and not is_loopback(parts.hostname):
             raise ValueError("must be https (plain http is allowed only for loopback hosts)")
         return value.rstrip("/")
 
+    @field_validator("client_secret")
+    @classmethod
+    def _long_enough(cls, value: SecretStr, info: ValidationInfo) -> SecretStr:
+        """A secret shorter than ``SECRET_BYTES`` asks for (RFC 7518 §3.2) is a secret cut
+        short, or not the one Kore issued."""
+        algorithm = info.data.get("jwt_algorithm")
+        if algorithm not in SECRET_BYTES:
+            return value  # refused as an unknown algorithm already
+        size = len(value.get_secret_value().encode())
+        if size < SECRET_BYTES[algorithm]:
+            other = " (or use jwt_algorithm: HS256)" if algorithm != "HS256" else ""
+            raise ValueError(
+                f"is {size} bytes long; {algorithm} needs at least {SECRET_BYTES[algorithm]} "
+                f"(RFC 7518 §3.2): give the JWT app's whole client secret as Kore shows it{other}"
+            )
+        return value
 
-def _is_loopback(hostname: str) -> bool:
+
+def is_loopback(hostname: str) -> bool:
+    """Whether ``hostname`` (a URL's host) is this machine: ``localhost`` or a loopback
+    address."""
     if hostname == "localhost":
         return True
     try:
         return ipaddress.ip_address(hostname).is_loopback
     except ValueError:
         return False
+
+
+def hide_password(url: str) -> str:
+    """``url`` with its password shown as ``***``, as SQLAlchemy renders it for logs."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except (ArgumentError, ValueError):
+        return "(an invalid URL)"
+
+
+DatabaseUrl = Annotated[str, PlainSerializer(hide_password)]
+"""A SQLAlchemy URL: code reads the real one, every dump of the settings (``model_dump``,
+``model_dump_json``) shows its password as ``***``; ``repr`` hides it too."""
 
 
 def _as_timedelta(value: Any) -> Any:
@@ -134,10 +182,17 @@ class _FileSourceSettings(_Strict):
     ``0s`` turns the wait off (a file is still left when it changes while it is read).
 
     ``header_row``: the 1-based line (CSV) or sheet row (XLSX) of the header row, when the
-    search for it (the first of the leading rows that reads as a header) must be overruled."""
+    search for it (the first of the leading rows that reads as a header) must be overruled.
+
+    ``max_columns``: the most cells a CSV record may have, the last column a sheet row may use
+    (and the most cells it may hold); past it the file fails, nothing of it sent. CRM exports
+    of every field run to a few hundred columns; 4,096 leaves room for that ten times over, and
+    keeps a row of commas, or one cell in Excel's last column (XFD, 16,384), from turning a
+    small file into gigabytes (docs/configuration.md, "Limits")."""
 
     min_file_age: FileAge = Field(default="60s", validate_default=True)
     header_row: int | None = Field(default=None, ge=1)
+    max_columns: int = Field(default=4096, ge=2, le=1_000_000)
 
 
 class CsvSourceSettings(_FileSourceSettings):
@@ -160,10 +215,22 @@ class CsvSourceSettings(_FileSourceSettings):
 
 
 class XlsxSourceSettings(_FileSourceSettings):
+    """A workbook's limits (``connector.sources.xlsx_files``), each checked before what it
+    bounds is unpacked or held: the uncompressed size of the worksheet read
+    (``max_sheet_bytes``: streamed, it costs time, about a minute per 256 MiB), of the shared
+    strings (``max_strings_bytes``: held in memory) and of every other part openpyxl reads whole
+    (``max_part_bytes``: the workbook, its styles and relationships, parsed into objects many
+    times their size); and the number of shared strings (``max_shared_strings``). Sizes are
+    given as ``64MiB``, ``1GiB`` or a number of bytes."""
+
     kind: Literal["xlsx"]
     path: str = Field(min_length=1)
     snapshot: bool = False
     sheet: str | None = None
+    max_sheet_bytes: ByteSize = Field(default="128MiB", validate_default=True, ge=1 << 16)
+    max_strings_bytes: ByteSize = Field(default="64MiB", validate_default=True, ge=1 << 16)
+    max_part_bytes: ByteSize = Field(default="2MiB", validate_default=True, ge=1 << 16)
+    max_shared_strings: int = Field(default=1_000_000, ge=1)
 
 
 class SqlSourceSettings(_Strict):
@@ -182,7 +249,7 @@ class SqlSourceSettings(_Strict):
     neither applies to a cursor that is not a time (a version number)."""
 
     kind: Literal["sql"]
-    url: str = Field(min_length=1)
+    url: DatabaseUrl = Field(min_length=1)
     table: str | None = Field(default=None, min_length=1)
     query: str | None = Field(default=None, min_length=1)
     cursor: str | None = Field(default=None, min_length=1)
@@ -207,10 +274,7 @@ class SqlSourceSettings(_Strict):
     @property
     def display_url(self) -> str:
         """The URL with any password hidden, for messages and logs."""
-        try:
-            return make_url(self.url).render_as_string(hide_password=True)
-        except ArgumentError:
-            return "(an invalid URL)"
+        return hide_password(self.url)
 
 
 SourceSettings = Annotated[
@@ -258,6 +322,10 @@ class DaemonSettings(_Strict):
     mode), where session locks do not follow the client: then only expiry hands them over."""
     stop_grace_seconds: float = Field(default=30.0, ge=0)
     workers: int = Field(default=4, ge=1, le=64)
+    listen_timeout_seconds: int = Field(default=10, ge=1, le=3600)
+    max_clock_skew_seconds: float = Field(default=30.0, gt=0)
+    """How far this process's clock may be from the state database's before the daemon takes
+    no lease (and ``/healthz`` says ``clock off by N s``): its tokens would be refused by Kore."""
 
 
 class ChangesSettings(_Strict):
@@ -314,11 +382,19 @@ class TenantSettings(_Strict):
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CONNECTOR_", extra="forbid", frozen=True)
 
-    state_url: str = "sqlite:///connector-state.db"
+    state_url: DatabaseUrl = "sqlite:///connector-state.db"
     reports_dir: Path = Path("reports")
     reports_keep_days: int = Field(default=30, ge=0)
+    runs_keep_days: int | None = Field(default=None, ge=0)
+    """Run records and settled batches older than this are pruned by the daemon; None (the
+    default) follows ``reports_keep_days``, 0 keeps them all."""
     daemon: DaemonSettings = DaemonSettings()
-    tenants: dict[Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$")], TenantSettings]
+    tenants: dict[Annotated[str, Field(pattern=TENANT_NAME)], TenantSettings]
+
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        """What ``repr`` and ``str`` show: the state URL without its password."""
+        for name, value in super().__repr_args__():
+            yield name, hide_password(value) if name == "state_url" else value
 
     @classmethod
     def settings_customise_sources(
@@ -337,9 +413,13 @@ def config_path(explicit: str | None) -> Path:
 
 
 def load_settings(path: Path) -> Settings:
-    """Read, expand and validate a config file; every problem is a one-line ``ConfigError``."""
+    """Read, expand and validate a config file; every problem is a one-line ``ConfigError``.
+
+    A file that is not a YAML mapping, or whose top-level keys are mostly not settings (another
+    file given to ``--config``: ``/etc/shadow`` reads as a mapping of its lines), is refused
+    in one line that shows none of it."""
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        text = read_yaml_text(path)
     except FileNotFoundError:
         raise ConfigError(
             f"{path}: config file not found",
@@ -350,13 +430,7 @@ def load_settings(path: Path) -> Settings:
             f"{path}: cannot read config file: {exc.strerror}",
             hint="check the file's permissions, or pass --config PATH",
         ) from None
-    data = load_yaml(text, path)
-    if not isinstance(data, dict):
-        raise ConfigError(
-            f"{path}: expected a mapping with 'tenants' at the top",
-            hint=f"`kore-connector init` writes a commented one (`init --help`); every key: "
-            f"{DOCS}configuration.md",
-        )
+    data = config_mapping(load_yaml(text, path), path)
     empties: dict[tuple[str, ...], str] = {}
     data = _expand(data, path, (), empties)
     try:
@@ -366,6 +440,29 @@ def load_settings(path: Path) -> Settings:
             _describe(path, exc, empties), hint=f"every key and its values: {DOCS}configuration.md"
         ) from None
     return _anchored(settings, data_folder(path))
+
+
+def config_mapping(data: Any, path: Path) -> dict[Any, Any]:
+    """``data``, a file's YAML, when it reads as a config: a mapping whose top-level keys are
+    not mostly unknown. Else a one-line ``ConfigError`` that shows none of it: another file
+    given to ``--config`` (``/etc/shadow`` reads as a mapping of its lines) is neither listed
+    key by key nor edited by ``init``."""
+    unknown = (
+        [key for key in data if key not in Settings.model_fields] if isinstance(data, dict) else []
+    )
+    if isinstance(data, dict) and not (len(unknown) > 1 and 2 * len(unknown) > len(data)):
+        return data
+    found = (
+        f"{len(unknown)} of its {len(data)} top-level keys are not settings"
+        if isinstance(data, dict)
+        else f"it holds {'nothing' if data is None else 'no mapping'}"
+    )
+    raise ConfigError(
+        f"{path}: not a kore-connector config: {found}; expected a mapping with 'tenants' at "
+        "the top",
+        hint=f"is --config the right file? `kore-connector init` writes a commented config; "
+        f"every key: {DOCS}configuration.md",
+    )
 
 
 def data_folder(config: Path) -> Path:
@@ -417,10 +514,121 @@ def _anchored_url(url: str, base: Path) -> str:
     return prefix + str(base / rest)
 
 
-def load_yaml(text: str, path: Path) -> Any:
-    """A YAML document, or a ``ConfigError`` with the parser's reason, line and column."""
+def read_yaml_text(path: Path) -> str:
+    """A YAML file's text (UTF-8, a BOM dropped). ``OSError`` as opening or reading raises it;
+    ``ConfigError`` for a file larger than ``MAX_YAML_BYTES`` (read no further: ``/dev/zero``
+    ends) or not UTF-8."""
+    with path.open("rb") as handle:
+        data = handle.read(MAX_YAML_BYTES + 1)
+    if len(data) > MAX_YAML_BYTES:
+        raise ConfigError(
+            f"{path}: larger than {MAX_YAML_BYTES // (1 << 20)} MiB, which no config or mapping is",
+            hint="is it the right file? a config or a mapping is a few kilobytes of YAML",
+        )
     try:
-        return yaml.safe_load(text)
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{path}: not UTF-8 text (byte {exc.start + 1})",
+            hint="is it the right file? configs and mappings are YAML saved as UTF-8",
+        ) from None
+
+
+class _Refused(yaml.YAMLError):
+    """YAML that is valid but more than a config needs: too deep, or aliases that expand it
+    past ``MAX_YAML_NODES``; ``mark`` is where, when one place is to blame."""
+
+    def __init__(self, problem: str, hint: str, mark: yaml.Mark | None = None) -> None:
+        super().__init__(problem)
+        self.problem = problem
+        self.hint = hint
+        self.mark = mark
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """PyYAML's safe loader with limits on what a small file can make it build.
+
+    Aliases are kept: anchors for the settings tenants share are a real use. PyYAML builds an
+    alias once and shares it, but every later walk (``${VAR}`` expansion, validation) copies it,
+    so a few hundred bytes of aliases to aliases (the "billion laughs") name a billion values:
+    the document is measured as if expanded, once per distinct node, and refused past
+    ``MAX_YAML_NODES``. An alias inside the value it names (a cycle) is refused; so is nesting
+    deeper than ``MAX_YAML_DEPTH``, as written or with its aliases written out, which would
+    exhaust Python's stack."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        self._depth += 1
+        try:
+            if self._depth > MAX_YAML_DEPTH:
+                mark = None if parent is None else parent.start_mark
+                raise _Refused(f"nested more than {MAX_YAML_DEPTH} deep", _DEEP_HINT, mark)
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def compose_document(self) -> yaml.Node | None:
+        node = super().compose_document()
+        if node is not None:
+            seen: dict[int, tuple[int, int]] = {}
+            expanded, _ = _expanded(node, 1, seen, set())
+            if expanded > MAX_YAML_NODES and expanded > len(seen):
+                raise _Refused(
+                    f"its aliases (*name) expand it to {expanded:,} values, more than the "
+                    f"{MAX_YAML_NODES:,} allowed",
+                    _ALIAS_HINT,
+                )
+        return node
+
+
+_ALIAS_HINT = (
+    "anchors and aliases may share settings between tenants, not build large documents; "
+    "write the values out"
+)
+_DEEP_HINT = "a config nests a few levels: is it the right file?"
+
+
+def _expanded(
+    node: yaml.Node, depth: int, seen: dict[int, tuple[int, int]], open_nodes: set[int]
+) -> tuple[int, int]:
+    """How many values ``node`` holds, and how many levels deep it is, with every alias in it
+    written out, ``node`` being at level ``depth``. ``seen`` keeps each distinct node's, so
+    each is walked once however often it is named."""
+    key = id(node)
+    if key in open_nodes:
+        raise _Refused("an alias names the value it is in", _ALIAS_HINT, node.start_mark)
+    if key not in seen:
+        if depth > MAX_YAML_DEPTH:
+            raise _Refused(f"nested more than {MAX_YAML_DEPTH} deep", _DEEP_HINT, node.start_mark)
+        if isinstance(node, yaml.SequenceNode):
+            children = list(node.value)
+        elif isinstance(node, yaml.MappingNode):
+            children = [part for pair in node.value for part in pair]
+        else:
+            children = []
+        open_nodes.add(key)
+        parts = [_expanded(child, depth + 1, seen, open_nodes) for child in children]
+        open_nodes.discard(key)
+        seen[key] = (sum(s for s, _ in parts) + 1, max((lv for _, lv in parts), default=0) + 1)
+    size, levels = seen[key]
+    if depth + levels - 1 > MAX_YAML_DEPTH:
+        raise _Refused(f"nested more than {MAX_YAML_DEPTH} deep", _DEEP_HINT, node.start_mark)
+    return size, levels
+
+
+def load_yaml(text: str, path: Path) -> Any:
+    """A YAML document, or a ``ConfigError`` with the parser's reason, line and column; YAML
+    deeper than ``MAX_YAML_DEPTH`` or whose aliases expand it past ``MAX_YAML_NODES`` values is
+    refused before anything walks it (``_BoundedLoader``)."""
+    try:
+        return yaml.load(text, Loader=_BoundedLoader)  # noqa: S506 - a SafeLoader, with limits
+    except _Refused as exc:
+        mark = exc.mark
+        where = f" line {mark.line + 1} column {mark.column + 1}" if mark is not None else ""
+        raise ConfigError(f"{path}{where}: refused: {exc.problem}", hint=exc.hint) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1} column {mark.column + 1}" if mark is not None else ""
@@ -464,8 +672,11 @@ def _expand(
 
 def _describe(path: Path, exc: ValidationError, empties: dict[tuple[str, ...], str]) -> str:
     """Every problem on one line, unknown settings first (with the closest known one), in plain
-    words; a value that came from an empty ``${VAR}`` names the variable. Never echoes a value."""
+    words; a value that came from an empty ``${VAR}`` names the variable. Never echoes a value.
+    A tenant whose name is refused is not judged further."""
     errors = sorted(exc.errors(include_input=False), key=lambda e: e["type"] != "extra_forbidden")
+    refused = {e["loc"][:2] for e in errors if e["loc"][:1] == ("tenants",) and "[key]" in e["loc"]}
+    errors = [e for e in errors if "[key]" in e["loc"] or e["loc"][:2] not in refused]
     problems = [_problem(error, empties) for error in errors]
     if len(problems) == 1:
         return f"{path}: {problems[0]}"
@@ -477,7 +688,7 @@ _TAGS = ("csv", "xlsx", "sql")
 
 def _problem(error: Any, empties: dict[tuple[str, ...], str]) -> str:
     loc = tuple(str(part) for part in error["loc"])
-    shown = tuple(part for part in loc if part not in _TAGS)
+    shown = tuple(_key_shown(part) for part in loc if part not in _TAGS)
     location = ".".join(shown) or "config"
     kind = error["type"]
     context = error.get("ctx") or {}
@@ -500,10 +711,10 @@ def _problem(error: Any, empties: dict[tuple[str, ...], str]) -> str:
     elif kind in ("string_too_short", "too_short"):
         problem = "is empty"
     elif kind == "string_pattern_mismatch" and "[key]" in loc:
-        location = ".".join(part for part in shown if part != "[key]")
+        location = ".".join(shown[:-2])
         problem = (
-            "is not a tenant name: letters, digits, -, _ and . only, not starting with . "
-            "(the name names folders)"
+            f"{_key_shown(loc[-2], quoted=True)} is not a tenant name: letters, digits, -, _ "
+            "and . only, not starting with . (the name names folders)"
         )
     elif kind == "string_pattern_mismatch" and shown[-1:] == ("default_region",):
         problem = "is not a two-letter ISO 3166 region code (US, GB, DE…)"
@@ -513,6 +724,14 @@ def _problem(error: Any, empties: dict[tuple[str, ...], str]) -> str:
     if variable is not None:
         problem += f" (it comes from ${{{variable}}}, which is set but empty)"
     return f"{location} {problem}"
+
+
+def _key_shown(key: str, *, quoted: bool = False) -> str:
+    """A key as a message shows it (``quoted``: in quotes); an empty, long or unprintable one
+    (a line of some other file read as YAML) is described, not echoed."""
+    if len(key) > 64 or not key.isprintable():
+        return f"(a key of {len(key)} characters)"
+    return f"'{key}'" if quoted or not key else key
 
 
 def _known_at(loc: tuple[str, ...]) -> list[str]:

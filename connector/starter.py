@@ -36,8 +36,9 @@ from ruamel.yaml.tokens import CommentToken
 
 from connector.errors import DOCS, ConfigError, ConnectorError, code_of
 from connector.mapping import BoundMapping, Mapping, MappingSpec, builtin_names, load_mapping, shown
-from connector.mapping.headers import listed, role_of, roles
-from connector.settings import data_folder, load_yaml
+from connector.mapping.apply import columns_there
+from connector.mapping.headers import role_of, roles
+from connector.settings import config_mapping, data_folder, load_yaml, read_yaml_text
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -152,8 +153,7 @@ def _need_a_phone_and_a_name(meant: dict[int, Role], header: Sequence[str], expo
     ]
     if lacks:
         raise ConfigError(
-            f"{export}: no {' and no '.join(lacks)} column in its header; columns there: "
-            f"{listed(header)}",
+            f"{export}: no {' and no '.join(lacks)} column in its header; {columns_there(header)}",
             hint=f"write a mapping of your own ({DOCS}mappings.md) and name it in mapping:",
         )
 
@@ -405,6 +405,16 @@ def _matches(pattern: Path) -> set[Path]:
     return {Path(found).resolve() for found in glob.glob(str(pattern), recursive=True)}
 
 
+def _not_a_config(path: Path) -> ConfigError:
+    """What init says of a file at the --config path that it must not edit (its lines are not
+    shown: it may be any file)."""
+    return ConfigError(
+        f"{path} exists and is not a config init can add to: expected a mapping with 'tenants' "
+        "at the top",
+        hint="move it away, or pass --config to write another file",
+    )
+
+
 class _Config:
     """A config file edited as text that people wrote: ruamel.yaml's round trip keeps its
     comments, key order, quoting and flow maps, as ansible-lint's ``FormattedYAML`` does; the
@@ -429,13 +439,17 @@ class _Config:
     @classmethod
     def read(cls, path: Path) -> _Config:
         try:
-            text = path.read_text(encoding="utf-8-sig")
-        except (OSError, UnicodeDecodeError) as exc:
+            text = read_yaml_text(path)
+        except OSError as exc:
             raise ConfigError(
                 f"{path}: cannot read the config init would add to: {exc}",
                 hint="check the file, or pass --config to write another one",
             ) from None
-        load_yaml(text, path)  # a broken file is said as every other command says it
+        data = load_yaml(text, path)  # a broken file is said as every other command says it
+        try:
+            config_mapping(data, path)
+        except ConfigError:
+            raise _not_a_config(path) from None
         mapping, offset = _indentation(text)
         yaml = YAML()
         yaml.preserve_quotes = True
@@ -450,11 +464,7 @@ class _Config:
                 "file",
             ) from None
         if not isinstance(document, CommentedMap):
-            raise ConfigError(
-                f"{path} exists and is not a config init can add to: expected a mapping with "
-                "'tenants' at the top",
-                hint="move it away, or pass --config to write another file",
-            )
+            raise _not_a_config(path)
         return cls(path, yaml, document, mapping)
 
     def put(self, name: str, block: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import secrets
 import subprocess
@@ -16,11 +17,12 @@ import yaml
 from sqlalchemy import Engine, create_engine, text
 
 from connector.kore.sandbox import DEFAULT_ACCOUNT_ID, DEFAULT_CLIENT_ID, Sandbox
+from tests.forkserver import ForkServer, needs_fresh_process
 
 SAMPLES = Path(__file__).resolve().parent / "samples"  # copied unchanged from shared/samples
 REQUIRE_SERVERS = os.environ.get("CONNECTOR_TEST_REQUIRE_SERVERS") == "1"
 
-SECRET = "kc-canary-" + secrets.token_hex(12)
+SECRET = "kc-canary-" + secrets.token_hex(27)  # 64 bytes: long enough for HS512
 """The Kore client secret of every test in the suite, and a canary: made afresh each session,
 it must never appear in anything the connector prints or writes. Every command ``run_cli`` runs
 is checked, and the session ends by searching every file the tests left behind (reports, state
@@ -100,6 +102,11 @@ def write_config(
     return path
 
 
+@functools.cache
+def _fork_server() -> ForkServer:
+    return ForkServer()
+
+
 def run_cli(
     *args: str,
     config: Path | None = None,
@@ -108,15 +115,19 @@ def run_cli(
     prefix: Sequence[str] = (),
 ) -> subprocess.CompletedProcess[str]:
     """The real command line, in a child process, as a user would run it (``prefix`` runs it
-    inside another command, such as ``on_small_disk``)."""
+    inside another command, such as ``on_small_disk``). The child is forked from a process
+    that has imported the connector already (``forkserver``), unless the command needs a new
+    interpreter."""
     full_env = {**os.environ, "TEST_KORE_SECRET": SECRET, **(env or {})}
     full_env.pop("CONNECTOR_CONFIG", None)
-    command = [*prefix, sys.executable, "-m", "connector", *args]
-    if config is not None:
-        command += ["--config", str(config)]
-    done = subprocess.run(
-        command, capture_output=True, text=True, env=full_env, timeout=timeout, check=False
-    )
+    words = [*args, *(["--config", str(config)] if config is not None else [])]
+    if prefix or needs_fresh_process(env or {}):
+        command = [*prefix, sys.executable, "-m", "connector", *words]
+        done = subprocess.run(
+            command, capture_output=True, text=True, env=full_env, timeout=timeout, check=False
+        )
+    else:
+        done = _fork_server().run(words, env=full_env, timeout=timeout)
     assert_no_canary(done.stdout + done.stderr, f"the output of {' '.join(args)}")
     return done
 

@@ -12,7 +12,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import httpx
@@ -21,11 +21,13 @@ from tests.conftest import SECRET
 
 
 class DaemonProcess:
-    def __init__(self, config: Path, log: Path, *, listen: bool = True) -> None:
+    def __init__(
+        self, config: Path, log: Path, *, listen: bool | str = True, options: Sequence[str] = ()
+    ) -> None:
         self.log_path = log
-        command = [sys.executable, "-m", "connector", "daemon", "--config", str(config)]
+        command = [sys.executable, "-m", "connector", "daemon", "--config", str(config), *options]
         if listen:
-            command += ["--listen", "127.0.0.1:0"]
+            command += ["--listen", "127.0.0.1:0" if listen is True else str(listen)]
         env = {**os.environ, "TEST_KORE_SECRET": SECRET}
         env.pop("CONNECTOR_CONFIG", None)
         with log.open("wb") as out:

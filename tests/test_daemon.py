@@ -22,7 +22,7 @@ from tests.conftest import SECRET, tenant_config, write_config
 def daemon(
     tmp_path: Path, sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[tuple[Daemon, Path, Sandbox]]:
-    monkeypatch.setenv("TEST_KORE_SECRET", "x")
+    monkeypatch.setenv("TEST_KORE_SECRET", SECRET)
     config = _config(tmp_path, sandbox, {"a": {"every": "1h"}, "b": {"every": "2h"}})
     settings = load_settings(config)
     store = Store(settings.state_url)

@@ -298,9 +298,11 @@ def test_a_replica_killed_mid_run_hands_its_tenant_to_the_other_at_once(
     tmp_path: Path, state_url: str
 ) -> None:
     expected = write_contacts(tmp_path / "acme" / "a.csv", "280", 400)
-    with Sandbox(secret=SECRET, faults=Faults(delay_seconds=0.3)) as sandbox:
+    with Sandbox(secret=SECRET, faults=Faults(delay_seconds=0.5)) as sandbox:
         tenant = tenant_config(sandbox, tmp_path / "acme" / "*.csv", batch_size=50)
-        tenant["schedule"] = {"every": "2s"}
+        # Hourly: the survivor's next scheduled turn is an hour away. A turn that found the
+        # tenant busy comes back every few seconds until it is free (issue 13).
+        tenant["schedule"] = {"every": "1h"}
         config = write_config(
             tmp_path,
             {"acme": tenant},
@@ -315,11 +317,13 @@ def test_a_replica_killed_mid_run_hands_its_tenant_to_the_other_at_once(
             holder = ""
 
             def mid_run() -> bool:
+                """One replica mid-run, the other told so (its turn found the tenant busy)."""
                 nonlocal holder
                 lease = store.leases.current("acme")
                 if lease is not None and lease.held and 0 < sandbox.state.uploads < 6:
                     holder = lease.holder
-                    return True
+                    other = next(r for r in replicas if str(r.pid) != holder.split(":")[1])
+                    return "tried again every 5s while it is held" in other.log()
                 return False
 
             wait_for(mid_run, 60, "a replica in the middle of a run")
@@ -328,7 +332,7 @@ def test_a_replica_killed_mid_run_hands_its_tenant_to_the_other_at_once(
             os.kill(victim.pid, signal.SIGKILL)
             victim.process.wait(10)
 
-            # Half the lease: the survivor's next turn (2 s) takes the tenant over.
+            # Half the lease: the survivor's retry of its busy turn takes the tenant over.
             wait_for(lambda: held(sandbox) == expected, LEASE / 2, "every contact", survivor)
 
             taken = store.leases.current("acme")

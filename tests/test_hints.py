@@ -296,7 +296,7 @@ def test_configuration_mistakes_found_before_anything_is_read_exit_2(tmp_path: P
 @pytest.mark.parametrize(
     ("change", "said"),
     [
-        ({"name": "Acme Corp!"}, "tenants.Acme Corp! is not a tenant name: letters, digits"),
+        ({"name": "Acme Corp!"}, "tenants 'Acme Corp!' is not a tenant name: letters, digits"),
         ({"default_region": "USA"}, "default_region is not a two-letter ISO 3166 region code"),
     ],
 )

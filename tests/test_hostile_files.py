@@ -7,11 +7,18 @@ import codecs
 import csv
 import gzip
 import io
+import sys
+import zipfile
 from pathlib import Path
+from typing import Any
 
+import openpyxl.xml
 import pytest
 
+from connector.errors import SourceError
 from connector.kore.sandbox import Sandbox
+from connector.settings import XlsxSourceSettings
+from connector.sources import xlsx_files
 from tests.conftest import run_cli, tenant_config, write_config
 from tests.helpers import held, rejected, runs, summary
 
@@ -254,4 +261,230 @@ def test_a_corpus_of_hostile_files_gives_rows_rejections_or_one_clean_line_each(
     assert "zip archive" in summaries["zip-named-csv"]["error"]
     assert "line 5: not valid utf-16-le" in summaries["utf16-odd-length"]["error"]
     assert summaries["utf32-bom"]["status"] == "completed"
-    assert summaries["many-columns"]["status"] == "completed"
+    assert (
+        "50,005 cells, more than source.max_columns (4,096)" in summaries["many-columns"]["error"]
+    )
+
+
+# Bombs: small files that unpack or parse into gigabytes. Each is made just past its limit.
+
+MEMORY_BOUND_KIB = 300 * 1024
+"""What reading one file may take at the default limits, the process included
+(docs/configuration.md, "Limits")."""
+_MAIN = "http://schemas.openxmlformats.org/spreadsheetml/2006/main"
+_RELS = "http://schemas.openxmlformats.org/package/2006/relationships"
+_DOC_RELS = "http://schemas.openxmlformats.org/officeDocument/2006/relationships"
+_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml"
+_HEAD_ROW = "".join(
+    f'<c r="{col}1" t="inlineStr"><is><t>{name}</t></is></c>'
+    for col, name in zip("ABCD", ["Id", "FirstName", "LastName", "MobilePhone"], strict=True)
+)
+_BILLION_LAUGHS = '<!DOCTYPE worksheet [<!ENTITY a0 "ha">' + "".join(
+    f'<!ENTITY a{i} "{f"&a{i - 1};" * 10}">' for i in range(1, 10)
+)
+
+
+def _workbook(
+    path: Path,
+    rows: str,
+    *,
+    strings: str = "",
+    styles: str = "",
+    sheet_prolog: str = "",
+) -> Path:
+    """An .xlsx written part by part with zipfile: a header row, then ``rows`` (sheet XML),
+    shared strings and extra cell formats as given."""
+    overrides = {
+        "/xl/workbook.xml": f"{_TYPE}.sheet.main+xml",
+        "/xl/worksheets/sheet1.xml": f"{_TYPE}.worksheet+xml",
+        "/xl/sharedStrings.xml": f"{_TYPE}.sharedStrings+xml",
+        "/xl/styles.xml": f"{_TYPE}.styles+xml",
+    }
+    parts = {
+        "[Content_Types].xml": '<Types xmlns="http://schemas.openxmlformats.org/package/2006/'
+        'content-types"><Default Extension="rels" ContentType="application/'
+        'vnd.openxmlformats-package.relationships+xml"/>'
+        + "".join(f'<Override PartName="{n}" ContentType="{t}"/>' for n, t in overrides.items())
+        + "</Types>",
+        "_rels/.rels": f'<Relationships xmlns="{_RELS}"><Relationship Id="rId1" '
+        f'Type="{_DOC_RELS}/officeDocument" Target="xl/workbook.xml"/></Relationships>',
+        "xl/workbook.xml": f'<workbook xmlns="{_MAIN}" xmlns:r="{_DOC_RELS}"><sheets>'
+        '<sheet name="Contacts" sheetId="1" r:id="rId1"/></sheets></workbook>',
+        "xl/_rels/workbook.xml.rels": f'<Relationships xmlns="{_RELS}">'
+        + "".join(
+            f'<Relationship Id="rId{i}" Type="{_DOC_RELS}/{kind}" Target="{target}"/>'
+            for i, (kind, target) in enumerate(
+                [
+                    ("worksheet", "worksheets/sheet1.xml"),
+                    ("sharedStrings", "sharedStrings.xml"),
+                    ("styles", "styles.xml"),
+                ],
+                start=1,
+            )
+        )
+        + "</Relationships>",
+        "xl/styles.xml": f'<styleSheet xmlns="{_MAIN}"><fonts count="1"><font/></fonts>'
+        '<fills count="1"><fill><patternFill/></fill></fills><borders count="1"><border/>'
+        '</borders><cellStyleXfs count="1"><xf/></cellStyleXfs><cellXfs><xf numFmtId="0"/>'
+        f'{styles}</cellXfs><cellStyles><cellStyle name="Normal" xfId="0" builtinId="0"/>'
+        "</cellStyles></styleSheet>",
+        "xl/sharedStrings.xml": f'<sst xmlns="{_MAIN}">{strings}</sst>',
+        "xl/worksheets/sheet1.xml": f'{sheet_prolog}<worksheet xmlns="{_MAIN}"><sheetData>'
+        f'<row r="1">{_HEAD_ROW}</row>{rows}</sheetData></worksheet>',
+    }
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, text in parts.items():
+            archive.writestr(name, text)
+    return path
+
+
+def _good_rows() -> str:
+    return "".join(
+        f'<row r="{n}"><c r="A{n}"><v>{n}</v></c><c r="B{n}" t="inlineStr"><is><t>Good{n}</t>'
+        f'</is></c><c r="C{n}" t="inlineStr"><is><t>Sheet</t></is></c><c r="D{n}">'
+        f"<v>1201555{1000 + n}</v></c></row>"
+        for n in range(2, 5)
+    )
+
+
+def _xlsx_tenant(sandbox: Sandbox, path: Path, **limits: Any) -> dict[str, Any]:
+    tenant = tenant_config(sandbox, path, bot_id=f"st-{path.stem}")
+    tenant["source"].update(kind="xlsx", **limits)
+    return tenant
+
+
+def _with_peak_memory() -> list[str]:
+    """A command prefix: what follows runs as a child of a small Python process that prints the
+    child's peak resident memory (KiB) as its last line on standard error."""
+    probe = (
+        "import resource, subprocess, sys; code = subprocess.run(sys.argv[1:]).returncode; "
+        "print('peak_kib', resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, "
+        "file=sys.stderr); sys.exit(code)"
+    )
+    return [sys.executable, "-c", probe]
+
+
+def test_bombs_fail_in_one_line_each_and_the_rest_is_read_within_the_memory_bound(
+    tmp_path: Path, sandbox: Sandbox
+) -> None:
+    """One real ``sync`` of a good workbook and a bomb of each kind, each a tenant of its own:
+    every bomb fails its tenant in one line naming the file and the setting that bounds it,
+    the good tenant's contacts are sent, and the process stays under the documented bound."""
+    bombs = {
+        # 4 million shared strings in a 170 kB file: 68 MB unpacked, past max_strings_bytes.
+        "strings-bytes": (
+            _workbook(tmp_path / "strings-bytes.xlsx", "", strings="<si><t>x</t></si>" * 4_000_000),
+            {},
+        ),
+        "strings-count": (
+            _workbook(tmp_path / "strings-count.xlsx", "", strings="<si><t>x</t></si>" * 1001),
+            {"max_shared_strings": 1000},
+        ),
+        # One cell in column XFD a row: openpyxl made each row 16,384 values.
+        "xfd": (
+            _workbook(
+                tmp_path / "xfd.xlsx",
+                "".join(f'<row r="{n}"><c r="XFD{n}"><v>1</v></c></row>' for n in range(2, 2000)),
+            ),
+            {},
+        ),
+        "styles": (
+            _workbook(tmp_path / "styles.xlsx", "", styles='<xf numFmtId="0"/>' * 120_000),
+            {},
+        ),
+        "sheet-bytes": (
+            _workbook(tmp_path / "sheet-bytes.xlsx", "<row/>" * 200_000),
+            {"max_sheet_bytes": "1MiB"},
+        ),
+        "laughs": (
+            _workbook(tmp_path / "laughs.xlsx", "", sheet_prolog=_BILLION_LAUGHS + "]>"),
+            {},
+        ),
+    }
+    tenants = {
+        name: _xlsx_tenant(sandbox, path, **limits) for name, (path, limits) in bombs.items()
+    }
+    # Lines of 4 million commas and no header: the header search held each as 32 MB of cells.
+    commas = tmp_path / "commas.csv"
+    commas.write_text(("," * 4_000_000 + "\n") * 3)
+    tenants["commas"] = tenant_config(sandbox, commas, bot_id="st-commas")
+    tenants["good"] = _xlsx_tenant(sandbox, _workbook(tmp_path / "good.xlsx", _good_rows()))
+    config = write_config(tmp_path, tenants)
+
+    result = run_cli("sync", config=config, prefix=_with_peak_memory())
+
+    assert result.returncode == 1
+    assert {c["firstName"] for c in sandbox.bot("st-good").active()} == {"Good2", "Good3", "Good4"}
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == len(bombs) + 1, result.stderr
+    said = {
+        "strings-bytes": "its part xl/sharedStrings.xml unpacks to 68,000,077 bytes, more than"
+        " source.max_strings_bytes (67,108,864)",
+        "strings-count": "more than source.max_shared_strings (1,000) shared strings",
+        "xfd": "row 2 has a cell in column XFD (16,384), past source.max_columns (4,096)",
+        "styles": "its part xl/styles.xml unpacks to",
+        "sheet-bytes": "more than source.max_sheet_bytes (1,048,576)",
+        "laughs": "an XML part declares entities or a DTD",
+        "commas": "commas.csv line 1: a record of 4,000,001 cells, more than source.max_columns",
+    }
+    for name, words in said.items():
+        (line,) = [x for x in errors if f"/{name}." in x]
+        assert words in line, line
+        assert "nothing of" in line and "was sent" in line
+        assert not sandbox.bot(f"st-{name}").active()
+    assert "source.max_part_bytes (2,097,152)" in next(x for x in errors if "/styles." in x)
+    assert not any(
+        x.startswith(("Traceback", "internal error")) for x in result.stderr.splitlines()
+    )
+    peak = int(result.stderr.splitlines()[-1].removeprefix("peak_kib "))
+    assert peak < MEMORY_BOUND_KIB, f"peak {peak // 1024} MiB"
+
+
+def test_openpyxl_parses_every_part_with_defusedxml(tmp_path: Path) -> None:
+    """The parts openpyxl reads itself (here the workbook part) are parsed by defusedxml too:
+    an entity declaration is refused in one line."""
+    assert openpyxl.xml.DEFUSEDXML is True
+    path = _workbook(tmp_path / "laughs.xlsx", _good_rows())
+    with zipfile.ZipFile(path) as archive:
+        workbook = archive.read("xl/workbook.xml").decode()
+    rewritten = tmp_path / "laughs-in-workbook.xlsx"
+    with zipfile.ZipFile(path) as source, zipfile.ZipFile(rewritten, "w") as target:
+        for item in source.infolist():
+            text = source.read(item)
+            if item.filename == "xl/workbook.xml":
+                text = (_BILLION_LAUGHS.replace("worksheet", "workbook") + "]>" + workbook).encode()
+            target.writestr(item, text)
+    settings = XlsxSourceSettings(kind="xlsx", path=str(rewritten))
+
+    with pytest.raises(SourceError) as refused:
+        xlsx_files.inspect_xlsx(rewritten, settings).header()
+
+    assert "laughs-in-workbook.xlsx: not a readable XLSX workbook: an XML part declares" in str(
+        refused.value
+    )
+    assert "\n" not in str(refused.value)
+
+
+def test_a_workbook_is_read_once_for_its_header_and_its_rows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The shared strings (all a workbook's text) are read once for the header, the sampled
+    rows and all rows, as a run reads them; once every row is read they are let go."""
+    strings = "".join(f"<si><t>{w}</t></si>" for w in ["Good", "Sheet", "Extra"])
+    rows = "".join(
+        f'<row r="{n}"><c r="A{n}"><v>{n}</v></c><c r="B{n}" t="s"><v>0</v></c>'
+        f'<c r="C{n}" t="s"><v>1</v></c><c r="D{n}"><v>1201555{1000 + n}</v></c></row>'
+        for n in range(2, 6)
+    )
+    path = _workbook(tmp_path / "shared.xlsx", rows, strings=strings)
+    read = []
+    real = xlsx_files._shared_strings
+    monkeypatch.setattr(xlsx_files, "_shared_strings", lambda *args: read.append(1) or real(*args))
+    workbook = xlsx_files.inspect_xlsx(path, XlsxSourceSettings(kind="xlsx", path=str(path)))
+
+    assert workbook.header() == ["Id", "FirstName", "LastName", "MobilePhone"]
+    assert next(workbook.rows()).values == ["2", "Good", "Sheet", "12015551002"]
+    assert [row.line for row in workbook.rows()] == [2, 3, 4, 5]
+    assert len(read) == 1
+    assert workbook.describe() == f"{path} (sheet 'Contacts')"
+    assert len(read) == 2, "read again once all rows were read and it was let go"

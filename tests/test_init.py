@@ -31,7 +31,9 @@ def test_init_from_each_vendors_export_picks_its_mapping_and_check_passes(
     assert 'path: "exports/*.csv"' in config.read_text(), "every export of the folder, relative"
     assert str(tmp_path) not in config.read_text()
     assert stat.S_IMODE(config.stat().st_mode) == 0o600
-    checked = run_cli("check", config=config, env={"ACME_KORE_SECRET": "s3cret-from-env"})
+    checked = run_cli(
+        "check", config=config, env={"ACME_KORE_SECRET": "s3cret-from-env-0123456789abcdef"}
+    )
     assert checked.returncode == 0, checked.stderr
     assert checked.stdout.rstrip().endswith("ok")
 

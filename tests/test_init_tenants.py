@@ -20,7 +20,9 @@ from tests.vendors import LAYOUTS, write
 
 VENDORS = {"acme": "salesforce_api", "beta": "hubspot", "gamma": "zoho"}
 """Three tenants, each with a vendor's export layout (tests/vendors.py)."""
-SECRETS = {"ACME_KORE_SECRET": "a", "BETA_KORE_SECRET": "b", "GAMMA_KORE_SECRET": "c"}
+SECRETS = {
+    f"{name}_KORE_SECRET": f"{name}-secret".ljust(32, "0") for name in ("ACME", "BETA", "GAMMA")
+}
 
 HAND_WRITTEN = """\
 # Acme's connector: owned by the integrations team

@@ -9,6 +9,7 @@ import pytest
 from pydantic import SecretStr
 
 from connector.errors import KoreAuthError, KoreRejected, KoreUnavailable
+from connector.kore.auth import IAT_BACKDATE_SECONDS, TOKEN_LIFETIME_SECONDS
 from connector.kore.client import KoreClient
 from connector.kore.pacing import Pacer, Throttle
 from connector.kore.sandbox import (
@@ -68,7 +69,8 @@ def test_every_request_carries_a_fresh_short_lived_jwt_and_the_account(algorithm
         tokens = [r.headers["auth"] for r in seen]
         claims = [jwt.decode(t, SECRET, algorithms=[algorithm]) for t in tokens]
         assert all(c["appId"] == DEFAULT_CLIENT_ID and c["sub"] for c in claims)
-        assert all(0 < c["exp"] - c["iat"] <= 300 for c in claims)
+        lifetime = TOKEN_LIFETIME_SECONDS + IAT_BACKDATE_SECONDS  # iat is set back for skew
+        assert all(0 < c["exp"] - c["iat"] <= lifetime <= 330 for c in claims)
         assert claims[0]["jti"] != claims[1]["jti"]
         assert jwt.get_unverified_header(tokens[0])["alg"] == algorithm
         assert seen[0].headers["accountId"] == DEFAULT_ACCOUNT_ID

@@ -116,7 +116,7 @@ CSV_TEXT = st.text(alphabet=st.sampled_from(list('ab,;"\r\n\t x\x00é')), max_si
 def test_the_reader_finds_the_records_pythons_csv_finds_and_every_line(text: str) -> None:
     tally = FileTally()
     try:
-        rows = list(_Splitter(",", 1 << 20, tally).rows(io.StringIO(text, newline="")))
+        rows = list(_Splitter(",", 1 << 20, 1 << 20, tally).rows(io.StringIO(text, newline="")))
     except _Unclosed:
         return  # a quote open at the end of the file: the file fails, nothing is read
     expected = [r for r in csv.reader(io.StringIO(text, newline=""), strict=False) if r]

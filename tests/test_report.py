@@ -21,7 +21,7 @@ from tests.messy import write_export
 
 
 def test_formula_cells_are_neutralised_in_reports_only(tmp_path: Path) -> None:
-    report = Report(tmp_path / "run")
+    report = Report(tmp_path.parent, tmp_path.name, "run")
     report.reject(
         Rejection(
             "phone_invalid", "not valid", "=cmd|'/C calc'!A0", 3, "+SUM(A1)", {"Phone": "=1+1"}
@@ -63,9 +63,9 @@ def test_old_run_folders_are_pruned_and_nothing_else_is_touched(tmp_path: Path) 
     other = tmp_path / "keep-me"
     other.mkdir()
 
-    assert prune(tmp_path, keep_days=30) == 1
+    assert prune(tmp_path.parent, tmp_path.name, keep_days=30) == 1
     assert not old.exists() and recent.exists() and other.exists()
-    assert prune(tmp_path, keep_days=0) == 0, "0 keeps every folder"
+    assert prune(tmp_path.parent, tmp_path.name, keep_days=0) == 0, "0 keeps every folder"
 
 
 @pytest.mark.parametrize("umask", [0o000, 0o022, 0o277])

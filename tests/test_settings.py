@@ -7,6 +7,7 @@ import yaml
 
 from connector.errors import ConfigError
 from connector.settings import CsvSourceSettings, SqlSourceSettings, load_settings
+from tests.conftest import SECRET
 
 BASE = {
     "tenants": {
@@ -34,12 +35,12 @@ def _write(tmp_path: Path, data: object) -> Path:
 def test_variables_defaults_and_relative_paths(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("ACME_SECRET", "s3cr3t-value")
+    monkeypatch.setenv("ACME_SECRET", "s3cr3t-value-0123456789abcdef-32")
     monkeypatch.delenv("STATE_DIRECTORY", raising=False)
     settings = load_settings(_write(tmp_path, BASE))
     tenant = settings.tenants["acme"]
-    assert tenant.kore.client_secret.get_secret_value() == "s3cr3t-value"
-    assert "s3cr3t-value" not in repr(settings)
+    assert tenant.kore.client_secret.get_secret_value() == "s3cr3t-value-0123456789abcdef-32"
+    assert "s3cr3t-value-0123456789abcdef-32" not in repr(settings)
     assert tenant.kore.batch_size == 1000 and tenant.kore.uploads_per_minute == 60
     assert tenant.source.path == str(tmp_path / "exports/*.csv")
     assert settings.state_url == f"sqlite:///{tmp_path / 'connector-state.db'}"
@@ -58,7 +59,7 @@ def test_data_paths_start_from_the_state_directory_when_it_is_set(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, state_directory: str, data: str
 ) -> None:
     folders = {"state": tmp_path / "state", "other": tmp_path / "other", "config": tmp_path}
-    monkeypatch.setenv("ACME_SECRET", "x")
+    monkeypatch.setenv("ACME_SECRET", SECRET)
     monkeypatch.setenv("STATE_DIRECTORY", state_directory.format(**folders))
     config = yaml.safe_load(yaml.safe_dump(BASE))
     config["tenants"]["acme"]["mapping"] = "mappings/acme.yaml"
@@ -79,7 +80,7 @@ def test_data_paths_start_from_the_state_directory_when_it_is_set(
 def test_absolute_paths_and_server_urls_ignore_the_state_directory(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("ACME_SECRET", "x")
+    monkeypatch.setenv("ACME_SECRET", SECRET)
     monkeypatch.setenv("STATE_DIRECTORY", str(tmp_path / "state"))
     monkeypatch.setenv("CONNECTOR_STATE_URL", "postgresql+psycopg://u@db/state")
     config = yaml.safe_load(yaml.safe_dump(BASE))
@@ -95,7 +96,7 @@ def test_absolute_paths_and_server_urls_ignore_the_state_directory(
 def test_environment_overrides_settings_that_are_not_per_tenant(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("ACME_SECRET", "x")
+    monkeypatch.setenv("ACME_SECRET", SECRET)
     monkeypatch.setenv("CONNECTOR_STATE_URL", "postgresql+psycopg://u@db/state")
     assert load_settings(_write(tmp_path, BASE)).state_url == "postgresql+psycopg://u@db/state"
 
@@ -135,19 +136,19 @@ def test_invalid_settings_name_their_path(
     change,
     message: str,  # type: ignore[no-untyped-def]
 ) -> None:
-    monkeypatch.setenv("ACME_SECRET", "never-shown-secret")
+    monkeypatch.setenv("ACME_SECRET", "never-shown-secret-0123456789abcdef")
     data = yaml.safe_load(yaml.safe_dump(BASE))
     change(data["tenants"]["acme"])
     with pytest.raises(ConfigError, match=message) as caught:
         load_settings(_write(tmp_path, data))
-    assert "never-shown-secret" not in str(caught.value)
+    assert "never-shown-secret-0123456789abcdef" not in str(caught.value)
 
 
 @pytest.mark.parametrize("host", ["http://127.0.0.1:8765", "http://localhost:1", "http://[::1]:80"])
 def test_plain_http_is_allowed_for_loopback_only(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, host: str
 ) -> None:
-    monkeypatch.setenv("ACME_SECRET", "x")
+    monkeypatch.setenv("ACME_SECRET", SECRET)
     data = yaml.safe_load(yaml.safe_dump(BASE))
     data["tenants"]["acme"]["kore"]["host"] = host
     assert load_settings(_write(tmp_path, data)).tenants["acme"].kore.host == host
@@ -165,7 +166,7 @@ def test_missing_file_and_bad_yaml_are_config_errors(tmp_path: Path) -> None:
 def test_daemon_settings_and_report_retention_have_defaults_and_limits(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("ACME_SECRET", "x")
+    monkeypatch.setenv("ACME_SECRET", SECRET)
     data = yaml.safe_load(yaml.safe_dump(BASE))
     settings = load_settings(_write(tmp_path, data))
     assert (settings.daemon.lease_seconds, settings.daemon.stop_grace_seconds) == (60, 30)

@@ -33,8 +33,9 @@ def add_to(commands: Any, common: argparse.ArgumentParser) -> None:
 
 def cmd_check(args: argparse.Namespace) -> int:
     """Each tenant's findings: as text, as one JSON document (``--json``), or as a JSON
-    record a tenant (``--log-format json``)."""
-    from connector.checks import check_tenant, render
+    record a tenant (``--log-format json``). Text and ``--json`` show the preview rows whole to
+    the person who asked; a record masks them like every other log record (``checks.logged``)."""
+    from connector.checks import check_tenant, logged, render
     from connector.state.store import check_location
 
     settings, base = load(args)
@@ -64,7 +65,7 @@ def cmd_check(args: argparse.Namespace) -> int:
                 continue
             document[name] = found
             if records:
-                say(f"{name}: ok", details={"check": found})
+                say(f"{name}: ok", details={"check": logged(found)})
             elif not args.json:
                 render(found, sys.stdout)
     finally:

@@ -41,14 +41,14 @@ def add_to(commands: Any, common: argparse.ArgumentParser) -> None:
 
 
 def cmd_init(args: argparse.Namespace) -> int:
-    from connector.settings import config_path
+    from connector.settings import TENANT_NAME, config_path
     from connector.starter import secret_variable, write_config
 
     target = config_path(getattr(args, "config", None))
     export = Path(args.export) if args.export else None
     if export is not None and not export.is_file():
         raise ConfigError(f"{export}: file not found", hint="give --from the path of an export")
-    if not re.fullmatch(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*", args.tenant):
+    if not re.fullmatch(TENANT_NAME, args.tenant):
         raise ConfigError(
             f"--tenant {args.tenant!r}: a tenant's name is letters, digits and _ . - only, "
             "not starting with .",

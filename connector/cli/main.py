@@ -8,8 +8,10 @@ and ``status`` do not pay for the phone library, the HTTP client or the sandbox.
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
 import os
+import resource
 import sys
 from collections.abc import Sequence
 
@@ -62,6 +64,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+PR_SET_DUMPABLE = 4
+"""prctl(2)'s option that marks a process dumpable (``linux/prctl.h``)."""
+
+
+def _no_core_dumps() -> None:
+    """Keep the client secrets this process holds (its environment, the settings, the tokens
+    it mints) out of a core dump and away from other processes of the same user: no core file
+    (``RLIMIT_CORE`` 0, soft and hard), and, on Linux, not dumpable, which also closes
+    ``/proc/PID/environ`` and ``/proc/PID/mem`` and ptrace to anyone without CAP_SYS_PTRACE.
+    Every command does it: each reads the config, whose ``${VAR}`` come from the
+    environment."""
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    if sys.platform == "linux":
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0:
+            say(
+                f"warning: cannot mark the process not dumpable: {os.strerror(ctypes.get_errno())}",
+                error=True,
+                level="warning",
+            )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     words = sys.argv[1:] if argv is None else list(argv)
     verbose = "-v" in words or "--verbose" in words
@@ -70,6 +94,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         logs.configure(
             log_format=getattr(args, "log_format", "text"), verbose=getattr(args, "verbose", False)
         )
+        _no_core_dumps()
         code: int = args.run(args)
         sys.stdout.flush()  # a reader that went away shows here, not at exit
         return code

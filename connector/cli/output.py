@@ -41,6 +41,8 @@ def describe(result: RunResult, *, dry_run: bool, full: bool = False) -> str:
         read += " (no new file)"
     if c.files_waiting:
         read += f" ({counted(c.files_waiting, 'file')} still being written: read next run)"
+    if c.unsafe_paths:
+        read += f" ({counted(c.unsafe_paths, 'file')} outside the export folder: not read)"
     changes: tuple[tuple[str, int], ...]
     if dry_run:
         sent = f"{c.would_send:,} would be sent in {counted(c.batches, 'batch file')}"
@@ -164,10 +166,13 @@ def say(
     error: bool = False,
     level: str = "info",
 ) -> None:
-    """A line for the user: as it is, or as a JSON object in JSON mode (with ``details``)."""
+    """A line for the user: one line of text, or a JSON object in JSON mode (with ``details``).
+    In text the line passes through ``logs.printable``: a line break, an escape sequence or a
+    bidirectional override in a file name, header or cell it quotes is shown as ``\\n``,
+    ``\\x1b`` or ``\\u202e``, never acted on."""
     stream = sys.stderr if error else sys.stdout
     if logs.current_format() != "json":
-        print(text, file=stream, flush=True)
+        print(logs.printable(text), file=stream, flush=True)
         return
     entry: dict[str, Any] = {
         "ts": datetime.now(UTC).isoformat(timespec="milliseconds"),
@@ -200,12 +205,14 @@ def status_of(store: Store, name: str, tenant: TenantSettings) -> dict[str, Any]
     ``last_delivery`` is the newest run that changed Kore: a quiet turn since (a run that found
     nothing new) must not hide when contacts last went out. A run still marked ``running``
     whose process no longer holds the lease (it died, or lost the lease) is shown as
-    ``abandoned``; the next run of the tenant records it so.
+    ``abandoned``; the next run of the tenant records it so. ``last_check`` is when the newest
+    run started, the runs that found nothing new (and left no record) included.
     """
     from connector.state.tenant import last_delivery
 
     state = store.tenant(name)
     last = state.last_run()
+    checked = state.last_check()
     delivery = last_delivery(state)
     lease = store.leases.current(name)
     holder = lease.holder if lease is not None and lease.held else None
@@ -234,14 +241,11 @@ def status_of(store: Store, name: str, tenant: TenantSettings) -> dict[str, Any]
         last is not None and (shown(last) or {}).get("status") in ("interrupted", "abandoned")
     )
     # A daemon resumes unfinished work as soon as it can, whatever the schedule says.
-    due = (
-        datetime.now(UTC)
-        if unfinished
-        else next_run(tenant.schedule, last.started_at if last else None)
-    )
+    due = datetime.now(UTC) if unfinished else next_run(tenant.schedule, checked)
     return {
         "last_run": shown(last),
         "last_delivery": shown(delivery),
+        "last_check": checked.isoformat(timespec="seconds") if checked else None,
         "delivered": state.delivered_count(),
         "pending": pending,
         "schedule": schedule_of(tenant.schedule),

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import signal
+from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from connector.cli.loading import OK
 from connector.cli.output import (
@@ -14,8 +16,8 @@ from connector.cli.output import (
 )
 from connector.errors import ConfigError
 
-if TYPE_CHECKING:
-    pass
+SECRET_VARIABLE = "KORE_SANDBOX_SECRET"  # noqa: S105 - the name of a variable
+"""The environment variable the sandbox takes its JWT secret from (``--secret-file`` wins)."""
 
 
 def add_to(commands: Any, common: argparse.ArgumentParser) -> None:
@@ -23,8 +25,12 @@ def add_to(commands: Any, common: argparse.ArgumentParser) -> None:
     sandbox = commands.add_parser("sandbox", parents=[common], help="a local Kore contacts API")
     sandbox.add_argument("--port", type=int, default=8765)
     sandbox.add_argument(
-        "--secret", help="the JWT secret it accepts (default: the one the README gives)"
+        "--secret-file",
+        metavar="PATH",
+        help=f"a file holding the JWT secret it accepts (else ${SECRET_VARIABLE}, else the one "
+        "the README gives)",
     )
+    sandbox.add_argument("--secret", help=argparse.SUPPRESS)
     sandbox.add_argument("--client-id", help="default: cs-sandbox")
     sandbox.add_argument("--account-id", help="default: sandbox-account")
     sandbox.add_argument(
@@ -92,6 +98,7 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
         Sandbox,
     )
 
+    secret = _secret(args) or DEFAULT_SECRET
     operations = {op.strip() for op in args.faults_on.split(",") if op.strip()}
     if not operations <= {"import", "list", "update", "delete"}:
         raise ConfigError(
@@ -123,7 +130,7 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
     try:
         sandbox = Sandbox(
             port=args.port,
-            secret=args.secret or DEFAULT_SECRET,
+            secret=secret,
             client_id=args.client_id or DEFAULT_CLIENT_ID,
             account_id=args.account_id or DEFAULT_ACCOUNT_ID,
             faults=faults,
@@ -145,3 +152,38 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
     with contextlib.suppress(KeyboardInterrupt):
         sandbox.serve_forever()
     return OK
+
+
+def _secret(args: argparse.Namespace) -> str | None:
+    """The secret ``--secret-file`` or ``$KORE_SANDBOX_SECRET`` gives (None: neither does).
+    Never from the command line, which every user of the machine may read (``ps``,
+    ``/proc/PID/cmdline``). A file's trailing line break is not part of the secret."""
+    from connector.settings import SECRET_BYTES
+
+    if args.secret is not None:
+        raise ConfigError(
+            "sandbox: --secret would show the secret to every user of this machine (ps)",
+            hint=f"put it in a file for --secret-file PATH, or in ${SECRET_VARIABLE}",
+        )
+    if args.secret_file is not None:
+        where = f"--secret-file {args.secret_file}"
+        try:
+            secret = Path(args.secret_file).read_text(encoding="utf-8").rstrip("\r\n")
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+            raise ConfigError(
+                f"sandbox: cannot read {where}: {reason}",
+                hint="give the path of a file holding the secret on one line",
+            ) from None
+    elif os.environ.get(SECRET_VARIABLE):
+        where, secret = f"${SECRET_VARIABLE}", os.environ[SECRET_VARIABLE]
+    else:
+        return None
+    size = len(secret.encode())
+    if size < SECRET_BYTES["HS256"]:
+        raise ConfigError(
+            f"sandbox: the secret in {where} is {size} bytes long; HS256 needs at least "
+            f"{SECRET_BYTES['HS256']} (RFC 7518 §3.2)",
+            hint="use a longer secret, e.g. `openssl rand -hex 32`",
+        )
+    return secret

@@ -49,32 +49,44 @@ def cmd_status(args: argparse.Namespace) -> int:
     from connector.sync.context import counted
 
     for name, item in found.items():
-        print(f"{name}:")
+        say(f"{name}:")
         _print_run("last run", item["last_run"])
         if item["last_delivery"] is not None and item["last_delivery"] == item["last_run"]:
-            print("  last delivery:  the last run")
+            say("  last delivery:  the last run")
         else:
             _print_run("last delivery", item["last_delivery"])
-        print(f"  delivered:      {counted(item['delivered'], 'contact')}")
-        print(f"  pending:        {counted(item['pending'], 'row')} in flight")
+        say(f"  last check:     {_check(item)}")
+        say(f"  delivered:      {counted(item['delivered'], 'contact')}")
+        say(f"  pending:        {counted(item['pending'], 'row')} in flight")
         when = ", ".join(f"{k} {v}" for k, v in item["schedule"].items())
-        print(f"  next run:       {item['next_run'] or '-'} ({when}, when the daemon runs)")
+        say(f"  next run:       {item['next_run'] or '-'} ({when}, when the daemon runs)")
         lease = item["lease"]
         holder = f"{lease['holder']} until {lease['expires_at']}" if lease else "nobody"
-        print(f"  held by:        {holder}")
+        say(f"  held by:        {holder}")
     return OK
+
+
+def _check(item: dict[str, Any]) -> str:
+    """When the tenant was last checked: its last run, or a later run that found nothing new
+    and so left no record of its own."""
+    checked, last = item["last_check"], item["last_run"]
+    if checked is None:
+        return "never"
+    if last is not None and last["started_at"] == checked:
+        return "the last run"
+    return f"{checked} (found nothing new)"
 
 
 def _print_run(label: str, run: dict[str, Any] | None) -> None:
     """A run of ``status_of``, under ``label``: how it ended, its counters, and its error or
     interruption (an interruption is not an error, and is not called one)."""
     if run is None:
-        print(f"  {label + ':':<16}never")
+        say(f"  {label + ':':<16}never")
         return
-    print(f"  {label + ':':<16}{run['id']} {run['status']} (finished {run['finished_at'] or '-'})")
+    say(f"  {label + ':':<16}{run['id']} {run['status']} (finished {run['finished_at'] or '-'})")
     shown = ", ".join(f"{k} {v:,}" for k, v in run["counters"].items() if v)
-    print(f"    counters:     {shown or '-'}")
+    say(f"    counters:     {shown or '-'}")
     if run["error"]:
-        print(f"    error:        {run['error']}")
+        say(f"    error:        {run['error']}")
     if run["interruption"]:
-        print(f"    interruption: {run['interruption']}")
+        say(f"    interruption: {run['interruption']}")

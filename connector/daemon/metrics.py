@@ -1,10 +1,11 @@
 """Prometheus metrics, per tenant (label ``tenant``), fed by the runs' events.
 
 Counters count what this process did since it started, as Prometheus expects. Gauges that
-describe the tenant rather than this process (the last success, contacts delivered, contacts in
-flight) are also set from the state database (``restore``), at start and at every turn: a
-restarted daemon shows them from its first scrape, and a replica shows what another one did,
-so a staleness alert has no gap.
+describe the tenant rather than this process (the last success, the last check, contacts
+delivered, contacts in flight) are also set from the state database (``restore``), at start and
+at every turn: a restarted daemon shows them from its first scrape, and a replica shows what
+another one did, so a staleness alert has no gap. A tenant a reload removes loses every series
+(``forget``) once its run has ended.
 """
 
 from __future__ import annotations
@@ -76,6 +77,13 @@ class Metrics:
             ["tenant"],
             registry=r,
         )
+        self.last_check = Gauge(
+            "kore_connector_last_check_timestamp_seconds",
+            "When the tenant's newest run started, those that found nothing new and left no "
+            "run record included (Unix time)",
+            ["tenant"],
+            registry=r,
+        )
         self.upload_seconds = Histogram(
             "kore_connector_upload_seconds",
             "How long Kore took to answer an upload",
@@ -103,6 +111,23 @@ class Metrics:
             registry=r,
         )
 
+    def forget(self, tenant: str) -> None:
+        """Every series of ``tenant`` leaves ``/metrics`` (a reload removed it)."""
+        for metric in (
+            self.runs,
+            self.rows,
+            self.rejected,
+            self.in_flight,
+            self.delivered,
+            self.last_success,
+            self.last_check,
+            self.upload_seconds,
+            self.kore_errors,
+            self.waited,
+            self.lease_held,
+        ):
+            metric.remove_by_labels({"tenant": tenant})
+
     def known(self, tenant: str) -> None:
         """Show a configured tenant from the start, before its first run."""
         self.lease_held.labels(tenant).set(0)
@@ -116,6 +141,8 @@ class Metrics:
         tenant = history.tenant
         if history.last_success is not None:
             self.last_success.labels(tenant).set(history.last_success.timestamp())
+        if history.last_check is not None:
+            self.last_check.labels(tenant).set(history.last_check.timestamp())
         self.delivered.labels(tenant).set(history.delivered)
         self.in_flight.labels(tenant).set(history.pending)
 

@@ -6,27 +6,39 @@ a misfire grace of one period unless the schedule sets another. Nothing of the s
 the process; what a restart needs to know is in the state database, and each turn reads it there,
 whoever wrote it (this process, an earlier one, a replica, a ``sync``):
 
-- a tenant whose lease another process holds is skipped this turn;
+- a tenant whose lease another process holds is skipped this turn, and tried again soon (below);
 - a tenant whose last run left work undone (``interrupted``, ``abandoned``, still ``running``
   with its holder gone, or rows in flight, as a ``failed`` run may leave) runs at once;
-- otherwise a tenant whose last run started less than half a period ago is skipped, so N
+- otherwise a tenant whose last run started less than half a period ago (by the state
+  database's clock, runs that found nothing new and left no record included) is skipped, so N
   replicas keep one schedule between them.
 
 A tenant's first turn in this process (at start, or when a reload adds it or changes its
 schedule) comes at once for an interval schedule, and for a cron schedule when its work is
-unfinished. A first turn that finds the lease held comes once more just after the lease expires
-(where no lock tells that a holder died, a dead one, such as this daemon's previous process,
-holds it until then); one that finds a recent run moves the next turn to a period after that
-run, so a restart keeps the schedule. Every skipped turn is logged at INFO with its reason, APScheduler's own skips too.
-The gauges that describe a tenant (last success, contacts delivered, in flight) are set from the
-state at start and at every turn, so ``/metrics`` shows them from the first scrape.
+unfinished; one that finds a recent run moves the next turn to a period after that run, so a
+restart keeps the schedule. A turn that finds the lease held comes back soon, whatever the
+schedule, until the tenant is free: every ``BUSY_RETRY`` where a lock tells at once that a
+holder died (its tenant, unfinished, is then this daemon's to resume within seconds), just after
+the lease expires where none does (MySQL, ``daemon.lease_locks: false``). Every skipped turn is
+logged at INFO with its reason, APScheduler's own skips too; a tenant found busy again and again
+is said once. The gauges that describe a tenant (last success, last check, contacts delivered,
+in flight) are set from the state at start and at every turn, so ``/metrics`` shows them from
+the first scrape.
+
+Beside the turns, an upkeep thread measures this machine's clock against the state database's
+(``daemon.clock``: past ``daemon.max_clock_skew_seconds`` the daemon takes no lease) and prunes
+old run records and settled batches (``state.pruning``, every ``PRUNE_SECONDS``, the first time
+at start). A state database or a Kore host that stops answering is one outage in the log, two
+lines, not one line a turn (``daemon.outages``).
 
 SIGTERM/SIGINT stop scheduling, tell every run to stop at its next batch boundary, wait up to
 ``daemon.stop_grace_seconds`` for them to record themselves as ``interrupted`` and release their
 leases, and exit 0. A run still in an upload when the grace ends is left as it is: the process
-exits, its batch stays in flight for the next run to re-send, and its lease expires.
+exits, its batch stays in flight for the next run to re-send, and its lease is free once the
+process is gone (at expiry where no lock tells).
 SIGHUP reloads the configuration and mappings; an invalid one is refused in one log line and
-the one loaded before is kept.
+the one loaded before is kept. A tenant the new configuration removes stops at its next batch
+boundary (``interrupted``, its lease released), and its series leave ``/metrics``.
 """
 
 from __future__ import annotations
@@ -50,18 +62,35 @@ from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from connector.daemon.http import HealthServer
+from connector import logs
+from connector.daemon.clock import CHECK_SECONDS, ClockWatch
+from connector.daemon.http import HealthServer, probe_check
 from connector.daemon.metrics import Metrics
-from connector.errors import ConnectorError, TenantBusy
+from connector.daemon.outages import Outage, span
+from connector.errors import ConnectorError, KoreUnavailable, TenantBusy
 from connector.mapping import load_mapping
 from connector.settings import ScheduleSettings, Settings, TenantSettings, load_settings
-from connector.state import PROCESS_ID, LeaseInfo, Store
+from connector.state import PROCESS_ID, LeaseInfo, StateUnavailable, Store
 from connector.state.history import History, histories
-from connector.sync.context import Event, LeaseChanged, Observer, counted
+from connector.state.pruning import prune_once
+from connector.sync.context import (
+    Event,
+    KoreAnswered,
+    LeaseChanged,
+    Observer,
+    RunFinished,
+    counted,
+)
 from connector.sync.observers import log_event
 from connector.sync.run import run_tenant
 
 log = logging.getLogger("connector.daemon")
+
+BUSY_RETRY = timedelta(seconds=5)
+"""How soon a turn that found the tenant busy comes back, where a lock tells that a holder
+died: a dead replica's tenants move within seconds, whatever their schedule."""
+PRUNE_SECONDS = 300.0
+"""How often old run records and settled batches are pruned (the first time at start)."""
 
 
 class Daemon:
@@ -70,6 +99,8 @@ class Daemon:
         self.settings = settings
         self.store = store
         self.metrics = Metrics()
+        self.clock = ClockWatch(store, max_skew=settings.daemon.max_clock_skew_seconds)
+        self.state_outage = Outage("the state database")
         self.scheduler = BackgroundScheduler(
             executors={"default": ThreadPoolExecutor(settings.daemon.workers)},
             job_defaults={"coalesce": True, "max_instances": 1},
@@ -83,14 +114,21 @@ class Daemon:
         self._running: dict[str, threading.Event] = {}
         self._first_turns: set[str] = set()
         """Tenants whose next turn is their first in this process (see the module's docstring)."""
+        self._waiting: set[str] = set()
+        """Tenants found busy and tried again soon: said at INFO once, then at DEBUG."""
+        self._kore_outages: dict[str, Outage] = {}
         self._lock = threading.Lock()
         self._stopping = False
+        self._quit = threading.Event()
+        self._upkeep = threading.Thread(target=self._keep_up, name="upkeep", daemon=True)
 
     # scheduling
 
     def start(self) -> None:
+        self._measure_clock()  # before the first turn: a clock that is off takes no lease
         self._schedule({}, self.settings)
         self.scheduler.start()
+        self._upkeep.start()
         log.info(
             "daemon %s started: %s, state %s",
             PROCESS_ID,
@@ -106,7 +144,13 @@ class Daemon:
             self.scheduler.remove_job(name)
             with self._lock:
                 self._first_turns.discard(name)
-            log.info("tenant %s removed", name)
+                self._waiting.discard(name)
+                running = name in self._running
+            if running:
+                log.info("tenant %s removed: its run stops at its next batch boundary", name)
+            else:
+                self.metrics.forget(name)
+                log.info("tenant %s removed", name)
         changed = [
             name
             for name, tenant in after.tenants.items()
@@ -156,7 +200,9 @@ class Daemon:
             return {}
 
     def reload(self) -> None:
-        """SIGHUP: read the config and every mapping again; keep the old ones if anything is wrong."""
+        """SIGHUP: read the config and every mapping again; keep the old ones if anything is
+        wrong. A run of a tenant the new config removes is told to stop at its next batch
+        boundary."""
         try:
             fresh = load_settings(self.config)
             for tenant in fresh.tenants.values():
@@ -168,7 +214,15 @@ class Daemon:
             log.error("reload refused: state_url cannot change while running; restart the daemon")
             return
         before = self.settings.tenants
-        self.settings = fresh
+        with self._lock:
+            self.settings = fresh
+            stops = [
+                self._running[name]
+                for name in before.keys() - fresh.tenants.keys()
+                if name in self._running
+            ]
+        for stop in stops:
+            stop.set()
         self._schedule(before, fresh)
         log.info("configuration reloaded: %s", counted(len(fresh.tenants), "tenant"))
 
@@ -187,6 +241,8 @@ class Daemon:
             return
         try:
             self._turn(name, settings, first=first)
+        except StateUnavailable as exc:
+            self.state_outage.failed(exc.message)
         except ConnectorError as exc:
             log.error("tenant %s: %s", name, exc.message)
         except Exception:  # a bug must not stop the other tenants' schedules
@@ -194,27 +250,38 @@ class Daemon:
 
     def _turn(self, name: str, settings: Settings, *, first: bool) -> None:
         """Skip this turn, saying why, or run the tenant; then show what the state holds."""
+        off = self.clock.off
+        if off is not None:  # said once, by the clock's watch
+            log.debug("turn skipped: %s", off, extra={"tenant": name})
+            return
         history = histories(self.store, [name])[name]
+        self.state_outage.answered()
         self.metrics.restore(history)
         undone = _unfinished(history)
         if undone is None:
             recent = self._recent(name, history, settings.tenants[name].schedule, first=first)
             if recent is not None:
+                with self._lock:
+                    self._waiting.discard(name)
                 _skipped(name, recent)
                 return
         stop = threading.Event()
         with self._lock:
-            stopping = self._stopping
-            if not stopping:
+            why = "the daemon is stopping" if self._stopping else None
+            if name not in self.settings.tenants:
+                why = "a reload removed the tenant"
+            if why is None:
                 self._running[name] = stop
-        if stopping:
-            _skipped(name, "the daemon is stopping")
+        if why is not None:
+            _skipped(name, why)
             return
-        observers: list[Observer] = [log_event, self.metrics.observe]
+        run_log = _RunLog(self, name, settings.tenants[name].kore.host)
+        observers: list[Observer] = [run_log, self.metrics.observe]
         if undone is not None:
             observers.insert(0, _resuming(undone))
+        status, folded = None, False
         try:
-            run_tenant(
+            result = run_tenant(
                 self.store,
                 name,
                 settings=settings,
@@ -222,61 +289,81 @@ class Daemon:
                 stop=stop,
                 observers=observers,
             )
+            status = result.status
+            run_log.ended(result.error)
         except TenantBusy:
-            locks = settings.daemon.lease_locks
-            again = first and not self.store.leases.notices_death(locks=locks)
-            self._busy(name, self.store.leases.current(name), again=again)
+            self._busy(name, self.store.leases.current(name), locks=settings.daemon.lease_locks)
             return
         finally:
             with self._lock:
                 self._running.pop(name, None)
-        self.metrics.restore(histories(self.store, [name])[name])
+                removed = name not in self.settings.tenants
+            folded = run_log.flush()
+            if removed:
+                self.metrics.forget(name)
+                if status is not None:
+                    log.info("tenant %s removed: its run ended %s", name, status)
+        with self._lock:
+            self._waiting.discard(name)
+        if not removed and not folded:
+            self.metrics.restore(histories(self.store, [name])[name])
 
-    def _busy(self, name: str, lease: LeaseInfo | None, *, again: bool) -> None:
-        """Skip a turn whose lease another process holds. ``again`` (a first turn): come back
-        just after the lease expires, since where no lock tells that a holder died (MySQL,
-        ``daemon.lease_locks: false``) a dead one keeps it until then, and its run is for this
-        daemon to resume; a live holder will have renewed it, and that turn is skipped too."""
-        if lease is None or not lease.held:
-            _skipped(name, "another process took its lease a moment ago")
+    def _busy(self, name: str, lease: LeaseInfo | None, *, locks: bool) -> None:
+        """Skip a turn whose lease another process holds, and come back soon rather than at
+        the next scheduled turn: while the holder lives, those turns are skipped too; once it
+        dies, its tenant (whose run it left unfinished) is this daemon's to resume, whatever
+        the schedule. Where a lock tells that a holder died, that is known at once: back in
+        ``BUSY_RETRY``; where none does (MySQL, ``daemon.lease_locks: false``) only at
+        expiry: back just after it. Said at INFO once while the tenant stays busy."""
+        held = lease is not None and lease.held
+        if lease is not None and held:
+            why = (
+                f"another process runs it (lease held by {lease.holder} "
+                f"until {lease.expires_at:%H:%M:%S} UTC)"
+            )
+        else:
+            why = "another process took its lease a moment ago"
+        if lease is not None and held and not self.store.leases.notices_death(locks=locks):
+            wait = lease.remaining + timedelta(seconds=1)
+            then = "one more turn just after that lease expires"
+        else:
+            wait = BUSY_RETRY
+            then = f"tried again every {span(BUSY_RETRY)} while it is held"
+        at = datetime.now(UTC) + wait
+        job = self.scheduler.get_job(name)
+        due = job.next_run_time if job is not None else None
+        if due is None or (due > at and not self._move(name, at)):
+            _skipped(name, why)  # removed by a reload, or the daemon is stopping
             return
-        _skipped(
-            name,
-            f"another process runs it (lease held by {lease.holder} "
-            f"until {lease.expires_at:%H:%M:%S} UTC)",
-        )
-        if again:
-            at = max(lease.expires_at, datetime.now(UTC)) + timedelta(seconds=1)
-            if self._move(name, at):
-                log.info(
-                    "one more turn at %s UTC, after that lease expires",
-                    f"{at:%H:%M:%S}",
-                    extra={"tenant": name},
-                )
+        with self._lock:
+            again = name in self._waiting
+            self._waiting.add(name)
+        _skipped(name, f"{why}; {then}", level=logging.DEBUG if again else logging.INFO)
 
     def _recent(
         self, name: str, history: History, schedule: ScheduleSettings, *, first: bool
     ) -> str | None:
-        """Why the tenant is not due (its last run started less than half a period ago), or
-        None. A first turn on an interval schedule moves the next turn to a period after that
-        run: a restart does not push the schedule back by the time the daemon was down."""
-        last = history.last_run
+        """Why the tenant is not due (its newest run, recorded or not, started less than half
+        a period ago by the state database's clock), or None. A first turn on an interval
+        schedule moves the next turn to a period after that run: a restart does not push the
+        schedule back by the time the daemon was down."""
+        last = history.last_check
         if last is None:
             return None
-        now = datetime.now(UTC)
-        ago = now - last.started_at
+        ago = history.read_at - last
         if ago >= _period(schedule) / 2:
             return None
+        skew = datetime.now(UTC) - history.read_at  # the scheduler runs on this clock
         job = self.scheduler.get_job(name)
         due: datetime | None = job.next_run_time if job is not None else None
-        if (
-            first
-            and schedule.every is not None
-            and self._move(name, last.started_at + schedule.every)
-        ):
-            due = last.started_at + schedule.every
-        until = f", next due in {_span(due - now)}" if due is not None else ""
-        return f"it ran {_span(ago)} ago ({last.status}){until}"
+        if first and schedule.every is not None:
+            after = last + schedule.every + skew
+            if self._move(name, after):
+                due = after
+        until = f", next due in {span(due - datetime.now(UTC))}" if due is not None else ""
+        recorded = history.last_run is not None and history.last_run.started_at == last
+        what = history.last_run.status if history.last_run and recorded else "found nothing new"
+        return f"it ran {span(ago)} ago ({what}){until}"
 
     def _move(self, name: str, at: datetime) -> bool:
         """Move the tenant's next turn to ``at``; later turns follow from there. False when the
@@ -298,6 +385,79 @@ class Daemon:
                 "within its misfire grace",
             )
 
+    def outage_of(self, error: ConnectorError | None, host: str) -> Outage | None:
+        """The outage that explains a run's failure: the state database's, or Kore's at
+        ``host``; None for a failure of the tenant's own."""
+        if isinstance(error, StateUnavailable):
+            return self.state_outage
+        if isinstance(error, KoreUnavailable):
+            return self.kore_outage(host)
+        return None
+
+    def kore_outage(self, host: str) -> Outage:
+        with self._lock:
+            return self._kore_outages.setdefault(host, Outage(f"Kore at {host}"))
+
+    # upkeep
+
+    def _keep_up(self) -> None:
+        """The clock measured every ``CHECK_SECONDS``, history pruned every
+        ``PRUNE_SECONDS`` (at once the first time), until the daemon stops."""
+        clock_due = time.monotonic() + CHECK_SECONDS
+        prune_due = time.monotonic()
+        while True:
+            if time.monotonic() >= prune_due:
+                self._prune()
+                prune_due = time.monotonic() + PRUNE_SECONDS
+            if time.monotonic() >= clock_due:
+                self._measure_clock()
+                clock_due = time.monotonic() + CHECK_SECONDS
+            if self._quit.wait(max(0.0, min(clock_due, prune_due) - time.monotonic())):
+                return
+
+    def _measure_clock(self) -> None:
+        try:
+            self.clock.measure()
+        except StateUnavailable as exc:
+            self.state_outage.failed(exc.message, turn=False)
+        except ConnectorError as exc:
+            log.warning(
+                "this machine's clock could not be compared with the state database's: %s",
+                exc.message,
+            )
+        else:
+            self.state_outage.answered()
+
+    def _prune(self) -> None:
+        """Delete run records and settled batches older than ``runs_keep_days`` (by default
+        ``reports_keep_days``); not while this machine's clock is off, which takes no lease."""
+        settings = self.settings
+        keep = settings.runs_keep_days
+        if keep is None:
+            keep = settings.reports_keep_days
+        if self.clock.off is not None or keep == 0:
+            return
+        try:
+            pruned = prune_once(
+                self.store,
+                keep_days=keep,
+                seconds=settings.daemon.lease_seconds,
+                locks=settings.daemon.lease_locks,
+            )
+        except StateUnavailable as exc:
+            self.state_outage.failed(exc.message, turn=False)
+            return
+        except ConnectorError as exc:
+            log.warning("old runs could not be pruned: %s", exc.message)
+            return
+        if pruned is not None and (pruned.runs or pruned.batches):
+            log.info(
+                "pruned %s and %s older than %s (runs_keep_days)",
+                counted(pruned.runs, "run record"),
+                counted(pruned.batches, "settled batch"),
+                counted(keep, "day"),
+            )
+
     # stopping
 
     def stop(self, grace: float) -> bool:
@@ -305,6 +465,7 @@ class Daemon:
         with self._lock:
             self._stopping = True
             running = dict(self._running)
+        self._quit.set()
         self.scheduler.shutdown(wait=False)
         for stop in running.values():
             stop.set()
@@ -315,19 +476,63 @@ class Daemon:
             with self._lock:
                 if not self._running:
                     return True
-            time.sleep(0.05)
+            self._quit.wait(0.05)
         with self._lock:
             left = sorted(self._running)
         if left:
             log.error(
                 "%s %s still in an upload after %.0fs; exiting anyway: the batch in flight "
-                "is re-sent by the next run and the lease expires by itself",
+                "is re-sent by the next run, and the lease is free once this process is gone",
                 "tenant" if len(left) == 1 else "tenants",
                 ", ".join(left),
                 grace,
             )
             return False
         return True
+
+
+class _RunLog:
+    """A run's events to the log, as ``log_event`` writes them, but a failed run's last events
+    (its end, its lease let go) wait until its error is known: a failure that an outage
+    explains (``Daemon.outage_of``) is counted into that outage's two lines instead, at DEBUG.
+    A Kore answer ends an outage of Kore at the tenant's host."""
+
+    def __init__(self, daemon: Daemon, tenant: str, host: str) -> None:
+        self._daemon = daemon
+        self._tenant = tenant
+        self._host = host
+        self._held: list[Event] = []
+        self._error: ConnectorError | None = None
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, KoreAnswered) and 0 < event.status < 500 and event.status != 429:
+            self._daemon.kore_outage(self._host).answered()
+        if self._held or (isinstance(event, RunFinished) and event.status == "failed"):
+            self._held.append(event)
+        else:
+            log_event(event)
+
+    def ended(self, error: ConnectorError | None) -> None:
+        """The run's error, once ``run_tenant`` returned it."""
+        self._error = error
+
+    @logs.scoped
+    def flush(self) -> bool:
+        """Log what was held back, in the run's name, or count it into an outage (True)."""
+        held, self._held = self._held, []
+        if not held:
+            return False
+        first = held[0]
+        assert isinstance(first, RunFinished)
+        outage = self._daemon.outage_of(self._error, self._host)
+        if outage is not None and self._error is not None:
+            outage.failed(self._error.message)
+            log.debug("tenant %s: run %s failed (%s)", self._tenant, first.run_id, first.error)
+            return True
+        logs.bind(tenant=self._tenant, run_id=first.run_id)
+        for event in held:
+            log_event(event)
+        return False
 
 
 def _unfinished(history: History) -> str | None:
@@ -359,20 +564,8 @@ def _resuming(why: str) -> Observer:
     return observe
 
 
-def _skipped(name: str, why: str) -> None:
-    log.info("turn skipped: %s", why, extra={"tenant": name})
-
-
-def _span(span: timedelta) -> str:
-    """``40s``, ``14m 20s``, ``2h 5m``: an age or a wait as an operator reads it."""
-    seconds = max(0, round(span.total_seconds()))
-    hours, rest = divmod(seconds, 3600)
-    minutes, seconds = divmod(rest, 60)
-    if hours:
-        return f"{hours}h {minutes}m"
-    if minutes:
-        return f"{minutes}m {seconds}s"
-    return f"{seconds}s"
+def _skipped(name: str, why: str, *, level: int = logging.INFO) -> None:
+    log.log(level, "turn skipped: %s", why, extra={"tenant": name})
 
 
 def _trigger(schedule: ScheduleSettings) -> tuple[BaseTrigger, int]:
@@ -414,7 +607,11 @@ def serve(config: Path, *, listen: str | None) -> int:
     health = None
     if listen:
         health = HealthServer(
-            listen, ping=store.ping, ready=daemon.ready, registry=daemon.metrics.registry
+            listen,
+            checks=[probe_check(store.ping, "state database unreachable"), daemon.clock.check],
+            ready=daemon.ready,
+            registry=daemon.metrics.registry,
+            timeout=settings.daemon.listen_timeout_seconds,
         )
     wake = threading.Event()
     asked: list[int] = []

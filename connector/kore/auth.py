@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 import uuid
-import warnings
 from collections.abc import Generator
 
 import httpx
@@ -12,6 +11,10 @@ import jwt
 from pydantic import SecretStr
 
 TOKEN_LIFETIME_SECONDS = 300
+IAT_BACKDATE_SECONDS = 10
+"""A token says it was issued this long ago: a server refuses a token issued in the future
+(PyJWT's ``ImmatureSignatureError``), and this absorbs a clock a few seconds ahead of Kore's.
+A clock further off is the daemon's to catch (``daemon.max_clock_skew_seconds``)."""
 
 
 class JwtAuth(httpx.Auth):
@@ -38,14 +41,12 @@ class JwtAuth(httpx.Auth):
         claims = {
             "appId": self._client_id,
             "sub": "kore-connector",
-            "iat": issued,
+            "iat": issued - IAT_BACKDATE_SECONDS,
             "exp": issued + TOKEN_LIFETIME_SECONDS,
             "jti": uuid.uuid4().hex,
         }
-        with warnings.catch_warnings():
-            # Kore issues the secret; PyJWT's advice on its length is not the operator's to act on.
-            warnings.simplefilter("ignore")
-            return jwt.encode(claims, self._secret.get_secret_value(), algorithm=self._algorithm)
+        # the secret's length was checked when the config was read (RFC 7518 §3.2)
+        return jwt.encode(claims, self._secret.get_secret_value(), algorithm=self._algorithm)
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         request.headers["auth"] = self.mint()

@@ -18,13 +18,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import httpx
 
 from connector.errors import KoreAuthError, KoreRejected, KoreUnavailable
 from connector.kore.auth import JwtAuth
 from connector.kore.pacing import Limits, Pacer, Pacing
-from connector.settings import KoreSettings
+from connector.settings import KoreSettings, is_loopback
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +96,10 @@ class KoreClient:
             timeout=settings.timeout_seconds,
             transport=transport,
             headers={"User-Agent": "kore-connector"},
+            # A loopback host is reached directly: a proxy from the environment (HTTP_PROXY,
+            # ALL_PROXY…) would read the token on its way there in plain http. Other hosts
+            # take HTTPS_PROXY, ALL_PROXY and NO_PROXY, and SSL_CERT_FILE, from it.
+            trust_env=not is_loopback(urlsplit(settings.host).hostname or ""),
         )
 
     def __repr__(self) -> str:

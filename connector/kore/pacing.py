@@ -6,7 +6,9 @@ it counts, so a 429 slows the pace down (the allowed rate halves) and any Retry-
 honoured; each answer that is not a 429 speeds it up again by a little (multiplicative decrease,
 additive increase, as TCP does). ``delay_for`` is the rule; ``Pacer`` keeps the windows in this
 process (``check --online``, unit tests), ``connector.state.budget.SharedPacer`` keeps them in the
-state database so that every tenant and every replica calling one bot share its budget.
+state database so that every tenant and every replica calling one bot share its budget; there the
+times are the database's clock, not each replica's, so replicas whose clocks disagree still see
+one set of windows.
 """
 
 from __future__ import annotations

@@ -133,7 +133,7 @@ class Mapping:
                 if not hits and isinstance(ref, str) and not use.optional:
                     raise ConfigError(
                         f"mapping {self.name}: {where} names '{ref}', which {source} lacks"
-                        f"{closest([ref], header)}",
+                        f"{closest([ref], tabular(header))}",
                         hint="fix the name, or write alternatives as {any: [A, B]}; "
                         + columns_there(header),
                     )
@@ -151,7 +151,7 @@ class Mapping:
             elif not found:
                 raise ConfigError(
                     f"mapping {self.name}: {where} names {described(use.candidates)}, which "
-                    f"{source} lacks{closest(candidates, header)}",
+                    f"{source} lacks{closest(candidates, tabular(header))}",
                     hint=columns_there(header),
                 )
             resolved[where] = found
@@ -186,10 +186,24 @@ class Mapping:
         )
 
 
+def tabular(header: Sequence[str]) -> Sequence[str]:
+    """The header, when it reads as a table's and its names may be shown: two cells or more,
+    each printable text (no control character). Else nothing: the first line of a file that is
+    no table may be a secret (``/etc/shadow`` read as CSV is one cell, ``root:*:20228:0:…``),
+    and a binary file's is bytes."""
+    return header if len(header) >= 2 and all(cell.isprintable() for cell in header) else []
+
+
 def columns_there(header: Sequence[str]) -> str:
-    """The hint that lists a header's columns; a header of one or two cells is more likely a
-    report's title than the table's header, which then needs naming."""
-    hint = f"columns there: {listed(header)}"
+    """The hint that lists a header's columns (only a ``tabular`` one's); a header of one or
+    two cells is more likely a report's title than the table's header, which then needs
+    naming."""
+    hint = (
+        f"columns there: {listed(header)}"
+        if tabular(header)
+        else "the header row is not shown: it does not read as a table's (two cells or more,"
+        " each printable text)"
+    )
     if len(header) <= 2:
         hint += (
             "; if the table's header is further down (below a report's title), name its line"

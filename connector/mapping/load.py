@@ -15,7 +15,7 @@ from connector.errors import DOCS, ConfigError
 from connector.mapping.apply import Mapping
 from connector.mapping.headers import SYNONYMS
 from connector.mapping.spec import MappingSpec
-from connector.settings import load_yaml
+from connector.settings import load_yaml, read_yaml_text
 
 if TYPE_CHECKING:
     from connector.settings import TenantSettings
@@ -81,7 +81,7 @@ def load_mapping(name_or_path: str, *, base: Path | None = None) -> Mapping:
             hint=f"built-ins: {', '.join(builtin_names())}",
         )
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        text = read_yaml_text(path)
     except OSError as exc:
         raise ConfigError(
             f"mapping {path}: cannot read: {exc.strerror}",

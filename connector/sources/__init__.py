@@ -10,17 +10,22 @@ Export files share one layout (``Table``): the header row is found among the lea
 assumed to be the first; a report's title lines above it and its totals below the data are
 counted, never read as contacts; and every row a file yields has exactly the header's width, or
 carries its error. ``Stamp`` tells a file still being written.
+
+An export folder is a boundary (``open_export``): a file is read only when its real path lies
+inside the folder the source names, and every later open of it must find the same file.
 """
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 from collections.abc import Generator, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from decimal import Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, BinaryIO, Literal, Protocol
 
 from connector.errors import ConfigError, SourceError
 from connector.mapping.headers import looks_like_header, shown
@@ -122,6 +127,50 @@ class Stamp:
         return None
 
 
+Identity = tuple[int, int]
+"""A file's device and inode: which file a name led to when it was opened."""
+
+
+def open_export(path: Path, folder: Path | None) -> tuple[BinaryIO, Identity]:
+    """``path`` opened for reading, and the identity of the file opened.
+
+    With ``folder`` (a real path: no link, no ``..``), the file opened must lie inside it. The
+    check is made on the file actually opened (its path as the kernel tells it,
+    ``/proc/self/fd``), so a link put in place between listing the folder and opening the file
+    leads nowhere. Raises ``SourceError`` for a file that cannot be read, is not a regular
+    file (a FIFO would block the run, a device never end), or lies outside ``folder``."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
+    except OSError as exc:
+        raise SourceError(
+            f"{path}: cannot read: {exc.strerror}",
+            hint="check that source.path names the file and that this user may read it",
+        ) from None
+    handle = os.fdopen(fd, "rb")
+    status = os.fstat(fd)
+    problem = None
+    if not stat.S_ISREG(status.st_mode):
+        problem = "not a regular file"
+    elif folder is not None and not _opened_path(fd, path).is_relative_to(folder):
+        problem = f"its real path leaves the export folder {folder}"
+    if problem is not None:
+        handle.close()
+        raise SourceError(
+            f"{path}: {problem}; nothing of it was read",
+            hint="export folders hold the export files themselves, not links out of them",
+        )
+    return handle, (status.st_dev, status.st_ino)
+
+
+def _opened_path(fd: int, path: Path) -> Path:
+    """The real path of the file open as ``fd``: the kernel's word on Linux, else the path's
+    real path now."""
+    try:
+        return Path(os.readlink(f"/proc/self/fd/{fd}"))
+    except OSError:
+        return Path(os.path.realpath(path))
+
+
 @dataclass
 class ExportFile:
     """What every export file shares: it is remembered by its content and named by its name."""
@@ -131,6 +180,9 @@ class ExportFile:
     stamp: Stamp | None = field(default=None, kw_only=True)
     """The file's size and time when it was hashed: the rows read must be that same file's.
     None reads the file as it is (``check``, which remembers nothing)."""
+    identity: Identity | None = field(default=None, kw_only=True)
+    """The file hashed (``open_export``): every later open must find that file under its name,
+    not another one linked or moved there since."""
     expect_rows = True
 
     @property
@@ -151,6 +203,19 @@ class ExportFile:
         """Bytes read so far and the file's size (read whole only at its end, unless the
         format says better)."""
         return 0, self.path.stat().st_size
+
+    def open_bytes(self) -> BinaryIO:
+        """The file opened again to read its rows: the very file that was hashed, or a
+        ``SourceError``."""
+        handle, identity = open_export(self.path, None)
+        if self.identity is not None and identity != self.identity:
+            handle.close()
+            raise SourceError(
+                f"{self.path}: another file took its name while it was read; nothing of it"
+                " was sent, and it is read again next run",
+                hint="export folders hold the export files themselves, not links out of them",
+            )
+        return handle
 
     def unchanged(self) -> None:
         """Raise when the file changed since it was hashed: its rows, all read now, may be a
@@ -210,6 +275,10 @@ class SourceStats:
     while they were hashed (still being written)."""
     waiting: list[str] = field(default_factory=list)
     """One warning naming each of them."""
+    unsafe_paths: int = 0
+    """Files matched whose real path leaves the export folder (a link, ``..``): never read."""
+    unsafe: list[str] = field(default_factory=list)
+    """One warning naming each of them."""
 
 
 class Source(Protocol):
@@ -230,6 +299,9 @@ HEADER_SEARCH_ROWS = 50
 """Leading rows (not counting blank ones) searched for the header row. A report's title block
 is a handful of rows (its name, "As of …", a few filters); 50 leaves room for long filter lists
 and bounds what is held while searching."""
+HEADER_SEARCH_CHARS = 1 << 20
+"""Characters of leading rows held while searching for the header row: the search also ends
+past them (a title block is a few hundred), so that 50 long rows are never held at once."""
 _TOTALS = re.compile(r"(?:grand\s+|sub)?totals?\b|(?:record\s+)?count\b", re.IGNORECASE)
 """How a report's totals line starts: ``Grand Totals (2 records)``, ``Subtotal``, ``Count: 3``."""
 _LISTED_CELLS = 3
@@ -240,8 +312,9 @@ _Count = Literal["header_lines", "title_lines", "totals_lines", "blank_lines"]
 class Table:
     """Where a file's table is: its header row, its rows, and what is neither.
 
-    The header is the first of the leading ``HEADER_SEARCH_ROWS`` rows that reads as a header by
-    the synonym table (``looks_like_header``); when none does, the first row is, as ever (a
+    The header is the first of the leading ``HEADER_SEARCH_ROWS`` rows (fewer when they hold
+    more than ``HEADER_SEARCH_CHARS`` characters) that reads as a header by the synonym table
+    (``looks_like_header``); when none does, the first row is, as ever (a
     header the table does not know still works). ``source.header_row`` overrules the search.
     Rows above the header are a report's title lines (``title_lines``), never contacts.
 
@@ -304,6 +377,7 @@ class Table:
 
     def _search(self, records: Iterator[SourceRow]) -> tuple[SourceRow, list[SourceRow]] | None:
         ahead: list[SourceRow] = []
+        held = 0
         for record in records:
             if record.error is None and not _filled(record.values):
                 self._moved(record, "blank_lines")
@@ -313,7 +387,8 @@ class Table:
                 for title in ahead[:-1]:
                     self._moved(title, "title_lines")
                 return record, []
-            if len(ahead) == HEADER_SEARCH_ROWS:
+            held += sum(map(len, record.values))
+            if len(ahead) == HEADER_SEARCH_ROWS or held > HEADER_SEARCH_CHARS:
                 break
         return (ahead[0], ahead[1:]) if ahead else None
 

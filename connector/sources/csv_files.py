@@ -6,10 +6,13 @@ it swallow the rest of the file as one silent record. So the reader finds where 
 ends itself, with the csv module's own rules (a quote opens a field only at its start, a
 doubled quote is one quote, a stray quote elsewhere is text), and hands the csv module one whole
 record at a time. A record longer than ``source.max_row_chars`` is rejected without being held
-in memory; a quote still open at the end of the file fails the file, naming the line it opened
-on. Every physical line is accounted for: a title line above the header, the header, a record's
-lines, a report's totals lines, or a blank line (``Table`` in ``connector.sources`` finds the
-header and fits each row to its width).
+in memory; a record of more cells than ``source.max_columns`` fails the file (a line of commas
+is no contact); a quote still open at the end of the file fails the file, naming the line it
+opened on. Records go to the csv module in batches of at most ``_BATCH`` records and
+``_BATCH_CHARS`` characters (and the one that crosses it), so what is held stays small whatever
+the lines hold. Every physical line is accounted for: a title line above the header, the
+header, a record's lines, a report's totals lines, or a blank line (``Table`` in
+``connector.sources`` finds the header and fits each row to its width).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from __future__ import annotations
 import codecs
 import csv
 import hashlib
+import io
 import re
 from collections.abc import Generator, Iterator
 from contextlib import closing
@@ -29,12 +33,23 @@ from typing import TextIO
 from connector.errors import SourceError
 from connector.mapping.headers import looks_like_header, shown
 from connector.settings import CsvSourceSettings
-from connector.sources import HEADER_SEARCH_ROWS, ExportFile, FileTally, SourceRow, Table
+from connector.sources import (
+    HEADER_SEARCH_ROWS,
+    ExportFile,
+    FileTally,
+    SourceRow,
+    Table,
+    open_export,
+)
 from connector.sources.encodings import Detection, Scan
 
 _CHUNK = 1 << 20
 _PIECE = 1 << 20
 """Characters read at a time: a longer physical line is read in pieces, never whole."""
+_SNIFFED = 1 << 16
+"""Characters of each leading line the delimiter is sniffed from (a header of 4,096 columns
+of 16 characters), and of the longest line a regular expression settles: past it, the walk
+does (the expression's backtracking would hold memory for every field of the line)."""
 _BOMS = (
     (codecs.BOM_UTF32_LE, "utf-32"),
     (codecs.BOM_UTF32_BE, "utf-32"),
@@ -61,8 +76,9 @@ _SEP_HINT = re.compile(r"^sep=(.)\r?\n?$")
 _BLANK = frozenset({"\n", "\r\n", "\r"})
 
 
-def inspect_csv(path: Path, settings: CsvSourceSettings) -> CsvFile:
-    """Hash the file and settle its encoding in one streamed pass (``Scan``).
+def inspect_csv(path: Path, settings: CsvSourceSettings, *, folder: Path | None = None) -> CsvFile:
+    """Hash the file and settle its encoding in one streamed pass (``Scan``). With ``folder``
+    (the export folder's real path) the file must lie inside it (``open_export``).
 
     A declared or BOM-marked encoding must decode the whole file (else one error naming the
     line). Without either, a file with NUL bytes is UTF-16 or UTF-32 written without a BOM, or
@@ -71,8 +87,9 @@ def inspect_csv(path: Path, settings: CsvSourceSettings) -> CsvFile:
     (``connector.sources.encodings``; docs/configuration.md, "Encodings").
     """
     digest = hashlib.sha256()
+    opened, identity = open_export(path, folder)
     try:
-        with path.open("rb") as handle:
+        with opened as handle:
             chunk = handle.read(_CHUNK)
             declared = settings.encoding or _bom_encoding(chunk) or _wide_encoding(path, chunk)
             scan = Scan(declared)
@@ -98,8 +115,10 @@ def inspect_csv(path: Path, settings: CsvSourceSettings) -> CsvFile:
         detection.encoding,
         settings.delimiter,
         max_row_chars=settings.max_row_chars,
+        max_columns=settings.max_columns,
         header_row=settings.header_row,
         detection=detection,
+        identity=identity,
     )
 
 
@@ -155,6 +174,7 @@ class CsvFile(ExportFile):
     encoding: str
     delimiter: str | None
     max_row_chars: int = 4_194_304
+    max_columns: int = 4096
     header_row: int | None = None
     detection: Detection | None = None
     """How ``encoding`` was settled (``inspect_csv`` always says; None counts as certain)."""
@@ -226,13 +246,13 @@ class CsvFile(ExportFile):
         """The delimiter (declared, else Excel's ``sep=`` hint, else sniffed from the leading
         lines) and whether the first line is such a hint, to be skipped. Leaves ``handle`` at
         the start of the file."""
-        first = handle.readline(_PIECE)
+        first = handle.readline(_SNIFFED)
         hint = _SEP_HINT.match(first)
         if self.delimiter or hint:
             handle.seek(0)
             return self.delimiter or (hint[1] if hint else ","), hint is not None
         leading = max(HEADER_SEARCH_ROWS, self.header_row or 0)
-        lines = [first, *islice(iter(partial(handle.readline, _PIECE), ""), leading - 1)]
+        lines = [first, *islice(iter(partial(handle.readline, _SNIFFED), ""), leading - 1)]
         handle.seek(0)
         return self._sniffed(lines), False
 
@@ -251,14 +271,10 @@ class CsvFile(ExportFile):
         return max(_DELIMITERS, key=lines[at].count)
 
     def _open(self) -> TextIO:
-        try:
-            errors = self.detection.errors if self.detection else "strict"
-            return self.path.open(encoding=self.encoding, errors=errors, newline="")
-        except OSError as exc:
-            raise SourceError(
-                f"{self.path}: cannot read: {exc.strerror}",
-                hint="check that source.path names the file and that this user may read it",
-            ) from None
+        errors = self.detection.errors if self.detection else "strict"
+        return io.TextIOWrapper(
+            self.open_bytes(), encoding=self.encoding, errors=errors, newline=""
+        )
 
     def header(self) -> list[str]:
         tally = FileTally()
@@ -297,7 +313,8 @@ class CsvFile(ExportFile):
                 if skip_hint:
                     handle.readline(_PIECE)
                     tally.lines = tally.header_lines = 1
-                yield from _Splitter(delimiter, self.max_row_chars, tally).rows(handle)
+                splitter = _Splitter(delimiter, self.max_row_chars, self.max_columns, tally)
+                yield from splitter.rows(handle)
             except UnicodeDecodeError:
                 raise SourceError(
                     f"{self.path}: changed while it was read; it is read again next run",
@@ -309,6 +326,12 @@ class CsvFile(ExportFile):
                     f"{self.path} line {exc.line}: where this record ends cannot be told for sure;"
                     " nothing of this file was sent",
                     hint="check the quoting around this line in the export",
+                ) from None
+            except _TooWide as exc:
+                raise SourceError(
+                    f"{self.path} line {exc.line}: a record of {exc.cells:,} cells, more than"
+                    f" source.max_columns ({self.max_columns:,}); nothing of this file was sent",
+                    hint="raise source.max_columns if the export really has that many columns",
                 ) from None
             except _Unclosed as exc:
                 raise SourceError(
@@ -323,7 +346,9 @@ _Record = tuple[int, int, "str | None", int]
 """A record as the splitter cut it: its first line, the lines it spans, its text (None when it
 is longer than the ceiling), and its length in characters."""
 _BATCH = 2000
-"""Records handed to the csv module together."""
+_BATCH_CHARS = 1 << 20
+"""Records handed to the csv module together: up to 2,000 of them, ending with the one that
+takes their characters past 1 Mi."""
 
 
 class _Unclosed(Exception):
@@ -337,6 +362,14 @@ class _Unsplit(_Unclosed):
     """The csv module read a record across the end the splitter found for it."""
 
 
+class _TooWide(Exception):
+    """A record of more cells than ``source.max_columns``, starting at ``line``."""
+
+    def __init__(self, line: int, cells: int) -> None:
+        self.line = line
+        self.cells = cells
+
+
 _START, _FIELD, _QUOTED, _END = range(4)
 
 
@@ -348,9 +381,10 @@ class _Splitter:
     one. Lines holding no quote, and lines that are plainly well-formed, are settled by one
     string test or one regular expression; the rest are walked field by field."""
 
-    def __init__(self, delimiter: str, ceiling: int, tally: FileTally) -> None:
+    def __init__(self, delimiter: str, ceiling: int, columns: int, tally: FileTally) -> None:
         self.delimiter = delimiter
         self.ceiling = ceiling
+        self.columns = columns
         self.tally = tally
         d = re.escape(delimiter)
         self._field_end = re.compile(f"[{d}\r\n]")
@@ -376,6 +410,8 @@ class _Splitter:
                 parsed += 1
                 if values is None or reader.line_num != parsed:
                     raise _Unsplit(line)
+                if len(values) > self.columns:
+                    raise _TooWide(line, len(values))
                 yield SourceRow(values, line, None, span)
 
     def _rejected(self, line: int, span: int, chars: int) -> SourceRow:
@@ -394,6 +430,7 @@ class _Splitter:
         plain = self._plain.fullmatch
         line = tally.lines + 1
         batch: list[_Record] = []
+        chars = 0
         while True:
             piece = readline(_PIECE)
             if not piece:
@@ -404,17 +441,21 @@ class _Splitter:
                 tally.blank_lines += 1
                 line += 1
                 continue
-            if ('"' not in piece and piece[-1] in "\r\n") or plain(piece):
+            if ('"' not in piece and piece[-1] in "\r\n") or (
+                len(piece) <= _SNIFFED and plain(piece)
+            ):
                 batch.append((line, 1, piece, len(piece)))
                 line += 1
             else:
                 record = self._long(piece, handle, line)
                 batch.append(record)
                 line += record[1]
-            if len(batch) >= _BATCH:
+            chars += batch[-1][3] if batch[-1][2] is not None else 0
+            if len(batch) >= _BATCH or chars >= _BATCH_CHARS:
                 self._count(batch, line)
                 yield batch
                 batch = []
+                chars = 0
         self._count(batch, line)
         if batch:
             yield batch

@@ -111,7 +111,6 @@ _SAMPLE = 256 << 10
 """Bytes of non-ASCII lines detection looks at, taken from across the whole file."""
 _PER_CHUNK = 32 << 10
 _LONGEST_LINE = 16 << 10
-_HIGH_LINE = re.compile(rb"[^\n]*[\x80-\xff][^\n]*\n")
 _WORDS = 2000
 """Distinct non-ASCII words whose shapes are judged (enough for a verdict, quick to judge)."""
 _STEEPNESS = 10.0
@@ -357,11 +356,10 @@ class _Sample:
         if index % self._stride or body[:end].isascii():
             return
         taken, size = [], 0
-        for match in _HIGH_LINE.finditer(body, 0, end):
-            line = match[0]
-            if len(line) <= _LONGEST_LINE:
-                taken.append(line)
-                size += len(line)
+        for line in body[:end].split(b"\n"):
+            if len(line) < _LONGEST_LINE and not line.isascii():
+                taken.append(line + b"\n")
+                size += len(line) + 1
                 if size >= _PER_CHUNK:
                     break
         self._pieces.append((index, b"".join(taken)))

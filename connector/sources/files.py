@@ -5,11 +5,21 @@ size or modification time changed while it was hashed, is still being written (a
 a copy into a shared folder): the run leaves it for the next run, counted (``files_waiting``)
 and named in a warning, and does not remember it. The rows read are checked against the same
 stamp once read (``ExportFile.unchanged``).
+
+The export folder is a boundary. A glob's folder is its path up to the first part with a
+wildcard; a single file's is the folder it is named in. A file whose real path leaves that
+folder (a link to another tenant's export or to ``/etc/shadow``, a ``..`` matched by the glob)
+is not read: the run counts it (``unsafe_paths``), names it in a warning, and reads the rest.
+The folder itself may be a link (a mount set up by the operator); what is checked is where each
+file really is, against where the folder really is. A link the operator names directly in
+``source.path`` is held to the same rule: the connector cannot tell it from one a tenant made in
+its upload folder, and naming the file it points to reads it.
 """
 
 from __future__ import annotations
 
 import glob
+import os
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -39,22 +49,45 @@ class FileSource:
         self.full = full
         self.stats = SourceStats()
         self._read: list[SourceUnit] = []
+        pattern = settings.path
+        self.folder = _folder_of(pattern) if glob.has_magic(pattern) else Path(pattern).parent
+        """The export folder as ``source.path`` names it."""
+        self._inside = Path(os.path.realpath(self.folder))
 
     def paths(self) -> list[Path]:
+        """The files ``source.path`` names that lie inside the export folder; the others are
+        counted and named (``SourceStats.unsafe``)."""
         pattern = self.settings.path
         if glob.has_magic(pattern):
             found = sorted(p for p in map(Path, glob.glob(pattern, recursive=True)) if p.is_file())
-            folder = _folder_of(pattern)
-            if not found and not folder.is_dir():
+            if not found and not self.folder.is_dir():
                 raise SourceError(
-                    f"source.path {pattern}: the folder {folder} does not exist",
+                    f"source.path {pattern}: the folder {self.folder} does not exist",
                     hint="check source.path: a glob in a missing folder would match nothing, ever",
                 )
-            return found
+            return [path for path in found if self._safe(path, named=False)]
         path = Path(pattern)
         if not path.is_file():
             raise SourceError(f"{pattern}: file not found", hint="check source.path")
-        return [path]
+        return [path] if self._safe(path, named=True) else []
+
+    def _safe(self, path: Path, *, named: bool) -> bool:
+        """Whether ``path`` really lies inside the export folder; if not, it is counted, and
+        named in one warning (which says nothing of where it leads)."""
+        if Path(os.path.realpath(path)).is_relative_to(self._inside):
+            return True
+        self.stats.files_seen += 1
+        self.stats.unsafe_paths += 1
+        fix = (
+            "if the link is yours, name the file it leads to in source.path"
+            if named
+            else "put the export itself in the folder"
+        )
+        self.stats.unsafe.append(
+            f"{path} is not read: its real path leaves the export folder {self.folder}"
+            f" (a link or '..' leads out of it); {fix}"
+        )
+        return False
 
     def units(self) -> list[SourceUnit]:
         """The files not read before (all with ``--full``), each content once, when they are
@@ -68,7 +101,8 @@ class FileSource:
         paths = self.paths()
         if self.settings.snapshot and paths:
             newest = max(paths, key=lambda p: (p.stat().st_mtime_ns, p.name))
-            self.stats.files_seen = self.stats.files_skipped = len(paths) - 1
+            self.stats.files_seen += len(paths) - 1
+            self.stats.files_skipped = len(paths) - 1
             paths = [newest]
         for path in paths:
             self.stats.files_seen += 1
@@ -124,8 +158,8 @@ class FileSource:
         if isinstance(self.settings, XlsxSourceSettings):
             from connector.sources.xlsx_files import inspect_xlsx  # openpyxl, for xlsx only
 
-            return inspect_xlsx(path, self.settings)
-        return inspect_csv(path, self.settings)
+            return inspect_xlsx(path, self.settings, folder=self._inside)
+        return inspect_csv(path, self.settings, folder=self._inside)
 
     def checkpoint(self, rows: Mapping[str, int]) -> Checkpoint:
         return Checkpoint(processed=[(u.ident, u.name, rows.get(u.ident, 0)) for u in self._read])

@@ -1,36 +1,125 @@
-"""XLSX exports, streamed with openpyxl's read-only mode.
+"""XLSX exports, streamed within limits a hostile workbook cannot pass.
 
 Cells come back as the strings a CSV export of the same sheet would hold (see ``as_text``):
 a phone typed into Excel and stored as a number becomes its digit string again. The sheet's
 table is found and fitted as a CSV file's is (``Table``: a report's title rows above the header
 and totals below the data are counted, not read), and its rows are tallied as a CSV file's lines.
+
+A workbook is a zip of XML parts, and a small one can unpack to gigabytes. So before a part is
+decompressed its size in the zip's directory is checked (zipfile never yields more than that
+size, so the directory cannot lie): the worksheet read at most ``source.max_sheet_bytes``, the
+shared strings ``source.max_strings_bytes``, any other part openpyxl reads whole (the workbook,
+its styles and relationships) ``source.max_part_bytes``. openpyxl reads the workbook's structure
+and styles; the shared strings and the worksheet are streamed here, element by element, keeping
+only the item being read (openpyxl keeps every element it has passed as an empty shell, and pads
+each row to its last cell: one cell in column XFD is 16,384 values). The shared strings are
+counted as they are read (``source.max_shared_strings``), every row's cells and columns against
+``source.max_columns``, and a workbook is read once for its header and its rows. Every XML part
+is parsed by defusedxml, which refuses entity declarations (the "billion laughs"). Past any limit
+the file fails in one line naming the limit's setting, and nothing of it is sent.
 """
 
 from __future__ import annotations
 
 import hashlib
 import zipfile
+import zlib
 from collections.abc import Generator, Iterator
 from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
+from functools import lru_cache
 from itertools import chain
 from pathlib import Path
+from typing import IO, Any, Literal
+from xml.etree.ElementTree import Element
 
-from openpyxl import load_workbook
+from defusedxml import DefusedXmlException
+from defusedxml.ElementTree import iterparse
+from openpyxl.reader.excel import ExcelReader
+from openpyxl.styles.stylesheet import apply_stylesheet
+from openpyxl.utils import get_column_letter
+from openpyxl.utils.datetime import WINDOWS_EPOCH
 from openpyxl.utils.exceptions import InvalidFileException
-from openpyxl.worksheet._read_only import ReadOnlyWorksheet
+from openpyxl.worksheet._reader import WorkSheetParser
+from openpyxl.xml.constants import SHARED_STRINGS, SHEET_MAIN_NS
 
 from connector.errors import ConfigError, SourceError
 from connector.settings import XlsxSourceSettings
-from connector.sources import ExportFile, FileTally, SourceRow, Table, as_text
+from connector.sources import (
+    ExportFile,
+    FileTally,
+    Identity,
+    SourceRow,
+    Table,
+    as_text,
+    open_export,
+)
 
 _CHUNK = 1 << 20
+_EXCEL_ROWS = 1_048_576
+"""The last row a sheet can have (Excel's limit, ECMA-376's too)."""
+_STRING_ELEMENTS = 4096
+"""XML elements one shared string may hold (its rich-text runs and their formatting): a few
+dozen in any workbook; more is no text anyone typed."""
+_CELL_ELEMENTS = 8
+"""XML elements a row may hold for each cell ``source.max_columns`` allows (a cell, its value
+and formula, or its inline string), beyond ``_STRING_ELEMENTS`` for one rich-text cell."""
+_ROW, _CELL, _STRING = (f"{{{SHEET_MAIN_NS}}}{tag}" for tag in ("row", "c", "si"))
+_TEXT, _RUN = f"{{{SHEET_MAIN_NS}}}t", f"{{{SHEET_MAIN_NS}}}r"
+_WORKSHEET = "/worksheet"
+"""How a worksheet's relationship type ends (a chartsheet's ends ``/chartsheet``)."""
+_UNREADABLE = (
+    OSError,
+    EOFError,
+    zipfile.BadZipFile,
+    zipfile.LargeZipFile,
+    zlib.error,
+    InvalidFileException,
+    KeyError,
+    IndexError,
+    ValueError,
+    TypeError,
+    AttributeError,
+    SyntaxError,
+    NotImplementedError,
+    RuntimeError,
+)
+"""What openpyxl and zipfile raise for a broken or hostile workbook: a part missing, not
+well-formed XML (``ParseError`` is a ``SyntaxError``), a value of the wrong type, a cell naming
+a shared string that does not exist, an encrypted or oddly compressed part."""
 
 
-def inspect_xlsx(path: Path, settings: XlsxSourceSettings) -> XlsxFile:
+@dataclass(frozen=True)
+class XlsxLimits:
+    """The source's limits (``XlsxSourceSettings``), in bytes and counts."""
+
+    sheet_bytes: int
+    strings_bytes: int
+    part_bytes: int
+    shared_strings: int
+    columns: int
+
+    @classmethod
+    def of(cls, settings: XlsxSourceSettings) -> XlsxLimits:
+        return cls(
+            int(settings.max_sheet_bytes),
+            int(settings.max_strings_bytes),
+            int(settings.max_part_bytes),
+            settings.max_shared_strings,
+            settings.max_columns,
+        )
+
+
+def inspect_xlsx(
+    path: Path, settings: XlsxSourceSettings, *, folder: Path | None = None
+) -> XlsxFile:
+    """Hash the workbook. With ``folder`` (the export folder's real path) it must lie inside
+    it (``open_export``)."""
     digest = hashlib.sha256()
+    opened, identity = open_export(path, folder)
     try:
-        with path.open("rb") as handle:
+        with opened as handle:
             while chunk := handle.read(_CHUNK):
                 digest.update(chunk)
     except OSError as exc:
@@ -38,21 +127,45 @@ def inspect_xlsx(path: Path, settings: XlsxSourceSettings) -> XlsxFile:
             f"{path}: cannot read: {exc.strerror}",
             hint="check that source.path names the file and that this user may read it",
         ) from None
-    return XlsxFile(path, digest.hexdigest(), settings.sheet, settings.header_row)
+    return XlsxFile(
+        path,
+        digest.hexdigest(),
+        settings.sheet,
+        settings.header_row,
+        limits=XlsxLimits.of(settings),
+        identity=identity,
+    )
+
+
+class _TooBig(Exception):
+    """A part, a count or a row past one of the source's limits: the message names it."""
+
+
+@dataclass(frozen=True)
+class _Book:
+    """What the rows of a workbook need, read once: its shared strings, how it tells dates,
+    and its sheets as (name, part, whether a worksheet)."""
+
+    strings: list[str]
+    epoch: datetime
+    date_formats: frozenset[int]
+    timedelta_formats: frozenset[int]
+    sheets: list[tuple[str, str, bool]]
 
 
 @dataclass
 class XlsxFile(ExportFile):
     sheet: str | None
     header_row: int | None = None
+    limits: XlsxLimits = field(kw_only=True)
     _tally: FileTally = field(default_factory=FileTally)
 
     def tally(self) -> FileTally:
         return self._tally
 
     def describe(self) -> str:
-        with self._worksheet() as sheet:
-            return f"{self.path} (sheet {sheet.title!r})"
+        name, _ = self._sheet(self._book())
+        return f"{self.path} (sheet {name!r})"
 
     def header(self) -> list[str]:
         tally = FileTally()
@@ -68,7 +181,8 @@ class XlsxFile(ExportFile):
 
     def rows(self) -> Generator[SourceRow, None, None]:
         """Every row of the table below the header, as wide as the header; then the file is
-        checked unchanged since it was hashed, and ``tally()`` says where every sheet row went."""
+        checked unchanged since it was hashed, and ``tally()`` says where every sheet row went.
+        The workbook read for the header is read no more once all rows are."""
         self._tally = tally = FileTally()
         table = self._table(tally)
         with closing(self._records(tally)) as records:
@@ -76,49 +190,278 @@ class XlsxFile(ExportFile):
             if found is not None:
                 head, ahead = found
                 yield from table.rows(_columns(head), chain(ahead, records))
+        _load.cache_clear()
         self.unchanged()
 
     def _table(self, tally: FileTally) -> Table:
         return Table(str(self.path), tally, self.header_row, unit="row", whole="sheet")
 
-    def _records(self, tally: FileTally) -> Generator[SourceRow, None, None]:
-        """Every sheet row as it is stored (a row's empty cells at its end may be left out or
-        kept), counted as ``row_lines`` for ``Table`` to sort out."""
-        with self._worksheet() as sheet:
-            for number, cells in enumerate(sheet.iter_rows(values_only=True), start=1):
-                tally.lines = number
-                tally.row_lines += 1
-                yield SourceRow([as_text(v) for v in cells], number)
+    def _book(self) -> _Book:
+        return _load(self.path, self.content_hash, self.identity, self.limits)
 
-    @contextmanager
-    def _worksheet(self) -> Iterator[ReadOnlyWorksheet]:
-        try:
-            book = load_workbook(self.path, read_only=True, data_only=True)
-        except (OSError, zipfile.BadZipFile, InvalidFileException, KeyError) as exc:
-            raise SourceError(
-                f"{self.path}: not a readable XLSX workbook ({exc})",
-                hint="export the contacts as .xlsx (not the older .xls), or set source.kind: csv "
-                "for a CSV file",
-            ) from None
-        try:
-            if self.sheet is None:
-                sheet = book.worksheets[0]
-            elif self.sheet in book.sheetnames:
-                sheet = book[self.sheet]
-            else:
+    def _sheet(self, book: _Book) -> tuple[str, str]:
+        """The sheet to read (``source.sheet``, else the first) and its part."""
+        if self.sheet is None:
+            if not book.sheets:
+                raise SourceError(
+                    f"{self.path}: the workbook has no sheet",
+                    hint="export the contacts as .xlsx with the contacts on a sheet",
+                )
+            name, part, worksheet = book.sheets[0]
+        else:
+            found = [sheet for sheet in book.sheets if sheet[0] == self.sheet]
+            if not found:
                 raise ConfigError(
                     f"{self.path}: no sheet named {self.sheet!r}",
-                    hint=f"sheets there: {', '.join(book.sheetnames)}",
+                    hint=f"sheets there: {', '.join(name for name, _, _ in book.sheets)}",
                 )
-            if not isinstance(sheet, ReadOnlyWorksheet):
-                raise SourceError(
-                    f"{self.path}: the first sheet is not a worksheet",
-                    hint="set source.sheet to the sheet that holds the contacts",
+            name, part, worksheet = found[0]
+        if not worksheet:
+            raise SourceError(
+                f"{self.path}: sheet {name!r} is a chart, not a worksheet",
+                hint="set source.sheet to the sheet that holds the contacts",
+            )
+        return name, part
+
+    def _records(self, tally: FileTally) -> Generator[SourceRow, None, None]:
+        """Every sheet row as it is stored (a row's empty cells at its end may be left out or
+        kept), counted as ``row_lines`` for ``Table`` to sort out; rows the sheet leaves out
+        are blank lines."""
+        book = self._book()
+        _, part = self._sheet(book)
+        with _reading(self.path), self._archive() as archive:
+            source = archive.stream(part, "sheet")
+            for number, values in _sheet_rows(source, book, self.limits.columns):
+                tally.blank_lines += number - tally.lines - 1
+                tally.lines = number
+                tally.row_lines += 1
+                yield SourceRow([as_text(v) for v in values], number)
+
+    @contextmanager
+    def _archive(self) -> Iterator[_Archive]:
+        with self.open_bytes() as handle, _Archive(handle, self.limits) as archive:
+            yield archive
+
+
+@lru_cache(maxsize=1)
+def _load(path: Path, content_hash: str, identity: Identity | None, limits: XlsxLimits) -> _Book:
+    """The workbook's structure, styles and shared strings, read once for its header and its
+    rows (the arguments are the cache's key: the same file, hashed alike, read within the same
+    limits). One workbook is held at a time, and ``rows`` lets it go once all are read: a glob
+    of many workbooks holds one, not all."""
+    with _reading(path):
+        handle, opened = open_export(path, None)
+        if identity is not None and opened != identity:
+            handle.close()
+            raise SourceError(
+                f"{path}: another file took its name while it was read; nothing of it was sent,"
+                " and it is read again next run",
+                hint="export folders hold the export files themselves, not links out of them",
+            )
+        with handle, _Archive(handle, limits) as archive:
+            return _Reader(archive, limits).book()
+
+
+@contextmanager
+def _reading(path: Path) -> Iterator[None]:
+    """A workbook that cannot be read, or passes a limit, as one ``SourceError`` line."""
+    try:
+        yield
+    except _TooBig as exc:
+        raise SourceError(
+            f"{path}: {exc}; nothing of it was sent",
+            hint="a workbook that is really this large is read once the setting named is raised",
+        ) from None
+    except DefusedXmlException:
+        raise SourceError(
+            f"{path}: not a readable XLSX workbook: an XML part declares entities or a DTD,"
+            " which no workbook has (an XML bomb is made so); nothing of it was sent",
+            hint="export the contacts again from the CRM",
+        ) from None
+    except _UNREADABLE as exc:
+        raise SourceError(
+            f"{path}: not a readable XLSX workbook ({_reason(exc)})",
+            hint="export the contacts as .xlsx (not the older .xls), or set source.kind: csv "
+            "for a CSV file",
+        ) from None
+
+
+def _reason(exc: BaseException) -> str:
+    """An exception's first line, printable and short: what openpyxl or zipfile said."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    return text if len(text) <= 160 else text[:159] + "…"
+
+
+class _Archive(zipfile.ZipFile):
+    """A workbook's zip whose parts open only within their size limits: any part openpyxl
+    reads (``open``, ``read``) within ``max_part_bytes``; the parts streamed here
+    (``stream``) within theirs. The size checked is the one the zip's directory declares,
+    before a byte is decompressed; zipfile stops at it."""
+
+    def __init__(self, handle: IO[bytes], limits: XlsxLimits) -> None:
+        super().__init__(handle)
+        self.limits = limits
+
+    def open(
+        self,
+        name: str | zipfile.ZipInfo,
+        mode: Literal["r", "w"] = "r",
+        pwd: bytes | None = None,
+        *,
+        force_zip64: bool = False,
+    ) -> IO[bytes]:
+        if mode == "r":
+            self._within(name, self.limits.part_bytes, "source.max_part_bytes")
+        return super().open(name, mode, pwd, force_zip64=force_zip64)
+
+    def stream(self, name: str, what: Literal["sheet", "strings"]) -> IO[bytes]:
+        """A part read element by element here: the worksheet, or the shared strings."""
+        if what == "sheet":
+            self._within(name, self.limits.sheet_bytes, "source.max_sheet_bytes")
+        else:
+            self._within(name, self.limits.strings_bytes, "source.max_strings_bytes")
+        return super().open(name)
+
+    def _within(self, name: str | zipfile.ZipInfo, limit: int, setting: str) -> None:
+        info = name if isinstance(name, zipfile.ZipInfo) else self.getinfo(name)
+        if info.file_size > limit:
+            raise _TooBig(
+                f"its part {info.filename} unpacks to {info.file_size:,} bytes, more than"
+                f" {setting} ({limit:,})"
+            )
+
+
+class _Reader(ExcelReader):  # type: ignore[misc]
+    """openpyxl's workbook reader (openpyxl 3.1), for what the rows need only: the manifest,
+    the workbook (its sheets and epoch) and the styles (which cells are dates) through
+    openpyxl, the shared strings streamed here. Nothing of the worksheets is opened."""
+
+    def __init__(self, archive: _Archive, limits: XlsxLimits) -> None:
+        # ExcelReader.__init__ opens a file of its own; these are the fields its steps read.
+        self.archive = archive
+        self.valid_files = archive.namelist()
+        self.read_only = True
+        self.keep_vba = False
+        self.data_only = True
+        self.keep_links = False
+        self.rich_text = False
+        self.shared_strings: list[str] = []
+        self.limits = limits
+
+    def book(self) -> _Book:
+        self.read_manifest()
+        self.read_strings()
+        self.read_workbook()
+        apply_stylesheet(self.archive, self.wb)
+        return _Book(
+            self.shared_strings,
+            self.wb.epoch,
+            frozenset(self.wb._date_formats),
+            frozenset(self.wb._timedelta_formats),
+            [
+                (sheet.name, rel.target, rel.Type.endswith(_WORKSHEET))
+                for sheet, rel in self.parser.find_sheets()
+            ],
+        )
+
+    def read_strings(self) -> None:
+        part = self.package.find(SHARED_STRINGS)
+        if part is not None:
+            source = self.archive.stream(part.PartName[1:], "strings")
+            self.shared_strings = _shared_strings(source, self.limits.shared_strings)
+
+
+def _shared_strings(source: IO[bytes], limit: int) -> list[str]:
+    """The shared strings, counted against ``limit`` as they are read. A string's text is its
+    ``t`` and the ``t`` of each rich-text run, as openpyxl reads it (``Text.content``, and its
+    ``x005F_`` unescaping); phonetic runs are not text."""
+    strings: list[str] = []
+    for item in _items(source, _STRING, _STRING_ELEMENTS, "a shared string"):
+        if len(strings) == limit:
+            raise _TooBig(f"more than source.max_shared_strings ({limit:,}) shared strings")
+        plain = item.find(_TEXT)
+        if plain is not None:
+            text = plain.text or ""
+        else:
+            text = "".join(run.findtext(_TEXT) or "" for run in item.iterfind(_RUN))
+        strings.append(text.replace("x005F_", ""))
+    return strings
+
+
+def _items(source: IO[bytes], tag: str, most: int, what: str) -> Iterator[Element]:
+    """Each ``tag`` element of an XML part, whole, once it ends; every other element is let
+    go of as soon as it ends, so what is held is the item being read (at most ``most``
+    elements) and the elements still open around it."""
+    open_: list[Element] = []
+    inside = 0
+    for event, element in iterparse(source, events=("start", "end"), forbid_dtd=True):
+        if event == "start":
+            open_.append(element)
+            if inside or element.tag == tag:
+                inside += 1
+                if inside > most:
+                    raise _TooBig(f"{what} holds more than {most:,} XML elements")
+            continue
+        open_.pop()
+        if element.tag == tag and inside:
+            inside = 0
+            yield element
+        if not inside and open_:
+            open_[-1].clear()
+
+
+def _sheet_rows(source: IO[bytes], book: _Book, columns: int) -> Iterator[tuple[int, list[Any]]]:
+    """Each row of a worksheet part: its number and its values, as wide as its last cell.
+    openpyxl's ``WorkSheetParser.parse_cell`` reads each cell (numbers, dates by the styles,
+    shared and inline strings, booleans); the rows are assembled here, within ``columns``
+    (``source.max_columns``) and Excel's last row, and numbered as the sheet numbers them."""
+    cells = WorkSheetParser(
+        None,
+        book.strings,
+        data_only=True,
+        epoch=book.epoch or WINDOWS_EPOCH,
+        date_formats=book.date_formats,
+        timedelta_formats=book.timedelta_formats,
+    )
+    number = 0
+    most = columns * _CELL_ELEMENTS + _STRING_ELEMENTS
+    what = f"a row (of at most source.max_columns, {columns:,} cells)"
+    for row in _items(source, _ROW, most, what):
+        at = _number(row.get("r"), after=number)
+        if not number < at <= _EXCEL_ROWS:
+            raise ValueError(f"row number {at:,} after row {number:,}")
+        number = cells.row_counter = at
+        cells.col_counter = 0
+        if len(row) > columns:
+            raise _TooBig(
+                f"row {number:,} has {len(row):,} cells, more than source.max_columns ({columns:,})"
+            )
+        values: dict[int, Any] = {}
+        for element in row:
+            if element.tag != _CELL:
+                continue
+            cell = cells.parse_cell(element)
+            column = cell["column"]
+            if column > columns:
+                raise _TooBig(
+                    f"row {number:,} has a cell in column {get_column_letter(column)}"
+                    f" ({column:,}), past source.max_columns ({columns:,})"
                 )
-            sheet.reset_dimensions()
-            yield sheet
-        finally:
-            book.close()
+            values[column] = cell["value"]
+        width = max(values, default=0)
+        yield number, [values.get(i) for i in range(1, width + 1)]
+
+
+def _number(given: str | None, *, after: int) -> int:
+    """A row's number: its ``r`` (``3``, or ``3.0`` as some writers have it, which openpyxl
+    reads too), else the one after the row before."""
+    if given is None:
+        return after + 1
+    value = float(given)
+    if not value.is_integer():
+        raise ValueError(f"{given!r} is not a row number")
+    return int(value)
 
 
 def _columns(head: SourceRow) -> SourceRow:

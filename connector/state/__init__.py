@@ -12,6 +12,7 @@ from functools import cached_property
 
 from connector.state import store
 from connector.state.leases import PROCESS_ID, Lease, LeaseInfo, LeaseLost, Leases
+from connector.state.store import StateUnavailable
 from connector.state.tenant import (
     Checkpoint,
     Delivered,
@@ -51,6 +52,7 @@ __all__ = [
     "LeaseLost",
     "PendingBatch",
     "RunRecord",
+    "StateUnavailable",
     "Store",
     "TenantState",
 ]

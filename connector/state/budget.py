@@ -5,7 +5,8 @@ replica on the same state database. Taking a slot locks the budget's row (``SELE
 UPDATE`` on PostgreSQL; SQLite's write lock does the same), reads the request times still inside
 the longest window, and records a new one only if every window has room and the last request is
 one spacing back. Requests are at most about one a second, so one short transaction per request
-is cheap. How much slower than the configured rate to go after a 429 is learnt per process
+is cheap. Request times are the state database's clock (``database_now``), read once the row is
+locked: replicas whose own clocks disagree still share one set of windows. How much slower than the configured rate to go after a 429 is learnt per process
 (``Throttle``).
 """
 
@@ -20,7 +21,7 @@ from sqlalchemy import delete, insert, select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from connector.kore.pacing import Limits, Throttle, delay_for
-from connector.state.store import aware, now
+from connector.state.store import aware, database_now
 from connector.state.tables import bot_budgets, bot_uploads
 
 if TYPE_CHECKING:
@@ -63,11 +64,11 @@ class SharedPacer:
         if not self._known:
             self._register()
         longest = max(window for window, _ in self._limits)
-        stamp = now()
         with self._store.transaction() as conn:
             conn.execute(
                 select(bot_budgets.c.bot).where(bot_budgets.c.bot == self._bot).with_for_update()
             )
+            stamp = database_now(conn)
             conn.execute(
                 delete(bot_uploads).where(
                     bot_uploads.c.bot == self._bot,

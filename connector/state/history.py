@@ -16,15 +16,12 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection, func, select
 
-from connector.state.store import aware
-from connector.state.tables import batch_rows, batches, deliveries, runs
-from connector.state.tenant import RunRecord, latest_run
+from connector.state.store import aware, database_now
+from connector.state.tables import batch_rows, batches, deliveries, leases, runs
+from connector.state.tenant import SUCCESS, RunRecord, last_check, latest_run
 
 if TYPE_CHECKING:
     from connector.state.store import Store
-
-SUCCESS = ("completed", "empty")
-"""The statuses of a run that did its work (``empty`` is a broken export, read and remembered)."""
 
 
 @dataclass(frozen=True)
@@ -33,11 +30,16 @@ class History:
     last_run: RunRecord | None
     """The newest run by start time, whatever its status and whoever ran it."""
     last_success: datetime | None
-    """When the newest run that succeeded ended; None when none ever did."""
+    """When the newest run that succeeded ended (for a run that found nothing new and left no
+    record, when it started); None when none ever did."""
+    last_check: datetime | None
+    """When the newest run started, recorded or not; None when there was none."""
     delivered: int
     """Numbers the state records as delivered to Kore."""
     pending: int
     """Rows of batches recorded as pending: handed to Kore, outcome not settled."""
+    read_at: datetime
+    """The state database's time when this was read: the times above are in its clock."""
 
 
 def histories(store: Store, tenants: Sequence[str]) -> dict[str, History]:
@@ -67,19 +69,28 @@ def histories(store: Store, tenants: Sequence[str]) -> dict[str, History]:
                 .group_by(batches.c.tenant)
             )
         }
-        return {
-            name: History(
+        stamp = database_now(conn)
+        found = {}
+        for name in names:
+            last = latest_run(conn, name)
+            found[name] = History(
                 tenant=name,
-                last_run=latest_run(conn, name),
+                last_run=last,
                 last_success=_last_success(conn, name),
+                last_check=last_check(conn, name, last),
                 delivered=delivered.get(name, 0),
                 pending=pending.get(name, 0),
+                read_at=stamp,
             )
-            for name in names
-        }
+        return found
 
 
 def _last_success(conn: Connection, tenant: str) -> datetime | None:
+    checked = aware(
+        conn.execute(
+            select(leases.c.checked_at).where(leases.c.tenant == tenant)
+        ).scalar_one_or_none()
+    )
     finished = conn.execute(
         select(runs.c.finished_at)
         .where(
@@ -91,4 +102,5 @@ def _last_success(conn: Connection, tenant: str) -> datetime | None:
         .order_by(runs.c.started_at.desc(), runs.c.id.desc())
         .limit(1)
     ).scalar_one_or_none()
-    return aware(finished)
+    found = [stamp for stamp in (aware(finished), checked) if stamp is not None]
+    return max(found) if found else None

@@ -39,8 +39,11 @@ needs (PgBouncer in transaction or statement mode: a session lock stays with a p
 session, not with the client that took it). A lock file that is not there tells nothing either:
 its holder took none (an older version, or ``lease_locks: false``).
 
-Expiry is judged by each process's clock: replicas need clocks kept in step (NTP), well within
-the lease time.
+Expiry is judged by one clock, the state database's (``store.database_now``): a lease is
+written and compared in it, so a process whose own clock runs ahead or behind neither takes a
+live lease nor waits past a dead one's expiry. A daemon whose clock is off by more than
+``daemon.max_clock_skew_seconds`` takes no lease at all (``connector.daemon.clock``): its
+requests to Kore would carry tokens issued in the future.
 """
 
 from __future__ import annotations
@@ -63,7 +66,7 @@ from sqlalchemy import Connection, insert, select, text, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from connector.errors import StateError
-from connector.state.store import aware, now
+from connector.state.store import aware, database_now
 from connector.state.tables import leases
 
 if TYPE_CHECKING:
@@ -99,12 +102,20 @@ class LeaseInfo:
     holder: str
     token: int
     expires_at: datetime
+    read_at: datetime
+    """The state database's time when the row was read: ``expires_at`` is in its clock."""
 
     @property
     def held(self) -> bool:
         """What the row says. A holder that died before its row expired is still named here
         (``status`` shows it) although any process may take the tenant at once."""
-        return self.expires_at > now()
+        return self.expires_at > self.read_at
+
+    @property
+    def remaining(self) -> timedelta:
+        """How long the row had still to run when it was read (nothing, once expired): a span,
+        good on any process's clock."""
+        return max(timedelta(0), self.expires_at - self.read_at)
 
 
 class Leases:
@@ -119,8 +130,8 @@ class Leases:
         """The tenant's lease, or None while another process holds it. ``locks`` is
         ``daemon.lease_locks``: without, a lease is taken only once its row has expired."""
         kind = self._available if locks else None
-        stamp = now()
         with self._store.transaction() as conn:
+            stamp = database_now(conn)
             row = conn.execute(
                 select(leases.c.token, leases.c.expires_at).where(leases.c.tenant == tenant)
             ).first()
@@ -203,7 +214,7 @@ class Leases:
                         leases.c.holder == lease.holder,
                         leases.c.token == lease.token,
                     )
-                    .values(expires_at=now())
+                    .values(expires_at=database_now(conn))
                 )
         finally:
             if lease.lock is not None:
@@ -223,6 +234,7 @@ class Leases:
 
     def current(self, tenant: str) -> LeaseInfo | None:
         with self._store.transaction() as conn:
+            stamp = database_now(conn)
             row = conn.execute(
                 select(leases.c.holder, leases.c.token, leases.c.expires_at).where(
                     leases.c.tenant == tenant
@@ -230,7 +242,7 @@ class Leases:
             ).first()
         if row is None:
             return None
-        return LeaseInfo(row.holder, row.token, aware(row.expires_at) or now())
+        return LeaseInfo(row.holder, row.token, aware(row.expires_at) or stamp, stamp)
 
     @cached_property
     def _available(self) -> _Locks | None:
@@ -257,7 +269,7 @@ def fence(conn: Connection, lease: Lease) -> None:
             leases.c.holder == lease.holder,
             leases.c.token == lease.token,
         )
-        .values(expires_at=now() + timedelta(seconds=lease.seconds))
+        .values(expires_at=database_now(conn) + timedelta(seconds=lease.seconds))
     ).rowcount
     if not renewed:
         raise LeaseLost(

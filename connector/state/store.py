@@ -26,7 +26,15 @@ from urllib.parse import quote
 
 from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
+from sqlalchemy.exc import (
+    ArgumentError,
+    DBAPIError,
+    InterfaceError,
+    NoSuchModuleError,
+    OperationalError,
+    SQLAlchemyError,
+)
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from connector.errors import ConfigError, StateError, missing_driver, url_hint
 
@@ -34,7 +42,7 @@ if TYPE_CHECKING:
     from alembic.config import Config
 
 _MIGRATION_LOCK = 0x6B6F7265  # "kore": the advisory lock replicas take to migrate one at a time
-HEAD = "0009"
+HEAD = "0010"
 """The newest migration. A database already there is not handed to Alembic at all, which saves
 every command a quarter of a second (a test checks this against the migrations)."""
 _MIGRATE = "run `kore-connector migrate` (sync and daemon also migrate)"
@@ -69,8 +77,36 @@ class SchemaNotReady(StateError):
         super().__init__(message, hint=hint)
 
 
+class StateUnavailable(StateError):
+    """The state database did not answer: refused, dropped or timed out connections, a server
+    shutting down, a SQLite file locked past the busy timeout. Nothing this process did wrong;
+    the daemon counts these as one outage (``connector.daemon.outages``)."""
+
+
 def now() -> datetime:
+    """This process's clock, for what only this process compares: a report's times, when a
+    batch was recorded (weighed against Kore's own clock). What processes share (lease expiry,
+    "ran recently", the bots' upload windows) is timed by ``database_now``."""
     return datetime.now(UTC)
+
+
+def database_now(conn: Connection) -> datetime:
+    """The state database's clock, the one clock of every process that shares it: a lease's
+    expiry, when a run started, and a bot's upload times are written and compared in it, so a
+    replica whose own clock runs ahead neither takes live leases nor waits for dead ones.
+
+    PostgreSQL's ``clock_timestamp()`` (``now()`` would be the transaction's start), MySQL's and
+    MariaDB's ``UTC_TIMESTAMP(6)``; a SQLite file is on one host, whose clock is this one."""
+    dialect = conn.dialect.name
+    if dialect == "postgresql":
+        found = conn.execute(text("SELECT clock_timestamp()")).scalar_one()
+    elif dialect in ("mysql", "mariadb"):
+        found = conn.execute(text("SELECT UTC_TIMESTAMP(6)")).scalar_one()
+    else:
+        return now()
+    stamp = aware(found)
+    assert stamp is not None
+    return stamp.astimezone(UTC)
 
 
 def aware(value: datetime | None) -> datetime | None:
@@ -173,7 +209,13 @@ class Store:
             raise self.error(exc) from exc
 
     def error(self, exc: SQLAlchemyError) -> StateError:
-        return StateError(
+        """``exc`` as one line naming the database: a ``StateUnavailable`` when the database
+        did not answer, else a ``StateError``."""
+        unavailable = isinstance(exc, OperationalError | InterfaceError | PoolTimeout) or (
+            isinstance(exc, DBAPIError) and exc.connection_invalidated
+        )
+        kind = StateUnavailable if unavailable else StateError
+        return kind(
             f"state database {self.label}: {type(exc).__name__}: {str(exc).splitlines()[0]}",
             hint="check state_url and that the database is running",
         )
@@ -182,6 +224,18 @@ class Store:
         """Prove the database answers (``/healthz``); raises ``StateError`` when it does not."""
         with self.transaction() as conn:
             conn.execute(text("SELECT 1"))
+
+    def clock_offset(self) -> float:
+        """How many seconds the database's clock (``database_now``) is ahead of this
+        process's (negative: behind), judged at the middle of the round trip; 0.0 for SQLite,
+        which has no clock of its own. Raises ``StateError`` when the database does not answer."""
+        if self.engine.dialect.name == "sqlite":
+            return 0.0
+        with self.transaction() as conn:
+            before = time.time()
+            theirs = database_now(conn).timestamp()
+            after = time.time()
+        return theirs - (before + after) / 2
 
 
 def _revision(conn: Connection) -> str | None:

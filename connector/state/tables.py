@@ -33,7 +33,10 @@ runs = Table(
     Column("holder", String(200)),
     Column("error", Text),
     Index("ix_runs_tenant_started", "tenant", "started_at"),
+    Index("ix_runs_started", "started_at"),
 )
+"""Runs that did something, or tried: a run that found nothing new leaves no row, only the
+tenant's ``leases.checked_at``. Times are the state database's clock (``database_now``)."""
 
 deliveries = Table(
     "deliveries",
@@ -71,6 +74,7 @@ batches = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("settled_at", DateTime(timezone=True)),
     Index("ix_batches_tenant_status", "tenant", "status"),
+    Index("ix_batches_settled", "settled_at"),
 )
 
 batch_rows = Table(
@@ -118,7 +122,11 @@ leases = Table(
     Column("token", Integer, nullable=False),
     Column("acquired_at", DateTime(timezone=True), nullable=False),
     Column("expires_at", DateTime(timezone=True), nullable=False),
+    Column("checked_at", DateTime(timezone=True)),
 )
+"""The row of each tenant any process ran: who holds it and until when (the database's clock),
+and ``checked_at``, when the newest run that found nothing new (and left no ``runs`` row)
+started."""
 
 bot_budgets = Table(
     "bot_budgets",

@@ -39,6 +39,8 @@ class Counters:
     files_skipped: int = 0
     files_waiting: int = 0
     """Files left for the next run: still being written (``source.min_file_age``)."""
+    unsafe_paths: int = 0
+    """Files not read because their real path leaves the export folder (a link, ``..``)."""
     rows_read: int = 0
     unchanged_rows: int = 0
     """Rows not mapped again: unchanged since a completed run delivered their number."""

@@ -61,7 +61,10 @@ def held(
         try:
             store.leases.release(lease)
         except ConnectorError as exc:
-            log.warning(
+            # Its lock went all the same (``Leases.release``): where one tells, the tenant is
+            # free at once, and the failure is the run's own error, said already.
+            log.log(
+                logging.DEBUG if lease.lock is not None else logging.WARNING,
                 "lease on tenant %s not released (%s); it is free at once where a lease "
                 "lock tells, at expiry otherwise",
                 tenant,

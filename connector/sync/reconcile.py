@@ -129,7 +129,7 @@ def _reconcile(
 ) -> ReconcileResult:
     logs.bind(tenant=ctx.tenant, run_id=ctx.run_id)
     apply = not ctx.dry_run
-    report = Report(ctx.app.reports_dir / ctx.tenant / ctx.run_id)
+    report = Report(ctx.app.reports_dir, ctx.tenant, ctx.run_id)
     found = Found()
     result = ReconcileResult(ctx.tenant, ctx.run_id, "running", found, None, apply)
     started = datetime.now(UTC)

@@ -129,7 +129,7 @@ def run_once(
     """Run one tenant once. User errors end the run as ``failed`` and are returned, not raised;
     a stop ends it as ``interrupted`` at the next batch boundary or wait."""
     logs.bind(tenant=ctx.tenant, run_id=ctx.run_id)
-    report = Report(ctx.app.reports_dir / ctx.tenant / ctx.run_id)
+    report = Report(ctx.app.reports_dir, ctx.tenant, ctx.run_id)
     ctx.observers.insert(0, report.observe)
     ctx.guards.append(report.check)
     counters = ctx.counters
@@ -155,7 +155,9 @@ def run_once(
         counters.files_read = source.stats.files_read
         counters.files_skipped = source.stats.files_skipped
         counters.files_waiting = source.stats.files_waiting
+        counters.unsafe_paths = source.stats.unsafe_paths
         result.warnings.extend(source.stats.waiting)
+        result.warnings.extend(source.stats.unsafe)
         bound = {u.ident: _bind(ctx, mapping.bind, u, result.warnings) for u in units}
         sink = (
             DryRunSink(ctx, report, result.warnings)
@@ -247,7 +249,11 @@ def conclude(
 ) -> tuple[str, ConnectorError | None, Path | None]:
     """The end of every run (``sync`` and ``reconcile``): write the summary (when ``keep`` or
     the folder exists), prune old folders, record the run (unless dry), tell observers. Returns
-    the final status, error and report folder: a failure here fails the run."""
+    the final status, error and report folder: a failure here fails the run.
+
+    A completed run that keeps no report folder found nothing new: it keeps no run record
+    either, only the time of the check (``TenantState.finish_run``, ``quiet``). What it tells
+    its caller and its observers is the same as for any run."""
     pending = None
     folder = None
     try:
@@ -268,10 +274,14 @@ def conclude(
     except ConnectorError as exc:
         status, error = "failed", error or exc
     try:
-        prune(ctx.app.reports_dir / ctx.tenant, keep_days=ctx.app.reports_keep_days)
+        prune(ctx.app.reports_dir, ctx.tenant, keep_days=ctx.app.reports_keep_days)
         if not ctx.dry_run:
             ctx.state.finish_run(
-                ctx.run_id, status=status, counters=summary["counters"], error=message
+                ctx.run_id,
+                status=status,
+                counters=summary["counters"],
+                error=message,
+                quiet=folder is None and status == "completed",
             )
             pending = ctx.state.pending_count()
     except LeaseLost as exc:

@@ -1,0 +1,152 @@
+"""A soak: one daemon, 30 tenants, new rows every minute; does anything grow?
+
+    python benchmarks/soak.py [--minutes 30] [--tenants 30] [--every 5s] [--warm-up 5]
+        [--rows-per-minute 20] [--state-url URL]
+
+Every tenant has a bot of its own on one sandbox (in this process), a first export of 20 rows,
+``schedule: every 5s`` (as the red team's soak), and a new file of ``--rows-per-minute`` rows a
+minute. The state is a SQLite file in the soak's folder unless ``--state-url`` names a database
+(a PostgreSQL URL gets a schema of its own, dropped at the end).
+
+Each minute it prints the daemon's RSS, open files, threads and CPU seconds (/proc, Linux), the
+run records the state holds and the contacts the sandbox holds. At the end, for RSS, files and
+threads: the value when the warm-up ended, the highest after it, and the growth between them in
+per cent; flat means within 10 %.
+"""
+
+from __future__ import annotations
+
+import argparse
+import secrets
+import signal
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench_tenants import export, proc_stats, start_daemon
+
+from connector.kore.sandbox import DEFAULT_ACCOUNT_ID, DEFAULT_CLIENT_ID, DEFAULT_SECRET, Sandbox
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--minutes", type=float, default=30.0)
+    parser.add_argument("--tenants", type=int, default=30)
+    parser.add_argument("--every", default="5s", help="each tenant's schedule")
+    parser.add_argument("--warm-up", type=float, default=5.0, help="minutes not judged")
+    parser.add_argument("--rows-per-minute", type=int, default=20)
+    parser.add_argument("--state-url", help="default: a SQLite file in the soak's folder")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as scratch, Sandbox(secret=DEFAULT_SECRET) as sandbox:
+        folder = Path(scratch)
+        url, drop = _state(args.state_url, folder)
+        try:
+            return _soak(args, folder, url, sandbox)
+        finally:
+            drop()
+
+
+def _state(given: str | None, folder: Path) -> tuple[str, Any]:
+    """The state URL the daemon uses, and how to clean it up."""
+    if not given:
+        return f"sqlite:///{folder / 'state.db'}", lambda: None
+    base = make_url(given).render_as_string(hide_password=False)
+    if make_url(given).get_backend_name() != "postgresql":
+        return base, lambda: None
+    schema = f"soak_{secrets.token_hex(4)}"
+    admin = create_engine(base)
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+
+    def drop() -> None:
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+    separator = "&" if "?" in base else "?"
+    return f"{base}{separator}options=-csearch_path%3D{schema}", drop
+
+
+def _soak(args: argparse.Namespace, folder: Path, url: str, sandbox: Sandbox) -> int:
+    tenants = {
+        f"t{n:03}": {
+            "kore": {
+                "host": sandbox.url,
+                "bot_id": f"st-{n:03}",
+                "account_id": DEFAULT_ACCOUNT_ID,
+                "client_id": DEFAULT_CLIENT_ID,
+                "client_secret": "${BENCH_SECRET}",
+            },
+            "source": {"kind": "csv", "path": f"t{n:03}/*.csv", "min_file_age": "0s"},
+            "mapping": "salesforce",
+            "schedule": {"every": args.every},
+        }
+        for n in range(args.tenants)
+    }
+    config = folder / "connector.yaml"
+    settings = {"state_url": url, "reports_dir": str(folder / "reports"), "tenants": tenants}
+    config.write_text(yaml.safe_dump(settings, sort_keys=False), encoding="utf-8")
+    for n in range(args.tenants):
+        export(folder / f"t{n:03}" / "first.csv", n, 0, 20)
+    daemon = start_daemon("soak", config, folder / "daemon.log")
+    engine = create_engine(url)
+    rows: list[tuple[float, float, int, int]] = []
+    print(
+        f"{args.tenants} tenants every {args.every}, {args.rows_per_minute} new rows a tenant a "
+        f"minute, {args.minutes:g} minutes; state {make_url(url).get_backend_name()}"
+    )
+    print("minute  RSS MiB  files  threads  CPU s  run records  contacts in Kore")
+    try:
+        started = time.monotonic()
+        for minute in range(1, int(args.minutes) + 1):
+            time.sleep(max(0.0, started + minute * 60 - time.monotonic()))
+            for n in range(args.tenants):
+                first = 20 + (minute - 1) * args.rows_per_minute
+                export(folder / f"t{n:03}" / f"m{minute:03}.csv", n, first, args.rows_per_minute)
+            found = proc_stats(daemon.process.pid)
+            if found is None:
+                print("the daemon is gone:", (folder / "daemon.log").read_text()[-2000:])
+                return 1
+            cpu, rss, threads, files = found
+            with engine.connect() as conn:
+                records = conn.execute(text("SELECT count(*) FROM runs")).scalar_one()
+            contacts = len(sandbox.state.active())
+            rows.append((rss, float(files), threads, minute))
+            print(
+                f"{minute:>6}  {rss:7.1f}  {files:5}  {threads:7}  {cpu:5.1f}  {records:11,}  "
+                f"{contacts:,}"
+            )
+    finally:
+        daemon.process.send_signal(signal.SIGTERM)
+        daemon.process.wait(120)
+        engine.dispose()
+    _verdict(rows, args.warm_up)
+    return 0
+
+
+def _verdict(rows: list[tuple[float, float, int, int]], warm_up: float) -> None:
+    after = [row for row in rows if row[3] >= warm_up]
+    if len(after) < 2:
+        print("too short to judge: run past the warm-up")
+        return
+    for name, at in (("RSS", 0), ("open files", 1), ("threads", 2)):
+        start = float(after[0][at])
+        peak = max(float(row[at]) for row in after)
+        growth = (peak - start) / start * 100 if start else 0.0
+        verdict = "flat" if growth <= 10 else "GROWS"
+        print(
+            f"{name}: {round(start, 1):g} at minute {after[0][3]}, at most {round(peak, 1):g} "
+            f"after; {growth:+.1f} % ({verdict})"
+        )
+
+
+if __name__ == "__main__":
+    raise SystemExit(0 if main() == 0 else 1)
