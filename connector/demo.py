@@ -42,17 +42,20 @@ def run_demo(output: Path) -> int:
         say(f"demo: syncing {Path(examples) / 'contacts.csv'} with the built-in salesforce mapping")
         store = Store(settings.state_url)
         try:
-            for label in ("first sync", "second sync (--full: read the file again)"):
+            for label, full in (
+                ("first sync", False),
+                ("second sync (--full: read the file again)", True),
+            ):
                 result = run_tenant(
                     store,
                     "demo",
                     settings=settings,
                     base_dir=config.parent,
                     stop=threading.Event(),
-                    full=label.startswith("second"),
+                    full=full,
                 )
                 say(f"demo: {label}:")
-                say(f"  {describe(result, dry_run=False)}")
+                say(f"  {describe(result, dry_run=False, full=full)}")
                 if result.error is not None:
                     say(f"error: {result.error.message}", error=True, level="error")
                     return 1

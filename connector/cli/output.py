@@ -199,13 +199,15 @@ def print_error(exc: ConnectorError, *, verbose: bool) -> None:
         log.debug("cause", exc_info=exc.__cause__)
 
 
-def status_of(store: Store, name: str, tenant: TenantSettings) -> dict[str, Any]:
+def status_of(store: Store, name: str, tenant: TenantSettings, *, locks: bool) -> dict[str, Any]:
     """One tenant's status as plain data: ``status`` prints it, ``status --json`` dumps it.
 
     ``last_delivery`` is the newest run that changed Kore: a quiet turn since (a run that found
     nothing new) must not hide when contacts last went out. A run still marked ``running``
     whose process no longer holds the lease (it died, or lost the lease) is shown as
-    ``abandoned``; the next run of the tenant records it so. ``last_check`` is when the newest
+    ``abandoned``; the next run of the tenant records it so. A lease whose holder died is shown
+    as held by nobody where its lock tells (``locks``: ``daemon.lease_locks``), as the next run
+    takes the tenant at once. ``last_check`` is when the newest
     run started, the runs that found nothing new (and left no record) included.
     """
     from connector.state.tenant import last_delivery
@@ -215,6 +217,8 @@ def status_of(store: Store, name: str, tenant: TenantSettings) -> dict[str, Any]
     checked = state.last_check()
     delivery = last_delivery(state)
     lease = store.leases.current(name)
+    if lease is not None and store.leases.holder_gone(name, lease, locks=locks):
+        lease = None
     holder = lease.holder if lease is not None and lease.held else None
 
     def shown(record: RunRecord | None) -> dict[str, Any] | None:

@@ -34,7 +34,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     store = Store(settings.state_url, migrate=False)  # status writes nothing, not even a schema
     try:
         found = {
-            name: status_of(store, name, tenant)
+            name: status_of(store, name, tenant, locks=settings.daemon.lease_locks)
             for name, tenant in select_tenants(settings, args.tenant).items()
         }
     finally:

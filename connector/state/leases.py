@@ -232,6 +232,13 @@ class Leases:
         for lock in held:
             lock.release()
 
+    def holder_gone(self, tenant: str, info: LeaseInfo, *, locks: bool) -> bool:
+        """Whether the holder a row still names has died: its lock is free, so the next
+        ``acquire`` with the same ``locks`` (``daemon.lease_locks``) takes the tenant at once.
+        False where no lock tells (the row holds until it expires)."""
+        kind = self._available if locks else None
+        return info.held and kind is not None and kind.gone(tenant, info.token)
+
     def current(self, tenant: str) -> LeaseInfo | None:
         with self._store.transaction() as conn:
             stamp = database_now(conn)
