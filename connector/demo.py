@@ -67,16 +67,24 @@ def run_demo(output: Path) -> int:
     return 0
 
 
+def _own(status: os.stat_result) -> bool:
+    """A folder or regular file (not a link) of this process's user: what an earlier demo of
+    this user made. A marker another user planted (in a shared folder such as /tmp) does not
+    count, nor does one in a folder another user owns."""
+    kind = stat.S_ISDIR(status.st_mode) or stat.S_ISREG(status.st_mode)
+    return kind and status.st_uid == os.geteuid()
+
+
 def _take(output: Path) -> None:
     """Make ``output`` the demo's: made when missing, emptied when the marker of an earlier
     demo is in it, then marked. Raises ``ConfigError`` (exit 2, nothing touched) for a folder
-    that holds anything without the marker, or for a file; ``ConnectorError`` when the folder
-    cannot be made or emptied."""
+    that holds anything without the marker, for a marker or folder another user owns, or for a
+    file; ``ConnectorError`` when the folder cannot be made or emptied."""
     marker = output / MARKER
     try:
         output.mkdir(parents=True, exist_ok=True)
         entries = list(output.iterdir())
-        ours = any(e == marker and stat.S_ISREG(e.lstat().st_mode) for e in entries)
+        ours = marker in entries and _own(output.lstat()) and _own(marker.lstat())
     except (FileExistsError, NotADirectoryError):
         raise ConfigError(
             f"demo: {output} is not a folder", hint="pass --output with a new or empty folder"

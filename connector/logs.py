@@ -6,7 +6,7 @@ callers (``phones.mask``) and only at DEBUG; names are never logged; secrets nev
 
 Every text that reaches a terminal or a text log goes through ``printable``: a file name, a header
 or a cell cannot start a line of its own, move the cursor or set the terminal's title. JSON
-records need nothing more (``json.dumps`` escapes control characters).
+records go through ``json_line``: JSON escapes for what ``json.dumps`` leaves as it is.
 """
 
 from __future__ import annotations
@@ -33,6 +33,22 @@ def _escape(found: re.Match[str]) -> str:
     char = found.group()
     code = ord(char)
     return _NAMED.get(char) or (f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+
+
+_JSON_UNSAFE = re.compile("[\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+
+
+def json_line(entry: dict[str, Any]) -> str:
+    r"""``entry`` as one line of JSON that is valid UTF-8 and holds no character ``printable``
+    escapes: ``json.dumps`` writes the C0 controls as escapes (``\u001b``), and here DEL, the C1
+    controls, the line and paragraph separators, the bidirectional controls and lone surrogates
+    become JSON escapes too (``\u009b``, ``\u202e``, ``\udcff``). Every value still reads back
+    exactly; other text (Cyrillic, CJK, accents) stays as it is. Values JSON has no type for are
+    written as their ``str``."""
+    return _JSON_UNSAFE.sub(
+        lambda found: f"\\u{ord(found.group()):04x}",
+        json.dumps(entry, ensure_ascii=False, default=str),
+    )
 
 
 def printable(text: str) -> str:
@@ -92,7 +108,7 @@ class JsonFormatter(logging.Formatter):
         }
         if record.exc_info:
             entry["traceback"] = self.formatException(record.exc_info)
-        return json.dumps(entry, ensure_ascii=False, default=str)
+        return json_line(entry)
 
 
 class TextFormatter(logging.Formatter):

@@ -12,6 +12,7 @@ import difflib
 import ipaddress
 import os
 import re
+import stat
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -34,15 +35,16 @@ from pydantic import (
     model_validator,
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
 from connector.errors import DOCS, ConfigError, WarningCode
 
 DEFAULT_CONFIG = "connector.yaml"
-TENANT_NAME = r"^[A-Za-z0-9_-][A-Za-z0-9_.-]*$"
-"""A tenant's name: letters, digits, ``-``, ``_`` and ``.``, not starting with ``.``. It names
-folders (``reports/<tenant>/``), so ``.``, ``..`` and hidden names cannot be tenants."""
+TENANT_NAME = r"^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}$"
+"""A tenant's name: letters, digits, ``-``, ``_`` and ``.``, not starting with ``.``, at most
+64. It names folders (``reports/<tenant>/``), so ``.``, ``..`` and hidden names cannot be
+tenants, nor one longer than a file name may be."""
 SECRET_BYTES = {"HS256": 32, "HS512": 64}
 """The shortest client secret each JWT algorithm takes, in bytes: RFC 7518 §3.2 asks for a key
 at least as long as the hash's output."""
@@ -124,12 +126,25 @@ def is_loopback(hostname: str) -> bool:
         return False
 
 
-def hide_password(url: str) -> str:
-    """``url`` with its password shown as ``***``, as SQLAlchemy renders it for logs."""
+_SECRET_PARAMETER = re.compile(r"pass|pwd|secret|token", re.IGNORECASE)
+"""Query parameters that may carry a secret: libpq takes ``?password=`` (and
+``sslpassword=``) as well as ``user:password@``."""
+
+
+def hide_password(url: str | URL) -> str:
+    """``url`` with its password shown as ``***``, as SQLAlchemy renders it for logs, and so is
+    the value of any query parameter whose name says it holds one (``password``,
+    ``sslpassword``…); an unparsable URL is not shown at all."""
     try:
-        return make_url(url).render_as_string(hide_password=True)
+        parsed = make_url(url)
     except (ArgumentError, ValueError):
         return "(an invalid URL)"
+    query = {
+        name: "***" if _SECRET_PARAMETER.search(name) else value
+        for name, value in parsed.query.items()
+    }
+    shown = parsed.set(query=query).render_as_string(hide_password=True)
+    return shown.replace("%2A%2A%2A", "***")
 
 
 DatabaseUrl = Annotated[str, PlainSerializer(hide_password)]
@@ -517,8 +532,15 @@ def _anchored_url(url: str, base: Path) -> str:
 def read_yaml_text(path: Path) -> str:
     """A YAML file's text (UTF-8, a BOM dropped). ``OSError`` as opening or reading raises it;
     ``ConfigError`` for a file larger than ``MAX_YAML_BYTES`` (read no further: ``/dev/zero``
-    ends) or not UTF-8."""
-    with path.open("rb") as handle:
+    ends) or not UTF-8, and for what is not a regular file: it is never read (a FIFO would
+    block the command, a device never end)."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
+    with os.fdopen(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ConfigError(
+                f"{path}: not a regular file (a FIFO, a device or a folder); nothing of it was read",
+                hint="is it the right path? configs and mappings are YAML files",
+            )
         data = handle.read(MAX_YAML_BYTES + 1)
     if len(data) > MAX_YAML_BYTES:
         raise ConfigError(
@@ -714,7 +736,7 @@ def _problem(error: Any, empties: dict[tuple[str, ...], str]) -> str:
         location = ".".join(shown[:-2])
         problem = (
             f"{_key_shown(loc[-2], quoted=True)} is not a tenant name: letters, digits, -, _ "
-            "and . only, not starting with . (the name names folders)"
+            "and . only, not starting with ., at most 64 (the name names folders)"
         )
     elif kind == "string_pattern_mismatch" and shown[-1:] == ("default_region",):
         problem = "is not a two-letter ISO 3166 region code (US, GB, DE…)"

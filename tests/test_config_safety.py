@@ -43,7 +43,7 @@ def _tenant(sandbox: Sandbox, tmp_path: Path, **kore: Any) -> dict[str, Any]:
 # tenant names
 
 
-@pytest.mark.parametrize("name", [".", "..", ".hidden", "a/b", "", "a\nb"])
+@pytest.mark.parametrize("name", [".", "..", ".hidden", "a/b", "", "a\nb", "a" * 65])
 def test_a_tenant_name_that_names_no_folder_of_its_own_is_refused(
     tmp_path: Path, sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch, name: str
 ) -> None:
@@ -55,7 +55,7 @@ def test_a_tenant_name_that_names_no_folder_of_its_own_is_refused(
     assert caught.value.message.startswith(f"{config}: tenants ")
     assert caught.value.message.endswith(
         "is not a tenant name: letters, digits, -, _ and . only, "
-        "not starting with . (the name names folders)"
+        "not starting with ., at most 64 (the name names folders)"
     )
     assert "\n" not in caught.value.message
 
@@ -72,7 +72,7 @@ def test_dot_dot_is_refused_from_the_config_the_tenant_option_and_init(
     assert synced.returncode == 2
     assert _errors(synced.stderr) == [
         f"error: {config}: tenants '..' is not a tenant name: letters, digits, -, _ and . only, "
-        "not starting with . (the name names folders)"
+        "not starting with ., at most 64 (the name names folders)"
     ]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["connector.yaml", "exports"]
     assert tmp_path.stat().st_mode == mode, "the config's folder is left as it was"
@@ -104,12 +104,22 @@ def test_no_repr_str_or_dump_of_the_settings_shows_a_password_or_the_secret(
     tenant = _tenant(sandbox, tmp_path)
     tenant["source"] = {
         "kind": "sql",
-        "url": "postgresql+psycopg://reader:source-pass-4711@db.internal/crm",
+        "url": "postgresql+psycopg://reader:source-pass-4711@db.internal/crm?sslpassword=key-pass-4711",
         "table": "contacts",
     }
     config = write_config(
         tmp_path, {"acme": tenant}, state_url="postgresql+psycopg://kc:state-pass-4711@db/state"
     )
+    (tmp_path / "query").mkdir()
+    query = write_config(
+        tmp_path / "query",
+        {"acme": tenant},
+        state_url="postgresql+psycopg://kc@127.0.0.1:1/state?connect_timeout=1&password=q-pass-4711",
+    )
+    for command in ("check", "status", "migrate"):  # libpq takes a password in the query too
+        done = run_cli(command, config=query)
+        assert done.returncode != 0 and "pass-4711" not in done.stdout + done.stderr, command
+        assert "password=***" in done.stderr, done.stderr
 
     settings = load_settings(config)
 
@@ -121,7 +131,23 @@ def test_no_repr_str_or_dump_of_the_settings_shows_a_password_or_the_secret(
     assert "reader:***@db.internal/crm" in settings.model_dump_json()
     assert "state_url='postgresql+psycopg://kc:***@db/state'" in repr(settings)
     assert settings.state_url == "postgresql+psycopg://kc:state-pass-4711@db/state", "code reads it"
-    assert settings.tenants["acme"].source.url.endswith("reader:source-pass-4711@db.internal/crm")
+    assert settings.tenants["acme"].source.url.endswith(
+        "@db.internal/crm?sslpassword=key-pass-4711"
+    )
+    assert "crm?sslpassword=***" in repr(settings.tenants["acme"].source)
+
+
+def test_a_state_url_that_does_not_parse_is_one_line_for_every_command(tmp_path: Path) -> None:
+    config = write_config(
+        tmp_path, {}, state_url="postgresql+psycopg://kc:pass-4711@127.0.0.1:notaport/state"
+    )
+    for command in ("check", "status", "migrate", "sync"):
+        done = run_cli(command, config=config)
+        assert done.returncode == 2, (command, done.stderr)
+        assert _errors(done.stderr) == [
+            "error: state_url is not usable: invalid literal for int() with base 10: 'notaport'"
+        ], command
+        assert "pass-4711" not in done.stderr and "internal error" not in done.stderr
 
 
 def test_a_secret_shorter_than_its_algorithm_needs_is_refused_at_load(

@@ -74,7 +74,7 @@ def test_links_out_of_a_tenants_folder_are_named_and_not_read(
         assert str(outside) not in line and "elsewhere" not in line, (
             "where a link leads is not said"
         )
-    assert "3 files outside the export folder: not read" in result.stdout
+    assert "3 files not read: outside the export folder or not a regular file)" in result.stdout
     (run,) = runs(tmp_path, "alpha")
     counters = summary(run)["counters"]
     assert (counters["unsafe_paths"], counters["files_seen"], counters["files_read"]) == (3, 4, 1)

@@ -171,7 +171,7 @@ def test_healthz_says_the_state_database_is_unreachable_and_only_the_log_says_wh
     assert len(told) == 2, daemon.log()
     assert "postgresql+psycopg://" in told[0]
     assert f"127.0.0.1:{proxy.port}" in told[0]
-    assert "healthy again" in told[1]
+    assert told[1].endswith("/healthz: state database unreachable no more")
 
 
 def test_waitress_records_of_a_client_that_went_away_become_one_debug_line(

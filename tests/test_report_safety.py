@@ -7,6 +7,7 @@ folder it made."""
 from __future__ import annotations
 
 import csv
+import json
 import os
 import subprocess
 import sys
@@ -137,6 +138,11 @@ def test_tenant_folders_others_may_write_or_own_are_refused_before_anything_is_s
     assert "hint:" in result.stderr and "Traceback" not in result.stderr
     assert held(sandbox) == {}
     assert list(shared.iterdir()) == [] and list(foreign.iterdir()) == []
+    status = json.loads(run_cli("status", "--json", config=config).stdout)["tenants"]
+    for name, line in (("acme", acme), ("beta", beta)):
+        last = status[name]["last_run"]
+        assert last["status"] == "failed", "the run is recorded, not left running"
+        assert last["error"] in line
 
 
 def test_a_linked_or_dotted_tenant_folder_is_refused(tmp_path: Path) -> None:
@@ -225,6 +231,24 @@ def test_demo_refuses_a_folder_it_did_not_make_and_touches_nothing(tmp_path: Pat
     assert str(deployment) in line and "not empty" in line
     assert "hint:" in err and "--output" in err
     assert _tree(deployment) == before
+
+
+def test_demo_refuses_a_marker_another_user_planted(tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir(mode=0o1777)
+    shared.chmod(0o1777)
+    (shared / "mine.txt").write_text("data\n", encoding="utf-8")
+    marker = shared / ".kore-connector-demo"
+    marker.write_text("planted\n", encoding="utf-8")
+    os.chown(marker, 65534, 65534)  # tests run as root: a marker of another user
+    before = _tree(shared)
+
+    result = run_cli("demo", "--output", str(shared))
+
+    assert result.returncode == 2, result.stdout + result.stderr
+    (line,) = _errors(result.stderr)
+    assert "no earlier demo made it" in line
+    assert _tree(shared) == before
 
 
 def test_demo_twice_into_its_own_folder_starts_afresh(tmp_path: Path) -> None:

@@ -51,7 +51,7 @@ def cmd_init(args: argparse.Namespace) -> int:
     if not re.fullmatch(TENANT_NAME, args.tenant):
         raise ConfigError(
             f"--tenant {args.tenant!r}: a tenant's name is letters, digits and _ . - only, "
-            "not starting with .",
+            "not starting with ., at most 64",
             hint="for example --tenant acme-eu",
         )
     written = write_config(target, tenant=args.tenant, export=export, force=args.force)

@@ -7,7 +7,6 @@ Counts in text carry thousands separators and the plural only when it is one (``
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from datetime import UTC, datetime, timedelta
@@ -42,7 +41,10 @@ def describe(result: RunResult, *, dry_run: bool, full: bool = False) -> str:
     if c.files_waiting:
         read += f" ({counted(c.files_waiting, 'file')} still being written: read next run)"
     if c.unsafe_paths:
-        read += f" ({counted(c.unsafe_paths, 'file')} outside the export folder: not read)"
+        read += (
+            f" ({counted(c.unsafe_paths, 'file')} not read: outside the export folder"
+            " or not a regular file)"
+        )
     changes: tuple[tuple[str, int], ...]
     if dry_run:
         sent = f"{c.would_send:,} would be sent in {counted(c.batches, 'batch file')}"
@@ -79,6 +81,8 @@ def describe(result: RunResult, *, dry_run: bool, full: bool = False) -> str:
         f"report: {result.report_dir}"
         if result.report_dir
         else "no report (nothing was read or sent)"
+        if result.status == "completed"
+        else "no report"
     )
     return (
         f"{result.tenant}: {result.status} - {read}, {sent}, {c.rejected:,} rejected, "
@@ -188,7 +192,7 @@ def say(
             "report": str(result.report_dir) if result.report_dir else None,
         }
     entry |= details or {}
-    print(json.dumps(entry, ensure_ascii=False), file=stream, flush=True)
+    print(logs.json_line(entry), file=stream, flush=True)
 
 
 def print_error(exc: ConnectorError, *, verbose: bool) -> None:

@@ -64,7 +64,7 @@ def probe_check(probe: Callable[[], None], reason: str) -> HealthCheck:
                 failing[0] = True
             return reason
         if failing[0]:
-            log.info("/healthz: healthy again (was: %s)", reason)
+            log.info("/healthz: %s no more", reason)
             failing[0] = False
         return None
 

@@ -38,6 +38,15 @@ if TYPE_CHECKING:
 _EXACT_FLOAT_DIGITS = 15
 
 
+def shown_path(path: str | os.PathLike[str]) -> str:
+    r"""``path`` as the text that names it wherever it is stored or written (staging, the state
+    database, reports, ``summary.json``, logs): its bytes decoded as UTF-8, each byte that is not
+    UTF-8 shown as ``\xff``. A name a Windows or SMB export wrote in Latin-1 (``Müller.csv`` with
+    one byte for the ``ü``) thus reaches no encoder as the lone surrogate Python reads it as; the
+    file itself is opened by its real path."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
 def as_text(value: Any) -> str:
     """A typed cell (spreadsheet or database) as the text a CSV export would hold.
 
@@ -109,7 +118,7 @@ class Stamp:
             status = path.stat()
         except OSError as exc:
             raise SourceError(
-                f"{path}: cannot read: {exc.strerror}",
+                f"{shown_path(path)}: cannot read: {exc.strerror}",
                 hint="check that source.path names the file and that this user may read it",
             ) from None
         return cls(status.st_size, status.st_mtime_ns)
@@ -143,7 +152,7 @@ def open_export(path: Path, folder: Path | None) -> tuple[BinaryIO, Identity]:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
     except OSError as exc:
         raise SourceError(
-            f"{path}: cannot read: {exc.strerror}",
+            f"{shown_path(path)}: cannot read: {exc.strerror}",
             hint="check that source.path names the file and that this user may read it",
         ) from None
     handle = os.fdopen(fd, "rb")
@@ -156,7 +165,7 @@ def open_export(path: Path, folder: Path | None) -> tuple[BinaryIO, Identity]:
     if problem is not None:
         handle.close()
         raise SourceError(
-            f"{path}: {problem}; nothing of it was read",
+            f"{shown_path(path)}: {problem}; nothing of it was read",
             hint="export folders hold the export files themselves, not links out of them",
         )
     return handle, (status.st_dev, status.st_ino)
@@ -191,7 +200,13 @@ class ExportFile:
 
     @property
     def name(self) -> str:
-        return self.path.name
+        """The file's name as reports, the state and logs hold it (``shown_path``)."""
+        return shown_path(self.path.name)
+
+    @property
+    def where(self) -> str:
+        """The file's path as messages name it (``shown_path``)."""
+        return shown_path(self.path)
 
     def tally(self) -> FileTally | None:
         return None
@@ -211,7 +226,7 @@ class ExportFile:
         if self.identity is not None and identity != self.identity:
             handle.close()
             raise SourceError(
-                f"{self.path}: another file took its name while it was read; nothing of it"
+                f"{self.where}: another file took its name while it was read; nothing of it"
                 " was sent, and it is read again next run",
                 hint="export folders hold the export files themselves, not links out of them",
             )
@@ -226,7 +241,7 @@ class ExportFile:
         change = self.stamp.change(Stamp.of(self.path))
         if change is not None:
             raise SourceError(
-                f"{self.path}: changed while it was read ({change}); nothing of it was sent, and"
+                f"{self.where}: changed while it was read ({change}); nothing of it was sent, and"
                 " it is read again next run",
                 hint="files still being copied are left alone for source.min_file_age; make it"
                 " longer than a copy takes",
@@ -276,7 +291,8 @@ class SourceStats:
     waiting: list[str] = field(default_factory=list)
     """One warning naming each of them."""
     unsafe_paths: int = 0
-    """Files matched whose real path leaves the export folder (a link, ``..``): never read."""
+    """Files matched whose real path leaves the export folder (a link, ``..``), or that are
+    not regular files (a FIFO, a device): never read."""
     unsafe: list[str] = field(default_factory=list)
     """One warning naming each of them."""
 

@@ -40,6 +40,7 @@ from connector.sources import (
     SourceRow,
     Table,
     open_export,
+    shown_path,
 )
 from connector.sources.encodings import Detection, Scan
 
@@ -100,12 +101,12 @@ def inspect_csv(path: Path, settings: CsvSourceSettings, *, folder: Path | None 
             scan.close()
     except OSError as exc:
         raise SourceError(
-            f"{path}: cannot read: {exc.strerror}",
+            f"{shown_path(path)}: cannot read: {exc.strerror}",
             hint="check that source.path names the file and that this user may read it",
         ) from None
     if declared and declared in scan.failed:
         raise SourceError(
-            f"{path} line {scan.failed[declared]}: not valid {declared}",
+            f"{shown_path(path)} line {scan.failed[declared]}: not valid {declared}",
             hint="fix the file, or set source.encoding to the encoding it was written in",
         )
     detection = scan.detection()
@@ -154,7 +155,7 @@ def _wide_encoding(path: Path, head: bytes) -> str | None:
             return None
         what = f"binary data ({control:,} control bytes in its first {len(sample):,})"
     raise SourceError(
-        f"{path}: not a CSV text file: it holds {what}; nothing of it was read",
+        f"{shown_path(path)}: not a CSV text file: it holds {what}; nothing of it was read",
         hint="export the contacts as CSV, or set source.kind: xlsx for a workbook"
         if "xls" in what
         else "export the contacts as CSV, or set source.encoding if it is text in another encoding",
@@ -204,14 +205,14 @@ class CsvFile(ExportFile):
         found = self.detection
         if found is not None and found.stray_line is not None:
             return [
-                f"{self.path}: UTF-8, but line {found.stray_line:,} (and maybe others) holds "
+                f"{self.where}: UTF-8, but line {found.stray_line:,} (and maybe others) holds "
                 "bytes that are not: they are read as cp1252; check those names, or set "
                 "source.encoding"
             ]
         if found is None or found.confident:
             return []
         line = (
-            f"{self.path}: the encoding is a guess: {found.encoding}"
+            f"{self.where}: the encoding is a guess: {found.encoding}"
             f" (confidence {found.confidence:.2f})"
         )
         if found.runner_up:
@@ -234,7 +235,7 @@ class CsvFile(ExportFile):
     def describe(self) -> str:
         delimiter = self.dialect()
         name = {",": "comma", ";": "semicolon", "\t": "tab"}.get(delimiter, repr(delimiter))
-        return f"{self.path} ({self.encoding}, {name}-separated)"
+        return f"{self.where} ({self.encoding}, {name}-separated)"
 
     def dialect(self) -> str:
         """The delimiter this file is read with."""
@@ -282,7 +283,7 @@ class CsvFile(ExportFile):
             found = self._table(tally).header(records)
         if found is None:
             raise SourceError(
-                f"{self.path}: the file is empty; expected a header row",
+                f"{self.where}: the file is empty; expected a header row",
                 hint="check the CRM's export job: an export starts with its header row",
             )
         return found[0].values
@@ -303,7 +304,7 @@ class CsvFile(ExportFile):
         self.unchanged()
 
     def _table(self, tally: FileTally) -> Table:
-        return Table(str(self.path), tally, self.header_row)
+        return Table(self.where, tally, self.header_row)
 
     def _records(self, tally: FileTally) -> Generator[SourceRow, None, None]:
         with self._open() as handle:
@@ -317,25 +318,25 @@ class CsvFile(ExportFile):
                 yield from splitter.rows(handle)
             except UnicodeDecodeError:
                 raise SourceError(
-                    f"{self.path}: changed while it was read; it is read again next run",
+                    f"{self.where}: changed while it was read; it is read again next run",
                     hint="exports still being copied when a run starts are left alone for "
                     "source.min_file_age: make it longer than a copy takes",
                 ) from None
             except _Unsplit as exc:
                 raise SourceError(
-                    f"{self.path} line {exc.line}: where this record ends cannot be told for sure;"
+                    f"{self.where} line {exc.line}: where this record ends cannot be told for sure;"
                     " nothing of this file was sent",
                     hint="check the quoting around this line in the export",
                 ) from None
             except _TooWide as exc:
                 raise SourceError(
-                    f"{self.path} line {exc.line}: a record of {exc.cells:,} cells, more than"
+                    f"{self.where} line {exc.line}: a record of {exc.cells:,} cells, more than"
                     f" source.max_columns ({self.max_columns:,}); nothing of this file was sent",
                     hint="raise source.max_columns if the export really has that many columns",
                 ) from None
             except _Unclosed as exc:
                 raise SourceError(
-                    f"{self.path} line {exc.line}: a quote opened in this record is never closed;"
+                    f"{self.where} line {exc.line}: a quote opened in this record is never closed;"
                     " nothing of this file was sent",
                     hint="fix the quoting in the export (a quote inside a quoted field is "
                     'written twice: "")',

@@ -13,13 +13,15 @@ is not read: the run counts it (``unsafe_paths``), names it in a warning, and re
 The folder itself may be a link (a mount set up by the operator); what is checked is where each
 file really is, against where the folder really is. A link the operator names directly in
 ``source.path`` is held to the same rule: the connector cannot tell it from one a tenant made in
-its upload folder, and naming the file it points to reads it.
+its upload folder, and naming the file it points to reads it. A FIFO or a device a glob matches
+is never opened (a FIFO would block the run): it is counted with them and named in a warning.
 """
 
 from __future__ import annotations
 
 import glob
 import os
+import stat
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -27,7 +29,7 @@ from typing import TYPE_CHECKING
 
 from connector.errors import SourceError
 from connector.settings import CsvSourceSettings, XlsxSourceSettings
-from connector.sources import SourceStats, SourceUnit, Stamp
+from connector.sources import SourceStats, SourceUnit, Stamp, shown_path
 from connector.sources.csv_files import CsvFile, inspect_csv
 from connector.state import Checkpoint
 
@@ -55,21 +57,51 @@ class FileSource:
         self._inside = Path(os.path.realpath(self.folder))
 
     def paths(self) -> list[Path]:
-        """The files ``source.path`` names that lie inside the export folder; the others are
-        counted and named (``SourceStats.unsafe``)."""
+        """The regular files ``source.path`` names that lie inside the export folder; the others
+        are counted and named (``SourceStats.unsafe``). A folder a glob matches is passed over
+        without a word (``*.csv`` may match one); a path that is gone (a dangling link) too.
+
+        Raises ``SourceError`` for a single file that does not exist or is not a regular file."""
         pattern = self.settings.path
         if glob.has_magic(pattern):
-            found = sorted(p for p in map(Path, glob.glob(pattern, recursive=True)) if p.is_file())
+            found = sorted(
+                p for p in map(Path, glob.glob(pattern, recursive=True)) if not p.is_dir()
+            )
             if not found and not self.folder.is_dir():
                 raise SourceError(
                     f"source.path {pattern}: the folder {self.folder} does not exist",
                     hint="check source.path: a glob in a missing folder would match nothing, ever",
                 )
-            return [path for path in found if self._safe(path, named=False)]
+            return [p for p in found if self._safe(p, named=False) and self._regular(p)]
         path = Path(pattern)
-        if not path.is_file():
+        if not path.exists():
             raise SourceError(f"{pattern}: file not found", hint="check source.path")
-        return [path] if self._safe(path, named=True) else []
+        if not self._safe(path, named=True):
+            return []
+        if not path.is_file():
+            raise SourceError(
+                f"{pattern} is not a regular file (a FIFO, a device or a folder); nothing of it"
+                " was read",
+                hint="source.path names an export file, or a glob such as exports/acme/*.csv",
+            )
+        return [path]
+
+    def _regular(self, path: Path) -> bool:
+        """Whether ``path`` is a regular file. A FIFO or a device is never opened (a FIFO would
+        block the run, a device never end): it is counted with the files not read for safety
+        (``unsafe_paths``) and named in one warning. A path gone since the glob is passed over."""
+        try:
+            mode = path.stat().st_mode
+        except OSError:
+            return False
+        if stat.S_ISREG(mode):
+            return True
+        self.stats.files_seen += 1
+        self.stats.unsafe_paths += 1
+        self.stats.unsafe.append(
+            f"{shown_path(path)} is not a regular file (a FIFO or a device); not read"
+        )
+        return False
 
     def _safe(self, path: Path, *, named: bool) -> bool:
         """Whether ``path`` really lies inside the export folder; if not, it is counted, and
@@ -84,7 +116,7 @@ class FileSource:
             else "put the export itself in the folder"
         )
         self.stats.unsafe.append(
-            f"{path} is not read: its real path leaves the export folder {self.folder}"
+            f"{shown_path(path)} is not read: its real path leaves the export folder {self.folder}"
             f" (a link or '..' leads out of it); {fix}"
         )
         return False
@@ -152,7 +184,9 @@ class FileSource:
 
     def _waiting(self, path: Path, why: str) -> None:
         self.stats.files_waiting += 1
-        self.stats.waiting.append(f"{path} is still being written ({why}); it is read next run")
+        self.stats.waiting.append(
+            f"{shown_path(path)} is still being written ({why}); it is read next run"
+        )
 
     def _inspect(self, path: Path) -> CsvFile | XlsxFile:
         if isinstance(self.settings, XlsxSourceSettings):

@@ -37,6 +37,7 @@ from sqlalchemy.exc import (
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from connector.errors import ConfigError, StateError, missing_driver, url_hint
+from connector.settings import hide_password
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -128,7 +129,7 @@ class Store:
     def __init__(self, url: str, *, migrate: bool = True) -> None:
         try:
             parsed = make_url(url)
-            self.label = parsed.render_as_string(hide_password=True)
+            self.label = hide_password(parsed)
             postgresql = parsed.get_backend_name() == "postgresql"
             connect_args = {"connect_timeout": 10} if postgresql else {}
             read_only = {"postgresql_readonly": True} if postgresql and not migrate else {}
@@ -286,10 +287,10 @@ def check_location(url: str) -> None:
     """What ``check`` can tell of a state URL without opening it: a SQLite file's folder."""
     try:
         parsed = make_url(url)
-    except ArgumentError as exc:
+    except (ArgumentError, ValueError) as exc:
         raise ConfigError(f"state_url is not usable: {exc}", hint=url_hint(url)) from None
     if parsed.get_backend_name() == "sqlite":
-        sqlite_folder(parsed.database, parsed.render_as_string(hide_password=True))
+        sqlite_folder(parsed.database, hide_password(parsed))
 
 
 def sqlite_folder(name: str | None, label: str) -> None:

@@ -40,7 +40,8 @@ class Counters:
     files_waiting: int = 0
     """Files left for the next run: still being written (``source.min_file_age``)."""
     unsafe_paths: int = 0
-    """Files not read because their real path leaves the export folder (a link, ``..``)."""
+    """Files not read because their real path leaves the export folder (a link, ``..``) or
+    they are not regular files (a FIFO, a device)."""
     rows_read: int = 0
     unchanged_rows: int = 0
     """Rows not mapped again: unchanged since a completed run delivered their number."""

@@ -275,12 +275,15 @@ def conclude(
         status, error = "failed", error or exc
     try:
         prune(ctx.app.reports_dir, ctx.tenant, keep_days=ctx.app.reports_keep_days)
+    except ConnectorError as exc:  # a refused tenant folder: the run is recorded all the same
+        status, error = "failed", error or exc
+    try:
         if not ctx.dry_run:
             ctx.state.finish_run(
                 ctx.run_id,
                 status=status,
                 counters=summary["counters"],
-                error=message,
+                error=error.message if error else None,
                 quiet=folder is None and status == "completed",
             )
             pending = ctx.state.pending_count()
