@@ -10,8 +10,9 @@ minute. The state is a SQLite file in the soak's folder unless ``--state-url`` n
 
 Each minute it prints the daemon's RSS, open files, threads and CPU seconds (/proc, Linux), the
 run records the state holds and the contacts the sandbox holds. At the end, for RSS, files and
-threads: the value when the warm-up ended, the highest after it, and the growth between them in
-per cent; flat means within 10 %.
+threads: the lowest and highest value in the first and second half after the warm-up (a sample
+catches the runs in flight; a leak lifts both), and the larger growth of the two in per cent;
+flat means within 10 %.
 """
 
 from __future__ import annotations
@@ -133,20 +134,22 @@ def _soak(args: argparse.Namespace, folder: Path, url: str, sandbox: Sandbox) ->
 
 
 def _verdict(rows: list[tuple[float, float, int, int]], warm_up: float) -> None:
+    """Each measure's lowest and highest value in the first and the second half after the
+    warm-up. A sample catches whatever runs are in flight (each holds a thread and a few
+    files), so one sample against another says little; a leak lifts the floor and the peak
+    of the second half over the first's."""
     after = [row for row in rows if row[3] >= warm_up]
-    if len(after) < 2:
-        print("too short to judge: run past the warm-up")
+    if len(after) < 4:
+        print("too short to judge: run well past the warm-up")
         return
+    first, second = after[: len(after) // 2], after[len(after) // 2 :]
     for name, at in (("RSS", 0), ("open files", 1), ("threads", 2)):
-        start = float(after[0][at])
-        peak = max(float(row[at]) for row in after)
-        growth = (peak - start) / start * 100 if start else 0.0
+        low = [min(float(row[at]) for row in half) for half in (first, second)]
+        high = [max(float(row[at]) for row in half) for half in (first, second)]
+        growth = max((b - a) / a * 100 if a else 0.0 for a, b in (low, high))
         verdict = "flat" if growth <= 10 else "GROWS"
         print(
-            f"{name}: {round(start, 1):g} at minute {after[0][3]}, at most {round(peak, 1):g} "
-            f"after; {growth:+.1f} % ({verdict})"
+            f"{name}: {low[0]:g} to {high[0]:g} in minutes {first[0][3]}-{first[-1][3]}, "
+            f"{low[1]:g} to {high[1]:g} in minutes {second[0][3]}-{second[-1][3]}; "
+            f"{growth:+.1f} % ({verdict})"
         )
-
-
-if __name__ == "__main__":
-    raise SystemExit(0 if main() == 0 else 1)

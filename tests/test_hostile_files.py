@@ -347,6 +347,10 @@ def _good_rows() -> str:
     )
 
 
+def _text_cell(text: str) -> str:
+    return f'<row r="2"><c r="A2" t="inlineStr"><is><t>{text}</t></is></c></row>'
+
+
 def _xlsx_tenant(sandbox: Sandbox, path: Path, **limits: Any) -> dict[str, Any]:
     tenant = tenant_config(sandbox, path, bot_id=f"st-{path.stem}")
     tenant["source"].update(kind="xlsx", **limits)
@@ -400,6 +404,42 @@ def test_bombs_fail_in_one_line_each_and_the_rest_is_read_within_the_memory_boun
             _workbook(tmp_path / "laughs.xlsx", "", sheet_prolog=_BILLION_LAUGHS + "]>"),
             {},
         ),
+        # Each element held open: 6 million of them took 1.77 GB from a 42 kB file.
+        "nested-sheet": (
+            _workbook(tmp_path / "nested-sheet.xlsx", "<x>" * 200_000 + "</x>" * 200_000),
+            {},
+        ),
+        "nested-strings": (
+            _workbook(
+                tmp_path / "nested-strings.xlsx", "", strings="<x>" * 200_000 + "</x>" * 200_000
+            ),
+            {},
+        ),
+        # One start tag of 150,000 attributes, all built by expat before it is seen.
+        "attributes": (
+            _workbook(
+                tmp_path / "attributes.xlsx",
+                "<x" + "".join(f' a{i}=""' for i in range(150_000)) + "/>",
+            ),
+            {},
+        ),
+        "long-cell": (
+            _workbook(tmp_path / "long-cell.xlsx", _text_cell("x" * (2 << 20))),
+            {},
+        ),
+        # The same text cut by comments, so that no stretch of it is long.
+        "cell-runs": (
+            _workbook(tmp_path / "cell-runs.xlsx", _text_cell(("x" * (1 << 19) + "<!---->") * 9)),
+            {},
+        ),
+        "names": (
+            _workbook(tmp_path / "names.xlsx", "".join(f"<n{i}/>" for i in range(2000))),
+            {},
+        ),
+        "row-nodes": (
+            _workbook(tmp_path / "row-nodes.xlsx", '<row r="2">' + "<x/>" * 80_000 + "</row>"),
+            {},
+        ),
     }
     tenants = {
         name: _xlsx_tenant(sandbox, path, **limits) for name, (path, limits) in bombs.items()
@@ -426,6 +466,15 @@ def test_bombs_fail_in_one_line_each_and_the_rest_is_read_within_the_memory_boun
         "sheet-bytes": "more than source.max_sheet_bytes (1,048,576)",
         "laughs": "an XML part declares entities or a DTD",
         "commas": "commas.csv line 1: a record of 4,000,001 cells, more than source.max_columns",
+        "nested-sheet": "its part xl/worksheets/sheet1.xml nests XML elements more than 32 deep",
+        "nested-strings": "its part xl/sharedStrings.xml nests XML elements more than 32 deep",
+        "attributes": "sheet1.xml has more than 1,048,576 bytes without a '<'",
+        "long-cell": "sheet1.xml has more than 1,048,576 bytes without a '<'",
+        "cell-runs": "holds a row (of at most source.max_columns, 4,096 cells) of more than"
+        " 4,194,304 characters of text",
+        "names": "sheet1.xml uses more than 1,024 distinct XML names",
+        "row-nodes": "holds a row (of at most source.max_columns, 4,096 cells) of more than"
+        " 73,728 XML elements and attributes",
     }
     for name, words in said.items():
         (line,) = [x for x in errors if f"/{name}." in x]

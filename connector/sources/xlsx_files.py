@@ -14,9 +14,17 @@ and styles; the shared strings and the worksheet are streamed here, element by e
 only the item being read (openpyxl keeps every element it has passed as an empty shell, and pads
 each row to its last cell: one cell in column XFD is 16,384 values). The shared strings are
 counted as they are read (``source.max_shared_strings``), every row's cells and columns against
-``source.max_columns``, and a workbook is read once for its header and its rows. Every XML part
-is parsed by defusedxml, which refuses entity declarations (the "billion laughs"). Past any limit
-the file fails in one line naming the limit's setting, and nothing of it is sent.
+``source.max_columns``, and a workbook is read once for its header and its rows.
+
+What a streamed part holds at once is bounded too, so its size costs time, not memory: elements
+nest at most ``_DEPTH`` deep, a part uses at most ``_NAMES`` distinct XML names (the parser keeps
+each), one row or shared string holds at most ``_ITEM_CHARS`` characters of text and a number of
+XML elements and attributes set by ``source.max_columns``, and no ``_MARKUP_GAP`` bytes pass
+without a ``<`` (expat builds a whole start tag, all its attributes, before any of it is seen
+here, so that bound is kept on the bytes before they reach it). Every XML part is parsed by
+defusedxml, which refuses entity declarations (the "billion laughs"). Past any limit the file
+fails in one line naming the limit's setting (or the part and the fixed bound), and nothing of
+it is sent.
 """
 
 from __future__ import annotations
@@ -32,10 +40,10 @@ from functools import lru_cache
 from itertools import chain
 from pathlib import Path
 from typing import IO, Any, Literal
-from xml.etree.ElementTree import Element
+from xml.etree.ElementTree import Element, TreeBuilder
 
 from defusedxml import DefusedXmlException
-from defusedxml.ElementTree import iterparse
+from defusedxml.ElementTree import DefusedXMLParser, iterparse
 from openpyxl.reader.excel import ExcelReader
 from openpyxl.styles.stylesheet import apply_stylesheet
 from openpyxl.utils import get_column_letter
@@ -59,12 +67,25 @@ from connector.sources import (
 _CHUNK = 1 << 20
 _EXCEL_ROWS = 1_048_576
 """The last row a sheet can have (Excel's limit, ECMA-376's too)."""
-_STRING_ELEMENTS = 4096
-"""XML elements one shared string may hold (its rich-text runs and their formatting): a few
-dozen in any workbook; more is no text anyone typed."""
-_CELL_ELEMENTS = 8
-"""XML elements a row may hold for each cell ``source.max_columns`` allows (a cell, its value
-and formula, or its inline string), beyond ``_STRING_ELEMENTS`` for one rich-text cell."""
+_STRING_NODES = 8192
+"""XML elements and attributes one shared string may hold (its rich-text runs and their
+formatting, about 16 a run): a few dozen in any workbook; more is no text anyone typed."""
+_CELL_NODES = 16
+"""XML elements and attributes a row may hold for each cell ``source.max_columns`` allows (a
+cell, its value and formula, or its inline string), beyond ``_STRING_NODES`` for one rich-text
+cell."""
+_ITEM_CHARS = 1 << 22
+"""Characters of text one row (all its cells) or one shared string may hold: 4 Mi, as a CSV
+record at ``source.max_row_chars``'s default. Excel holds at most 32,767 in a cell."""
+_DEPTH = 32
+"""How deep XML elements may nest in a streamed part: a worksheet's nest 7 deep at most
+(worksheet, sheetData, row, c, is, r, rPr, and the formatting in it)."""
+_NAMES = 1024
+"""Distinct XML names (of elements and attributes) one streamed part may use: SpreadsheetML
+has a few hundred, a worksheet uses a few dozen. The parser keeps every name it meets."""
+_MARKUP_GAP = 1 << 20
+"""Bytes a streamed part may hold without a ``<``: one start tag (a ``<`` cannot be in it) or
+one stretch of text. A cell Excel wrote is at most 32,767 characters, 8 bytes each escaped."""
 _ROW, _CELL, _STRING = (f"{{{SHEET_MAIN_NS}}}{tag}" for tag in ("row", "c", "si"))
 _TEXT, _RUN = f"{{{SHEET_MAIN_NS}}}t", f"{{{SHEET_MAIN_NS}}}r"
 _WORKSHEET = "/worksheet"
@@ -315,13 +336,13 @@ class _Archive(zipfile.ZipFile):
             self._within(name, self.limits.part_bytes, "source.max_part_bytes")
         return super().open(name, mode, pwd, force_zip64=force_zip64)
 
-    def stream(self, name: str, what: Literal["sheet", "strings"]) -> IO[bytes]:
+    def stream(self, name: str, what: Literal["sheet", "strings"]) -> _Part:
         """A part read element by element here: the worksheet, or the shared strings."""
         if what == "sheet":
             self._within(name, self.limits.sheet_bytes, "source.max_sheet_bytes")
         else:
             self._within(name, self.limits.strings_bytes, "source.max_strings_bytes")
-        return super().open(name)
+        return _Part(super().open(name), name)
 
     def _within(self, name: str | zipfile.ZipInfo, limit: int, setting: str) -> None:
         info = name if isinstance(name, zipfile.ZipInfo) else self.getinfo(name)
@@ -330,6 +351,97 @@ class _Archive(zipfile.ZipFile):
                 f"its part {info.filename} unpacks to {info.file_size:,} bytes, more than"
                 f" {setting} ({limit:,})"
             )
+
+
+class _Part:
+    """A streamed part's bytes as the XML parser reads them, past which no more than
+    ``_MARKUP_GAP`` bytes go without a ``<``: an attribute value cannot hold one, so no start
+    tag is longer, and expat never holds a longer one whole."""
+
+    def __init__(self, raw: IO[bytes], name: str) -> None:
+        self.name = name
+        self._raw = raw
+        self._since = 0
+        """Bytes read since the last ``<``."""
+
+    def read(self, size: int = -1) -> bytes:
+        """At most ``size`` bytes (and at most ``_MARKUP_GAP``, so that no stretch without a
+        ``<`` lies wholly inside one chunk and goes unchecked); ``_TooBig`` past the gap."""
+        chunk = self._raw.read(_MARKUP_GAP if size < 0 else min(size, _MARKUP_GAP))
+        first = chunk.find(b"<")
+        if first < 0:
+            self._since += len(chunk)
+        else:
+            self._since += first
+            if self._since <= _MARKUP_GAP:
+                self._since = len(chunk) - chunk.rfind(b"<") - 1
+        if self._since > _MARKUP_GAP:
+            raise _TooBig(
+                f"its part {self.name} has more than {_MARKUP_GAP:,} bytes without a '<',"
+                " an XML tag or text longer than any workbook's"
+            )
+        return chunk
+
+
+class _Builder(TreeBuilder):
+    """The tree builder of a streamed part, counting what it holds as it builds it: how deep
+    the open elements nest (``_DEPTH``), the distinct names met (``_NAMES``), and in each
+    ``item`` element (a row, a shared string) the XML elements and attributes (``most``) and
+    the characters of text (``_ITEM_CHARS``, with any text before it since the last item).
+    Outside an item an element ended is let go of (``_items`` clears it), so what counts there
+    is the elements still open. Past a bound ``_TooBig`` names it."""
+
+    def __init__(self, part: str, item: str, most: int, what: str) -> None:
+        super().__init__()
+        self.part, self.item, self.most, self.what = part, item, most, what
+        self.open: list[int] = []
+        """For each open element, its elements and attributes held (with its descendants')."""
+        self.inside = 0
+        """The depth of the open item, 0 outside one."""
+        self.held = 0
+        self.chars = 0
+        self.names: set[str] = set()
+
+    def start(self, tag: str, attrs: dict[str, str], /) -> Element:
+        nodes = 1 + len(attrs)
+        self.open.append(nodes)
+        self.held += nodes
+        if len(self.open) > _DEPTH:
+            raise _TooBig(f"its part {self.part} nests XML elements more than {_DEPTH} deep")
+        if not self.inside and tag == self.item:
+            self.inside = len(self.open)
+        if self.held > self.most:
+            where = self.what if self.inside else "an element outside its rows"
+            raise _TooBig(
+                f"its part {self.part} holds {where} of more than {self.most:,} XML elements"
+                " and attributes"
+            )
+        names = self.names
+        names.add(tag)
+        if attrs:
+            names.update(attrs)
+        if len(names) > _NAMES:
+            raise _TooBig(f"its part {self.part} uses more than {_NAMES:,} distinct XML names")
+        return super().start(tag, attrs)
+
+    def end(self, tag: str, /) -> Element:
+        nodes = self.open.pop()
+        if self.inside and len(self.open) >= self.inside:
+            self.open[-1] += nodes
+        else:
+            self.held -= nodes
+            if self.inside:
+                self.inside = self.chars = 0
+        return super().end(tag)
+
+    def data(self, data: str, /) -> None:
+        self.chars += len(data)
+        if self.chars > _ITEM_CHARS:
+            raise _TooBig(
+                f"its part {self.part} holds {self.what} of more than {_ITEM_CHARS:,}"
+                " characters of text"
+            )
+        super().data(data)
 
 
 class _Reader(ExcelReader):  # type: ignore[misc]
@@ -372,12 +484,12 @@ class _Reader(ExcelReader):  # type: ignore[misc]
             self.shared_strings = _shared_strings(source, self.limits.shared_strings)
 
 
-def _shared_strings(source: IO[bytes], limit: int) -> list[str]:
+def _shared_strings(source: _Part, limit: int) -> list[str]:
     """The shared strings, counted against ``limit`` as they are read. A string's text is its
     ``t`` and the ``t`` of each rich-text run, as openpyxl reads it (``Text.content``, and its
     ``x005F_`` unescaping); phonetic runs are not text."""
     strings: list[str] = []
-    for item in _items(source, _STRING, _STRING_ELEMENTS, "a shared string"):
+    for item in _items(source, _STRING, _STRING_NODES, "a shared string"):
         if len(strings) == limit:
             raise _TooBig(f"more than source.max_shared_strings ({limit:,}) shared strings")
         plain = item.find(_TEXT)
@@ -389,29 +501,28 @@ def _shared_strings(source: IO[bytes], limit: int) -> list[str]:
     return strings
 
 
-def _items(source: IO[bytes], tag: str, most: int, what: str) -> Iterator[Element]:
+def _items(source: _Part, tag: str, most: int, what: str) -> Iterator[Element]:
     """Each ``tag`` element of an XML part, whole, once it ends; every other element is let
-    go of as soon as it ends, so what is held is the item being read (at most ``most``
-    elements) and the elements still open around it."""
+    go of as soon as it ends, so what is held is the item being read and the elements still
+    open around it, within the bounds ``_Builder`` keeps (``most`` elements and attributes in
+    an item)."""
+    parser = DefusedXMLParser(target=_Builder(source.name, tag, most, what), forbid_dtd=True)
     open_: list[Element] = []
-    inside = 0
-    for event, element in iterparse(source, events=("start", "end"), forbid_dtd=True):
+    inside = False
+    for event, element in iterparse(source, events=("start", "end"), parser=parser):
         if event == "start":
             open_.append(element)
-            if inside or element.tag == tag:
-                inside += 1
-                if inside > most:
-                    raise _TooBig(f"{what} holds more than {most:,} XML elements")
+            inside = inside or element.tag == tag
             continue
         open_.pop()
         if element.tag == tag and inside:
-            inside = 0
+            inside = False
             yield element
         if not inside and open_:
             open_[-1].clear()
 
 
-def _sheet_rows(source: IO[bytes], book: _Book, columns: int) -> Iterator[tuple[int, list[Any]]]:
+def _sheet_rows(source: _Part, book: _Book, columns: int) -> Iterator[tuple[int, list[Any]]]:
     """Each row of a worksheet part: its number and its values, as wide as its last cell.
     openpyxl's ``WorkSheetParser.parse_cell`` reads each cell (numbers, dates by the styles,
     shared and inline strings, booleans); the rows are assembled here, within ``columns``
@@ -425,7 +536,7 @@ def _sheet_rows(source: IO[bytes], book: _Book, columns: int) -> Iterator[tuple[
         timedelta_formats=book.timedelta_formats,
     )
     number = 0
-    most = columns * _CELL_ELEMENTS + _STRING_ELEMENTS
+    most = columns * _CELL_NODES + _STRING_NODES
     what = f"a row (of at most source.max_columns, {columns:,} cells)"
     for row in _items(source, _ROW, most, what):
         at = _number(row.get("r"), after=number)
