@@ -29,6 +29,7 @@ from prometheus_client import CollectorRegistry, make_wsgi_app
 from waitress import wasyncore
 from waitress.server import BaseWSGIServer, create_server
 
+from connector.daemon.outages import Outage
 from connector.errors import ConfigError, ConnectorError
 
 log = logging.getLogger(__name__)
@@ -48,24 +49,19 @@ _Answer = tuple[str, list[tuple[str, str]], bytes]
 _TEXT = "text/plain; charset=utf-8"
 
 
-def probe_check(probe: Callable[[], None], reason: str) -> HealthCheck:
+def probe_check(probe: Callable[[], None], reason: str, outage: Outage) -> HealthCheck:
     """A check from a probe that raises ``ConnectorError`` when unhealthy (``Store.ping``):
     ``reason`` then. The error's message, which may name hosts and databases and so goes to the
-    log only, is logged at WARNING when the probe starts failing, and the recovery at INFO: one
-    line per change of state, however often ``/healthz`` is asked."""
-    failing = [False]
+    log only, is told to ``outage``, the one the daemon's turns tell too: an outage is two log
+    lines however often ``/healthz`` is asked and whoever noticed it first."""
 
     def check() -> str | None:
         try:
             probe()
         except ConnectorError as exc:
-            if not failing[0]:
-                log.warning("/healthz: %s: %s", reason, exc.message)
-                failing[0] = True
+            outage.failed(exc.message, turn=False)
             return reason
-        if failing[0]:
-            log.info("/healthz: %s no more", reason)
-            failing[0] = False
+        outage.answered()
         return None
 
     return check

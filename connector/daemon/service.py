@@ -608,7 +608,10 @@ def serve(config: Path, *, listen: str | None) -> int:
     if listen:
         health = HealthServer(
             listen,
-            checks=[probe_check(store.ping, "state database unreachable"), daemon.clock.check],
+            checks=[
+                probe_check(store.ping, "state database unreachable", daemon.state_outage),
+                daemon.clock.check,
+            ],
             ready=daemon.ready,
             registry=daemon.metrics.registry,
             timeout=settings.daemon.listen_timeout_seconds,
