@@ -125,11 +125,10 @@ def main() -> int:
     return 0
 
 
-def _configs(
-    folder: Path, args: argparse.Namespace, sandbox: Sandbox, base: str, schema: str
-) -> list[Path]:
-    """One config a replica: the same tenants, each replica its own ``application_name``."""
-    tenants = {
+def tenants(count: int, sandbox: Sandbox, *, every: str) -> dict[str, Any]:
+    """``count`` tenants named ``t000``…, each with a bot of its own on ``sandbox`` and the
+    CSV files of its folder (``t000/*.csv``, beside the config) on ``every``."""
+    return {
         f"t{n:03}": {
             "kore": {
                 "host": sandbox.url,
@@ -141,10 +140,17 @@ def _configs(
             },
             "source": {"kind": "csv", "path": f"t{n:03}/*.csv", "min_file_age": "0s"},
             "mapping": "salesforce",
-            "schedule": {"every": "1m"},
+            "schedule": {"every": every},
         }
-        for n in range(args.tenants)
+        for n in range(count)
     }
+
+
+def _configs(
+    folder: Path, args: argparse.Namespace, sandbox: Sandbox, base: str, schema: str
+) -> list[Path]:
+    """One config a replica: the same tenants, each replica its own ``application_name``."""
+    every_tenant = tenants(args.tenants, sandbox, every="1m")
     separator = "&" if "?" in base else "?"
     configs = []
     for i in range(args.replicas):
@@ -153,7 +159,7 @@ def _configs(
             "state_url": url,
             "reports_dir": str(folder / "reports"),
             "daemon": {"workers": args.workers},
-            "tenants": tenants,
+            "tenants": every_tenant,
         }
         path = folder / f"r{i}.yaml"
         path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")

@@ -32,9 +32,9 @@ from sqlalchemy.engine import make_url
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench_tenants import export, proc_stats, start_daemon
+from bench_tenants import export, proc_stats, start_daemon, tenants
 
-from connector.kore.sandbox import DEFAULT_ACCOUNT_ID, DEFAULT_CLIENT_ID, DEFAULT_SECRET, Sandbox
+from connector.kore.sandbox import DEFAULT_SECRET, Sandbox
 
 
 def main() -> int:
@@ -77,23 +77,12 @@ def _state(given: str | None, folder: Path) -> tuple[str, Any]:
 
 
 def _soak(args: argparse.Namespace, folder: Path, url: str, sandbox: Sandbox) -> int:
-    tenants = {
-        f"t{n:03}": {
-            "kore": {
-                "host": sandbox.url,
-                "bot_id": f"st-{n:03}",
-                "account_id": DEFAULT_ACCOUNT_ID,
-                "client_id": DEFAULT_CLIENT_ID,
-                "client_secret": "${BENCH_SECRET}",
-            },
-            "source": {"kind": "csv", "path": f"t{n:03}/*.csv", "min_file_age": "0s"},
-            "mapping": "salesforce",
-            "schedule": {"every": args.every},
-        }
-        for n in range(args.tenants)
-    }
     config = folder / "connector.yaml"
-    settings = {"state_url": url, "reports_dir": str(folder / "reports"), "tenants": tenants}
+    settings = {
+        "state_url": url,
+        "reports_dir": str(folder / "reports"),
+        "tenants": tenants(args.tenants, sandbox, every=args.every),
+    }
     config.write_text(yaml.safe_dump(settings, sort_keys=False), encoding="utf-8")
     for n in range(args.tenants):
         export(folder / f"t{n:03}" / "first.csv", n, 0, 20)
@@ -144,8 +133,8 @@ def _verdict(rows: list[tuple[float, float, int, int]], warm_up: float) -> None:
         return
     first, second = after[: len(after) // 2], after[len(after) // 2 :]
     for name, at in (("RSS", 0), ("open files", 1), ("threads", 2)):
-        low = [min(float(row[at]) for row in half) for half in (first, second)]
-        high = [max(float(row[at]) for row in half) for half in (first, second)]
+        low = [round(min(float(row[at]) for row in half), 1) for half in (first, second)]
+        high = [round(max(float(row[at]) for row in half), 1) for half in (first, second)]
         growth = max((b - a) / a * 100 if a else 0.0 for a, b in (low, high))
         verdict = "flat" if growth <= 10 else "GROWS"
         print(
@@ -153,3 +142,7 @@ def _verdict(rows: list[tuple[float, float, int, int]], warm_up: float) -> None:
             f"{low[1]:g} to {high[1]:g} in minutes {second[0][3]}-{second[-1][3]}; "
             f"{growth:+.1f} % ({verdict})"
         )
+
+
+if __name__ == "__main__":
+    raise SystemExit(0 if main() == 0 else 1)
