@@ -5,6 +5,7 @@ the phone library."""
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import unicodedata
 from collections.abc import Sequence
@@ -84,6 +85,24 @@ class Contact:
     def fingerprint(self) -> str:
         return fingerprint(self.csv_row())
 
+    def hashed(self, row_hash: str) -> Contact:
+        """This contact with the hash of its row (``dataclasses.replace`` costs ten times as
+        much, and a run makes one per row)."""
+        return Contact(
+            self.key,
+            self.first_name,
+            self.last_name,
+            self.salutation,
+            self.phone,
+            self.source,
+            self.row,
+            self.record_id,
+            self.updated_at,
+            self.dnc_known,
+            self.cleaned,
+            row_hash,
+        )
+
 
 def fingerprint(row: Sequence[str]) -> str:
     return hashlib.sha256("\x1f".join(row).encode()).hexdigest()[:32]
@@ -104,3 +123,30 @@ class Rejection:
     keys: tuple[str, ...] = ()
     """The valid numbers of the row, where they were read: those a ``skip_when`` rule flagged
     (no row sends them), or those of a row without a name (still in the CRM)."""
+
+    def remembered(self) -> str:
+        """The rejection as JSON, without its source and row (``recalled`` reads it back): what
+        the state keeps of a row that the same row in a later export need not be mapped for."""
+        kept: dict[str, object] = {
+            "reason": self.reason,
+            "detail": self.detail,
+            "record_id": self.record_id,
+        }
+        kept |= {"values": self.values, "subject": self.subject, "keys": list(self.keys)}
+        return json.dumps(kept, ensure_ascii=False, separators=(",", ":"))
+
+    @classmethod
+    def recalled(cls, text: str, *, source: str, row: int) -> Rejection:
+        """The rejection ``remembered`` wrote, for the row ``row`` of ``source``. Raises
+        ``ValueError`` (``json.JSONDecodeError``, ``KeyError``) for text it did not write."""
+        kept = json.loads(text)
+        return cls(
+            str(kept["reason"]),
+            str(kept["detail"]),
+            source,
+            row,
+            str(kept["record_id"]),
+            {str(k): str(v) for k, v in kept["values"].items()},
+            str(kept["subject"]),
+            tuple(str(k) for k in kept["keys"]),
+        )

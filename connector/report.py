@@ -39,7 +39,7 @@ from typing import IO, Any
 from connector.contacts import KORE_COLUMNS, Contact, Rejection
 from connector.errors import ConnectorError
 from connector.sources import FileTally
-from connector.sync.context import RUN_ID_TIME, Event, RowRejected, UnitRead, counted
+from connector.sync.context import RUN_ID_TIME, Event, Listed, RowRejected, UnitRead, counted
 
 log = logging.getLogger(__name__)
 
@@ -81,9 +81,11 @@ class Report:
         self._run_folder: int | None = None
         self._rejected_file: IO[str] | None = None
         self._rejected: Any = None
+        self._tables: dict[str, tuple[IO[str], Any]] = {}
         self.broken: ConnectorError | None = None
-        """Why a rejected row could not be written (a full disk): the run fails at its next
-        batch boundary (``check``), once the batch in flight has settled."""
+        """Why a rejected row or a table's rows could not be written (a full disk, a file
+        planted where a table goes): the run fails at its next batch boundary (``check``),
+        once the batch in flight has settled."""
 
     def _folder(self) -> int:
         """The run's folder, open: made (with the tenant's, if missing) the first time."""
@@ -103,7 +105,8 @@ class Report:
 
     def reject(self, rejection: Rejection) -> None:
         """Count the row and write it to ``rejected.csv``; a write that fails breaks the report
-        (``broken``) instead of raising, so that the batch in flight settles first."""
+        (``broken``) instead of raising, so that the batch in flight settles first. A known
+        rejection (replayed, ``RowRejected.known``) is written and counted like any other."""
         self.reasons[rejection.reason] += 1
         if rejection.reason == "country_unknown":
             self.unknown_countries[rejection.subject] += 1
@@ -151,10 +154,13 @@ class Report:
             raise self.broken
 
     def observe(self, event: Event) -> None:
-        """The report is an observer of the run: it writes every ``RowRejected`` and keeps
-        every ``UnitRead`` for the summary's ``files``. Like every observer, it never raises."""
+        """The report is an observer of the run: it writes every ``RowRejected`` and every
+        ``Listed`` table, and keeps every ``UnitRead`` for the summary's ``files``. Like every
+        observer, it never raises: a write that fails breaks the report (``broken``)."""
         if isinstance(event, RowRejected):
             self.reject(event.rejection)
+        elif isinstance(event, Listed):
+            self.write_rows(event.table, event.header, event.rows)
         elif isinstance(event, UnitRead):
             self.files.append({"name": event.name, "rows": event.rows, **_lines(event.tally)})
 
@@ -176,18 +182,29 @@ class Report:
             raise _cannot_write(exc, self.directory / name) from None
         return self.directory / name
 
-    def write_table(self, name: str, header: Sequence[str], rows: Iterable[Sequence[str]]) -> None:
-        """One more CSV in the run's folder (``dnc_in_kore.csv``, ``updates.csv``…); cells a
-        spreadsheet would run as a formula are neutralised as in ``rejected.csv``."""
-        if self._rejected is None:
-            self._open()
+    def write_rows(self, name: str, header: Sequence[str], rows: Iterable[Sequence[str]]) -> None:
+        """Rows of one more CSV in the run's folder (``updates.csv``, ``dnc_in_kore.csv``…):
+        the first call for ``name`` makes the file and writes ``header``, later ones add to it
+        (the file stays open until ``close``; each call's rows reach the disk before it
+        returns). Cells a spreadsheet would run as a formula are neutralised as in
+        ``rejected.csv``. A write that fails breaks the report (``broken``) instead of
+        raising, as ``reject`` does."""
+        if self.broken is not None:
+            return
         try:
-            with _new_file(self._folder(), name) as handle:
-                writer = csv.writer(handle)
-                writer.writerow(header)
-                writer.writerows([neutralise(str(cell)) for cell in row] for row in rows)
+            if self._rejected is None:
+                self._open()
+            if name not in self._tables:
+                handle = _new_file(self._folder(), name)
+                self._tables[name] = (handle, csv.writer(handle))
+                self._tables[name][1].writerow(header)
+            handle, writer = self._tables[name]
+            writer.writerows([neutralise(cell) for cell in row] for row in rows)
+            handle.flush()
         except OSError as exc:
-            raise _cannot_write(exc, self.directory / name) from None
+            self.broken = _cannot_write(exc, self.directory / name)
+        except ConnectorError as exc:
+            self.broken = exc
 
     def close(self, summary: dict[str, Any], *, keep: bool) -> bool:
         """Write ``summary.json`` if the folder exists or ``keep`` asks for it; say whether.
@@ -198,10 +215,7 @@ class Report:
                 self._open()
             if self._rejected_file is None:
                 return False
-            try:
-                self._rejected_file.close()
-            except OSError as exc:
-                raise _cannot_write(exc, self.directory / "rejected.csv") from None
+            self._close_files(self._rejected_file)
             self._write_summary(
                 {
                     **summary,
@@ -216,6 +230,21 @@ class Report:
                 if descriptor is not None:
                     os.close(descriptor)
             self._run_folder = self._tenant_folder = None
+
+    def _close_files(self, rejected: IO[str]) -> None:
+        """Close ``rejected.csv`` and the tables, all of them; raise for the first that could
+        not be written out."""
+        files = [(name, handle) for name, (handle, _) in self._tables.items()]
+        files.append(("rejected.csv", rejected))
+        self._tables.clear()
+        failed: ConnectorError | None = None
+        for name, handle in files:
+            try:
+                handle.close()
+            except OSError as exc:
+                failed = failed or _cannot_write(exc, self.directory / name)
+        if failed is not None:
+            raise failed
 
     def _write_summary(self, summary: dict[str, Any]) -> None:
         folder = self._folder()

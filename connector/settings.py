@@ -403,8 +403,27 @@ class Settings(BaseSettings):
     runs_keep_days: int | None = Field(default=None, ge=0)
     """Run records and settled batches older than this are pruned by the daemon; None (the
     default) follows ``reports_keep_days``, 0 keeps them all."""
+    mapping_processes: int | None = Field(default=None, ge=1, le=64)
+    """Processes a run maps its rows in (phone numbers, names, times), chunk by chunk, with
+    the same results in the same order as one; 1 maps in the run's own process. None (the
+    default) is one per CPU this process may run on (``mapping_processes_resolved``). Not
+    ``daemon.workers``, which counts the tenants a daemon runs at once: each of those runs
+    maps in this many."""
     daemon: DaemonSettings = DaemonSettings()
     tenants: dict[Annotated[str, Field(pattern=TENANT_NAME)], TenantSettings]
+
+    @property
+    def mapping_processes_resolved(self) -> int:
+        """How many processes a run maps its rows in: ``mapping_processes``, or the CPUs this
+        process may run on (its affinity mask, which a container's or systemd's ``cpuset``
+        narrows, where ``os.cpu_count()`` counts the machine's)."""
+        if self.mapping_processes is not None:
+            return self.mapping_processes
+        return (
+            len(os.sched_getaffinity(0))
+            if hasattr(os, "sched_getaffinity")
+            else os.cpu_count() or 1
+        )
 
     def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
         """What ``repr`` and ``str`` show: the state URL without its password."""

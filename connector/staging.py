@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Iterable, Iterator
-from typing import NamedTuple
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any, NamedTuple
 
 from connector.contacts import Contact, PhoneKey
 from connector.errors import ConnectorError
@@ -61,13 +61,16 @@ class Staging:
             "CREATE TABLE flagged (key TEXT PRIMARY KEY, source TEXT, row_no INTEGER);"
             "CREATE TABLE seen (key TEXT PRIMARY KEY);"
             "CREATE TABLE skipped (ordinal INTEGER PRIMARY KEY, key TEXT, unit TEXT, line INTEGER,"
-            " cells TEXT);"
+            " cells TEXT, memo TEXT);"
+            "CREATE INDEX skipped_key ON skipped (key);"
+            "CREATE TABLE outcomes (row_hash TEXT PRIMARY KEY, outcome TEXT, key TEXT, memo TEXT);"
             "CREATE TABLE known (key TEXT PRIMARY KEY, kore_id TEXT, deletable INTEGER,"
             " record_id TEXT);"
             "CREATE TABLE unreadable (record_id TEXT, row_no INTEGER, shifted INTEGER);"
             "CREATE INDEX unreadable_record ON unreadable (record_id);"
             "CREATE TABLE planned (ordinal INTEGER PRIMARY KEY, action TEXT, kore_id TEXT);"
             "CREATE TABLE doomed (key TEXT PRIMARY KEY, kore_id TEXT);"
+            "CREATE TABLE sent (key TEXT PRIMARY KEY, ordinal INTEGER UNIQUE);"
             "CREATE TABLE removed (ordinal INTEGER, key TEXT, record_id TEXT, source TEXT,"
             " row_no INTEGER);"
             "CREATE INDEX removed_record ON removed (record_id, ordinal);"
@@ -81,6 +84,7 @@ class Staging:
         self._skipped: list[tuple[object, ...]] = []
         self._unreadable: list[tuple[str, int, bool]] = []
         self._removed: list[tuple[int, str | None, str, str, int]] = []
+        self._outcomes: list[tuple[str, str, str | None, str]] = []
 
     def close(self) -> None:
         self._db.close()
@@ -134,8 +138,13 @@ class Staging:
             self._db.executemany("INSERT INTO removed VALUES (?, ?, ?, ?, ?)", self._removed)
             self._removed.clear()
         if self._skipped:
-            self._db.executemany("INSERT INTO skipped VALUES (?, ?, ?, ?, ?)", self._skipped)
+            self._db.executemany("INSERT INTO skipped VALUES (?, ?, ?, ?, ?, ?)", self._skipped)
             self._skipped.clear()
+        if self._outcomes:
+            self._db.executemany(
+                "INSERT OR REPLACE INTO outcomes VALUES (?, ?, ?, ?)", self._outcomes
+            )
+            self._outcomes.clear()
         if self._pending:
             self._db.executemany(
                 f"INSERT INTO staged (ordinal, {_COLUMNS}) VALUES ({', '.join('?' * (_WIDTH + 1))})",
@@ -159,28 +168,76 @@ class Staging:
         if len(self._removed) >= _FLUSH:
             self._flush()
 
-    def skip(self, ordinal: int, key: str, unit: str, line: int, cells: list[str]) -> None:
+    def skip(
+        self,
+        ordinal: int,
+        key: str,
+        unit: str,
+        line: int,
+        cells: list[str],
+        lost: str | None = None,
+    ) -> None:
         """A row unchanged since the last completed run: not mapped, its number known and held.
-        Its cells are kept in case another row of the run has its number, flags it or marks it
-        removed."""
-        self._skipped.append((ordinal, key, unit, line, "\x1f".join(cells)))
+        ``lost``: it lost that number's duplicate contest then (what the report said of it,
+        ``Rejection.remembered``); else it was delivered with exactly its values. Its cells are
+        kept in case it must take its part after all (``contested``)."""
+        self._skipped.append((ordinal, key, unit, line, "\x1f".join(cells), lost))
         if len(self._skipped) >= _FLUSH:
             self._flush()
 
-    def contested(self) -> Iterator[tuple[int, str, int, list[str]]]:
-        """Skipped rows whose number another row of the run has, flags or marks removed: they
-        must be mapped after all, to take their part (a removed row may withdraw one of its
-        record). ``(ordinal, unit, line, cells)``; they are skipped no more."""
+    def contested(self) -> Iterator[tuple[int, str, int, list[str], bool]]:
+        """Skipped rows that must be mapped after all, to take their part: those whose number
+        another row of the run has, flags or marks removed (a removed row may withdraw one of
+        its record); the losers of a contest whose delivered row this run does not have
+        unchanged; and the rows of a number that several unchanged delivered rows share (the
+        same row twice). ``(ordinal, unit, line, cells, lost)`` in the order read; they are
+        skipped no more."""
         self._flush()
         rows = self._db.execute(
-            """SELECT ordinal, unit, line, cells FROM skipped
+            """WITH delivered AS (
+                   SELECT key, COUNT(*) AS rows FROM skipped WHERE memo IS NULL GROUP BY key
+               )
+               SELECT ordinal, unit, line, cells, memo IS NOT NULL FROM skipped
                WHERE key IN (SELECT key FROM staged) OR key IN (SELECT key FROM flagged)
                   OR key IN (SELECT key FROM removed)
+                  OR COALESCE((SELECT rows FROM delivered AS d WHERE d.key = skipped.key), 0)
+                     != 1
                ORDER BY ordinal"""
         ).fetchall()
         self._db.executemany("DELETE FROM skipped WHERE ordinal = ?", [(row[0],) for row in rows])
-        for ordinal, unit, line, cells in rows:
-            yield int(ordinal), str(unit), int(line), str(cells).split("\x1f")
+        for ordinal, unit, line, cells, lost in rows:
+            yield int(ordinal), str(unit), int(line), str(cells).split("\x1f"), bool(lost)
+
+    def losers(self) -> Iterator[tuple[int, str, str, int, str, int]]:
+        """Skipped rows that lose their number's contest again, to the unchanged delivered row
+        that won it before: ``(ordinal, memo, unit, line, winner's unit, winner's line)`` in
+        the order read. Call after ``contested``."""
+        self._flush()
+        rows = self._db.execute(
+            """SELECT lost.ordinal, lost.memo, lost.unit, lost.line, won.unit, won.line
+               FROM skipped AS lost JOIN skipped AS won ON won.key = lost.key
+               WHERE lost.memo IS NOT NULL AND won.memo IS NULL ORDER BY lost.ordinal"""
+        )
+        for ordinal, memo, unit, line, won_unit, won_line in rows:
+            yield int(ordinal), str(memo), str(unit), int(line), str(won_unit), int(won_line)
+
+    def outcome(self, row_hash: str, outcome: str, key: str | None, memo: str) -> None:
+        """What became of a row this run mapped, for the state to know it by its hash next time
+        (``rejected``, or ``lost`` a contest for ``key``; ``memo``: ``Rejection.remembered``)."""
+        self._outcomes.append((row_hash, outcome, key, memo))
+        if len(self._outcomes) >= _FLUSH:
+            self._flush()
+
+    def outcomes(self, chunk: int) -> Iterator[list[tuple[str, str, str | None, str]]]:
+        """The outcomes recorded (``outcome``), ``chunk`` at a time."""
+        self._flush()
+        rows = self._db.execute("SELECT row_hash, outcome, key, memo FROM outcomes")
+        while batch := rows.fetchmany(chunk):
+            yield [(str(h), str(o), None if k is None else str(k), str(m)) for h, o, k, m in batch]
+
+    def any_outcomes(self) -> bool:
+        self._flush()
+        return self._db.execute("SELECT 1 FROM outcomes LIMIT 1").fetchone() is not None
 
     def see(self, keys: tuple[str, ...]) -> None:
         """Numbers the export has on rows that are not sent (a row without a name): they are
@@ -212,22 +269,25 @@ class Staging:
         self._flush()
         rows = self._db.execute(
             f"""SELECT {_prefixed("s")}, f.source, f.row_no
-                FROM live AS s JOIN flagged AS f ON f.key = s.key ORDER BY s.ordinal"""
+                FROM live AS s JOIN flagged AS f ON f.key = s.key
+                WHERE s.ordinal NOT IN (SELECT ordinal FROM sent) ORDER BY s.ordinal"""
         )
         for row in rows:
             yield _contact(row), row[_WIDTH], row[_WIDTH + 1]
 
-    def duplicates(self) -> Iterator[tuple[Contact, str, int]]:
-        """Every row that lost to another row with its number: (row, winner's source, its row)."""
+    def duplicates(self) -> Iterator[tuple[int, Contact, str, int, bool]]:
+        """Every row that lost to another row with its number: (ordinal, row, winner's source,
+        its row, whether the row was uploaded early), in the order read."""
         self._flush()
         rows = self._db.execute(
             _RANKED
-            + f"""SELECT {_prefixed("lost")}, won.source, won.row_no
+            + f"""SELECT {_prefixed("lost")}, won.source, won.row_no, lost.ordinal,
+                         lost.ordinal IN (SELECT ordinal FROM sent)
                   FROM ranked AS lost JOIN ranked AS won ON won.key = lost.key AND won.place = 1
                   WHERE lost.place > 1 ORDER BY lost.ordinal"""
         )
         for row in rows:
-            yield _contact(row), row[_WIDTH], row[_WIDTH + 1]
+            yield row[_WIDTH + 2], _contact(row), row[_WIDTH], row[_WIDTH + 1], bool(row[-1])
 
     def withdrawn(self) -> Iterator[tuple[Contact, str, int]]:
         """Every row that a row read after it marks removed by its record id: (row, the removing
@@ -236,7 +296,8 @@ class Staging:
         rows = self._db.execute(
             f"""SELECT {_prefixed("s")}, r.source, MIN(r.row_no) FROM staged AS s
                 JOIN removed AS r ON r.record_id = s.record_id AND r.ordinal > s.ordinal
-                WHERE s.record_id != '' GROUP BY s.ordinal ORDER BY s.ordinal"""
+                WHERE s.record_id != '' AND s.ordinal NOT IN (SELECT ordinal FROM sent)
+                GROUP BY s.ordinal ORDER BY s.ordinal"""
         )
         for row in rows:
             yield _contact(row), row[_WIDTH], row[_WIDTH + 1]
@@ -265,15 +326,57 @@ class Staging:
         while batch := rows.fetchmany(chunk):
             yield [(str(key), frozenset(str(ids).split("\x1f"))) for key, ids in batch]
 
-    def winners(self, chunk: int) -> Iterator[list[tuple[int, Contact]]]:
+    def winners(self, chunk: int) -> Iterator[list[tuple[int, Contact, int | None]]]:
         """One contact per number with its ordinal, in the order the rows were read, ``chunk``
-        at a time."""
+        at a time; with the ordinal of the row of its number uploaded early, if one was."""
         self._flush()
         rows = self._db.execute(
-            _RANKED + f"SELECT ordinal, {_COLUMNS} FROM ranked WHERE place = 1 ORDER BY ordinal"
+            _RANKED
+            + f"""SELECT r.ordinal, {_prefixed("r")}, e.ordinal FROM ranked AS r
+                  LEFT JOIN sent AS e ON e.key = r.key WHERE r.place = 1 ORDER BY r.ordinal"""
         )
         while batch := rows.fetchmany(chunk):
-            yield [(int(row[0]), _contact(row[1:])) for row in batch]
+            yield [(int(row[0]), _contact(row[1:]), row[-1]) for row in batch]
+
+    # uploads while the run reads (``connector.sync.early``)
+
+    def index_keys(self) -> None:
+        """Index the contacts by number, for ``present``."""
+        self._db.execute("CREATE INDEX IF NOT EXISTS staged_key ON staged (key)")
+
+    def present(self, keys: list[str], *, before: int) -> set[str]:
+        """Which of ``keys`` a contact read before the ordinal ``before`` has."""
+        self._flush()
+        found: set[str] = set()
+        for start in range(0, len(keys), 500):
+            part = keys[start : start + 500]
+            found.update(
+                key
+                for (key,) in self._db.execute(
+                    f"SELECT DISTINCT key FROM staged WHERE ordinal < ? AND key IN "
+                    f"({', '.join('?' * len(part))})",
+                    (before, *part),
+                )
+            )
+        return found
+
+    def mark_sent(self, rows: list[tuple[str, int]]) -> None:
+        """``(key, ordinal)`` of contacts uploaded early."""
+        self._db.executemany("INSERT INTO sent VALUES (?, ?)", rows)
+
+    def contacts_at(self, ordinals: list[int]) -> dict[int, Contact]:
+        """The contacts read at these ordinals."""
+        self._flush()
+        found: dict[int, Contact] = {}
+        for start in range(0, len(ordinals), 500):
+            part = ordinals[start : start + 500]
+            rows = self._db.execute(
+                f"SELECT ordinal, {_COLUMNS} FROM staged WHERE ordinal IN "
+                f"({', '.join('?' * len(part))})",
+                part,
+            )
+            found.update((int(row[0]), _contact(row[1:])) for row in rows)
+        return found
 
     # the plan: what the run will do, decided before anything is sent
 
@@ -359,20 +462,21 @@ def _prefixed(alias: str) -> str:
     return ", ".join(f"{alias}.{name.strip()}" for name in _COLUMNS.split(","))
 
 
-def _contact(row: tuple[object, ...]) -> Contact:
-    key, first, last, salutation, national, code, extension, source, row_no, record_id, known = row[
-        :11
-    ]  # the row's first eleven columns, then ``updated`` (not kept) and ``row_hash``
+def _contact(row: Sequence[Any]) -> Contact:
+    """A contact from a row of ``staged`` as ``_COLUMNS`` orders it (``updated`` is not kept):
+    SQLite gives back the types it was given."""
+    key, first, last, salutation, national, code, extension, source, row_no, record_id = row[:10]
     return Contact(
-        key=str(key),
-        first_name=str(first),
-        last_name=str(last),
-        salutation=str(salutation),
-        phone=PhoneKey(str(key), str(national), str(code), str(extension)),
-        source=str(source),
-        row=int(str(row_no)),
-        record_id=str(record_id),
-        updated_at=None,
-        dnc_known=bool(known),
-        row_hash=str(row[12] or "") if len(row) > 12 else "",
+        key,
+        first,
+        last,
+        salutation,
+        PhoneKey(key, national, code, extension),
+        source,
+        row_no,
+        record_id,
+        None,
+        bool(row[10]),
+        False,
+        (row[12] or "") if len(row) > 12 else "",
     )

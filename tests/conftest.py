@@ -89,10 +89,14 @@ def write_config(
     *,
     state_url: str | None = None,
     daemon: dict[str, Any] | None = None,
+    **settings: Any,
 ) -> Path:
+    """``directory``/connector.yaml with the state and reports in ``directory``; ``settings``
+    are further top-level settings, as the YAML names them (``mapping_processes=3``)."""
     config: dict[str, Any] = {
         "state_url": state_url or f"sqlite:///{directory / 'state.db'}",
         "reports_dir": str(directory / "reports"),
+        **settings,
         "tenants": tenants,
     }
     if daemon:

@@ -292,4 +292,5 @@ def test_help_status_and_a_run_with_nothing_new_load_nothing_they_do_not_use(
     assert loaded("status", "--config", str(config)) == "loaded: []"
     assert loaded("sync", "--config", str(config)) == "loaded: []"
     export.write_text(export.read_text() + "\n")
-    assert "phonenumbers" in loaded("sync", "--config", str(config)), "a new file is mapped"
+    assert loaded("sync", "--config", str(config)) == "loaded: []", "its rows are known"
+    assert "phonenumbers" in loaded("sync", "--full", "--config", str(config)), "--full maps"

@@ -26,8 +26,8 @@ def test_one_contact_per_number_the_newest_else_the_first() -> None:
     with Staging() as staging:
         for row in rows:
             staging.add(row)
-        winners = [c for chunk in staging.winners(2) for _, c in chunk]
-        losers = [(c.first_name, source, row) for c, source, row in staging.duplicates()]
+        winners = [c for chunk in staging.winners(2) for _, c, _ in chunk]
+        losers = [(c.first_name, source, row) for _, c, source, row, _ in staging.duplicates()]
     assert [c.first_name for c in winners] == ["first", "new", "tie-a"]
     assert winners[1].phone == PhoneKey("+14152010001", "4152010001", "+1", "")
     assert losers == [

@@ -73,6 +73,9 @@ def describe(result: RunResult, *, dry_run: bool, full: bool = False) -> str:
     delivered = f"{c.already_delivered + c.unchanged_rows:,} already delivered"
     if c.unchanged_rows:
         delivered += f" ({counted(c.unchanged_rows, 'row')} unchanged)"
+    rejected = f"{c.rejected:,} rejected"
+    if c.rejected_known:
+        rejected += f" ({counted(c.rejected_known, 'row')} unchanged, rejected as before)"
     unsent = f", {c.unsent:,} not sent yet" if c.unsent else ""
     done = "".join(f", {n:,} {what}" for what, n in changes if n)
     if c.rate_limited:
@@ -85,7 +88,7 @@ def describe(result: RunResult, *, dry_run: bool, full: bool = False) -> str:
         else "no report"
     )
     return (
-        f"{result.tenant}: {result.status} - {read}, {sent}, {c.rejected:,} rejected, "
+        f"{result.tenant}: {result.status} - {read}, {sent}, {rejected}, "
         f"{delivered}{unsent}{done}; {report}"
     )
 

@@ -59,7 +59,10 @@ def add_to(commands: Any, common: argparse.ArgumentParser) -> None:
 
 def cmd_sync(args: argparse.Namespace) -> int:
     from connector.sync.observers import log_event
+    from connector.sync.pool import start_resource_tracker
     from connector.sync.run import run_tenant
+
+    start_resource_tracker()  # while this process has one thread
 
     json_mode = logs.current_format() == "json"
     observers: list[Observer] = [log_event] if records(args) else []

@@ -34,6 +34,7 @@ ROW_OUTCOMES = (
     "changed_skipped",
     "updated",
     "rejected",
+    "rejected_known",
     "dnc_in_kore",
     "removed",
     "removal_held_back",
@@ -41,6 +42,8 @@ ROW_OUTCOMES = (
     "delete_failed",
     "not_ours",
 )
+"""The counters ``kore_connector_rows_total`` shows, as its ``outcome``. They overlap (``sent``
+is ``created`` and the rest; ``rejected_known`` is part of ``rejected``): never sum them."""
 
 
 class Metrics:

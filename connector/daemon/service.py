@@ -599,6 +599,9 @@ def _describe(schedule: ScheduleSettings) -> str:
 
 def serve(config: Path, *, listen: str | None) -> int:
     """Run until SIGTERM/SIGINT; exit 0 once runs are recorded and leases released."""
+    from connector.sync.pool import start_resource_tracker
+
+    start_resource_tracker()  # while this process has one thread
     settings = load_settings(config)
     for tenant in settings.tenants.values():
         load_mapping(tenant.mapping, base=config.parent)

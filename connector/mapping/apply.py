@@ -5,7 +5,7 @@ positions once; ``BoundMapping.apply`` is pure: one row of values in, a ``Contac
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from functools import cached_property
@@ -30,18 +30,14 @@ from connector.mapping.spec import (
     FieldSpec,
     MappingSpec,
     RoleRef,
-    SkipRule,
     names_of,
 )
 from connector.mapping.timestamps import SAMPLE_VALUES, TimestampReading, UnreadTimes
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
     from connector.phones import PhoneProblem
     from connector.sources import SourceRow
 
-_SPACES = re.compile(r"\s+")
 _MULTI = " ::: "
 _DIGIT = re.compile(r"\d")
 
@@ -224,6 +220,46 @@ def described(refs: Sequence[ColumnRef]) -> str:
     return " or ".join(parts)
 
 
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """Where a bound mapping reads each thing, worked out once from its positions and spec, so
+    that mapping a row only reads cells: no key is built, no rule folded, per row."""
+
+    placeholders: frozenset[str]
+    ids: tuple[int, ...]
+    rules: tuple[tuple[str, int, frozenset[str]], ...]
+    """The do-not-call (``skip_when``) then the ``removed_when`` rules' cells, in the order they
+    are tried: each as the rejection's reason, the column and the values (folded) that match."""
+    first: tuple[FieldSpec, tuple[int, ...]] | None
+    last: tuple[FieldSpec, tuple[int, ...]] | None
+    salutation: tuple[FieldSpec, tuple[int, ...]] | None
+    full_name: tuple[int, ...]
+    companies: tuple[int, ...]
+    is_company: tuple[int, ...]
+    regions: tuple[int, ...]
+    updated_at: tuple[int, ...]
+    phones: tuple[tuple[int, int | None], ...]
+    """Each phone column with its label column, if it has one."""
+    prefer: tuple[str, ...]
+    never: tuple[str, ...]
+    read: tuple[int, ...]
+    """Every column the mapping reads, in order: what a rejection shows."""
+    cleaned: tuple[int, ...]
+    """The columns read and the phone label columns: those ``_cells`` reads."""
+    blank: list[str]
+    """A row of empty cells, as wide as the columns read: what ``_cells`` fills in."""
+    dnc_known: bool
+    """Whether this export can say "do not call": some do-not-call rule found its column.
+    Only such an export can lift a flag an earlier export set."""
+
+
+_CASES: dict[str, Callable[[str], str]] = {
+    "upper": str.upper,
+    "lower": str.lower,
+    "title": str.title,
+}
+
+
 @dataclass(frozen=True)
 class BoundMapping:
     mapping: Mapping
@@ -259,54 +295,106 @@ class BoundMapping:
         return listed_numbers
 
     @cached_property
-    def _placeholders(self) -> frozenset[str]:
-        return frozenset(p.strip().casefold() for p in self.mapping.spec.placeholders)
+    def _plan(self) -> _Plan:
+        spec, positions = self.mapping.spec, self.positions
 
-    @cached_property
-    def _labels(self) -> tuple[list[str], list[str]]:
-        """The phone labels to try first, and those never dialled, folded once."""
-        phone = self.mapping.spec.phone
-        return [p.casefold() for p in phone.prefer_labels], [
-            n.casefold() for n in phone.never_labels
+        def at(where: str) -> tuple[int, ...]:
+            return tuple(positions.get(where, ()))
+
+        names = {n: (fs, at(f"fields.{n}.from")) for n, fs in spec.fields.items()}
+        rules = [
+            (REMOVED_IN_CRM if kind == "removed_when" else kind, pos, wanted)
+            for kind, kind_rules in (
+                ("skip_when", spec.skip_when),
+                ("removed_when", spec.removed_when),
+            )
+            for i, rule in enumerate(kind_rules)
+            for wanted in [frozenset(v.strip().casefold() for v in rule.in_)]
+            for pos in positions[f"{kind}.{i}.field"]
         ]
+        phone = spec.phone
+        read = tuple(sorted({p for found in positions.values() for p in found}))
+        cleaned = tuple(sorted({*read, *self.phone_labels.values()}))
+        return _Plan(
+            placeholders=frozenset(p.strip().casefold() for p in spec.placeholders),
+            ids=at("id"),
+            rules=tuple(rules),
+            first=names.get("firstName"),
+            last=names.get("lastName"),
+            salutation=names.get("salutation"),
+            full_name=at("full_name"),
+            companies=at("company"),
+            is_company=at("is_company"),
+            regions=at("phone.region_from"),
+            updated_at=at("updated_at"),
+            phones=tuple((pos, self.phone_labels.get(pos)) for pos in positions["phone.from"]),
+            prefer=tuple(p.casefold() for p in phone.prefer_labels),
+            never=tuple(n.casefold() for n in phone.never_labels),
+            read=read,
+            cleaned=cleaned,
+            blank=[""] * (max(cleaned, default=-1) + 1),
+            dnc_known=any(
+                positions.get(f"skip_when.{i}.field") for i in range(len(spec.skip_when))
+            ),
+        )
 
-    def _value(self, values: Sequence[str], pos: int) -> str:
-        """A cell as the mapping reads it: a placeholder (``null``, ``N/A``, ``-``) is empty."""
-        text = values[pos] if pos < len(values) else ""
-        if text and text.strip().casefold() in self._placeholders:
-            return ""
-        return text
+    def __getstate__(self) -> dict[str, object]:
+        """What pickling keeps (a mapping goes to worker processes): the fields, not what was
+        worked out from them or looked up for them (``_plan``, the phone and country
+        functions), which the other process works out again on its first row."""
+        return {k: v for k, v in self.__dict__.items() if k not in _CACHED}
+
+    def _cells(self, values: Sequence[str]) -> list[str]:
+        """The row's cells as the mapping reads them, by position: a placeholder (``null``,
+        ``N/A``, ``-``) is empty, and so is a cell past the row's end or of a column the mapping
+        does not read."""
+        plan = self._plan
+        placeholders, width = plan.placeholders, len(values)
+        cells = plan.blank.copy()
+        for pos in plan.cleaned:
+            if pos < width:
+                text = values[pos]
+                if text and text.strip().casefold() not in placeholders:
+                    cells[pos] = text
+        return cells
+
+    def marked(self, values: Sequence[str]) -> bool:
+        """Whether a ``skip_when`` or ``removed_when`` rule matches the row, that is whether
+        ``apply`` rejects it as ``skip_when`` or ``removed_in_crm`` (cheap: no phone is parsed,
+        no country looked up)."""
+        return self._rule(values) is not None
 
     def apply(
         self, values: Sequence[str], *, source: str, row: int, default_region: str
     ) -> Contact | Rejection:
         """Map one row. Pure: the same values always give the same answer."""
-        spec = self.mapping.spec
-        record_id = self._first("id", values)
+        plan = self._plan
+        cells = self._cells(values)
+        record_id = _first(plan.ids, cells)
         # Do-not-call first: it belongs to the number, and a removed record's wish not to be
         # called still stands (what becomes of the number is then changes.do_not_call's).
-        for kind, rules in (("skip_when", spec.skip_when), ("removed_when", spec.removed_when)):
-            matched = self._matched(kind, rules, values)
-            if matched:
-                return self._reject(
-                    REMOVED_IN_CRM if kind == "removed_when" else kind,
-                    matched,
-                    values,
-                    source,
-                    row,
-                    record_id,
-                    keys=self._keys(values, default_region),
-                )
-        names = {name: self._field(name, fs, values) for name, fs in spec.fields.items()}
-        first, last = names.get("firstName", ""), names.get("lastName", "")
-        salutation = names.get("salutation", "")
-        if not first and not last:
-            companies, flag = self._organisation(values)
-            title, first, last = split_full_name(
-                self._first("full_name", values), companies=companies, company_flag=flag
+        rule = self._rule(values)
+        if rule is not None:
+            reason, matched = rule
+            return self._reject(
+                reason,
+                matched,
+                values,
+                source,
+                row,
+                record_id,
+                keys=self._keys(cells, default_region),
             )
-            if title and not salutation and "salutation" in spec.fields:
-                salutation = lookup(spec.fields["salutation"].map, title)
+        first = self._field(plan.first, cells) if plan.first else ""
+        last = self._field(plan.last, cells) if plan.last else ""
+        salutation = self._field(plan.salutation, cells) if plan.salutation else ""
+        if not first and not last:
+            companies, flag = self._organisation(cells)
+            title, first, last = split_full_name(
+                _first(plan.full_name, cells), companies=companies, company_flag=flag
+            )
+            if title and not salutation and plan.salutation:
+                salutation = lookup(plan.salutation[0].map, title)
         (first, a), (last, b), (salutation, c) = map(safe_name, (first, last, salutation))
         if not first and not last:
             return self._reject(
@@ -316,13 +404,14 @@ class BoundMapping:
                 source,
                 row,
                 record_id,
-                keys=self._keys(values, default_region),
+                keys=self._keys(cells, default_region),
             )
-        region, unknown = self._region(values, default_region)
+        region, unknown = self._region(cells, default_region)
         problem: PhoneProblem | None = None
-        numbers, held = self._phone_candidates(values)
+        numbers, held = self._phone_candidates(cells)
+        parse_phone = self._parse_phone
         for candidate in numbers:
-            parsed = self._parse_phone(candidate, region or "ZZ")
+            parsed = parse_phone(candidate, region or "ZZ")
             if isinstance(parsed, PhoneKey):
                 return Contact(
                     key=parsed.key,
@@ -333,8 +422,8 @@ class BoundMapping:
                     source=source,
                     row=row,
                     record_id=record_id,
-                    updated_at=self._updated_at(values, source),
-                    dnc_known=self._dnc_known,
+                    updated_at=self._updated_at(cells, source),
+                    dnc_known=plan.dnc_known,
                     cleaned=a or b or c,
                 )
             problem = problem or parsed
@@ -363,37 +452,31 @@ class BoundMapping:
         }[problem.reason]
         return self._reject(problem.reason, detail, values, source, row, record_id)
 
-    def _matched(self, kind: str, rules: Sequence[SkipRule], values: Sequence[str]) -> str:
-        """``Column=value`` of the first cell a rule of ``kind`` (``skip_when``,
-        ``removed_when``) matches, ignoring case and surrounding spaces; "" when none does."""
-        for i, rule in enumerate(rules):
-            wanted = {v.strip().casefold() for v in rule.in_}
-            for pos in self.positions[f"{kind}.{i}.field"]:
-                if self._value(values, pos).strip().casefold() in wanted:
-                    return f"{self.header[pos].strip()}={_cell(values, pos).strip()}"
-        return ""
+    def _rule(self, values: Sequence[str]) -> tuple[str, str] | None:
+        """The reason (``skip_when``, ``removed_in_crm``) and ``Column=value`` of the first cell
+        a ``skip_when`` rule, or else a ``removed_when`` rule, matches, ignoring case and
+        surrounding spaces; None when none does."""
+        placeholders = self._plan.placeholders
+        for reason, pos, wanted in self._plan.rules:
+            folded = _cell(values, pos).strip().casefold()
+            if (folded if folded not in placeholders else "") in wanted:
+                return reason, f"{self.header[pos].strip()}={_cell(values, pos).strip()}"
+        return None
 
-    @cached_property
-    def _dnc_known(self) -> bool:
-        """Whether this export can say "do not call": some do-not-call rule found its column.
-        Only such an export can lift a flag an earlier export set."""
-        rules = range(len(self.mapping.spec.skip_when))
-        return any(self.positions.get(f"skip_when.{i}.field") for i in rules)
-
-    def _keys(self, values: Sequence[str], default_region: str) -> tuple[str, ...]:
+    def _keys(self, cells: list[str], default_region: str) -> tuple[str, ...]:
         """Every valid number of a row: a person who asked not to be called is called on none."""
-        region, _ = self._region(values, default_region)
-        numbers, _ = self._phone_candidates(values)
+        region, _ = self._region(cells, default_region)
+        numbers, _ = self._phone_candidates(cells)
         parsed = (self._parse_phone(c, region or "ZZ") for c in numbers)
         return tuple(dict.fromkeys(p.key for p in parsed if isinstance(p, PhoneKey)))
 
-    def _region(self, values: Sequence[str], default_region: str) -> tuple[str | None, str]:
+    def _region(self, cells: list[str], default_region: str) -> tuple[str | None, str]:
         """The row's region: the first country cell that names one; the default when no cell
         has a country; None (and the value) when a country is given but names no region, since
         guessing would key the number in the wrong country."""
         unknown = ""
-        for pos in self.positions.get("phone.region_from", []):
-            text = self._value(values, pos).strip()
+        for pos in self._plan.regions:
+            text = cells[pos].strip()
             if not text:
                 continue
             found = self._region_for(text)
@@ -402,7 +485,7 @@ class BoundMapping:
             unknown = unknown or text
         return (None, unknown) if unknown else (default_region, "")
 
-    def _phone_candidates(self, values: Sequence[str]) -> tuple[list[str], list[str]]:
+    def _phone_candidates(self, cells: list[str]) -> tuple[list[str], list[str]]:
         """Every number in the phone columns, preferred labels first and fax or pager lines left
         out; and what the cells that held none held instead, for the rejection to say.
 
@@ -410,14 +493,15 @@ class BoundMapping:
         marking the primary one, or a JSON list of them (a CRM's API export), each with its own
         label. Text without a digit (``pager``, ``mobile``) is no number: a row with nothing
         else is ``phone_missing``, never a number "not valid" or of an unknown country."""
-        prefer, never = self._labels
+        plan = self._plan
+        never, placeholders = plan.never, plan.placeholders
         found: list[tuple[str, str]] = []
         held: list[str] = []
-        for pos in self.positions["phone.from"]:
-            cell = self._value(values, pos)
+        for pos, label_at in plan.phones:
+            cell = cells[pos]
             if not cell.strip():
                 continue
-            label = self._value(values, self.phone_labels[pos]) if pos in self.phone_labels else ""
+            label = "" if label_at is None else cells[label_at]
             listed = self._listed_numbers(cell) if cell.lstrip()[:1] == "[" else None
             numbers = (
                 _numbers_in(cell, label)
@@ -429,11 +513,12 @@ class BoundMapping:
                 if own and any(word in own.casefold() for word in never):
                     continue
                 dialled += 1
-                if _DIGIT.search(number) and number.strip().casefold() not in self._placeholders:
+                if _DIGIT.search(number) and number.strip().casefold() not in placeholders:
                     found.append((own, number))
             if len(found) == before and (dialled or listed is not None):
                 held.append(_held(self.header[pos], cell, listed=listed is not None))
-        if prefer:
+        prefer = plan.prefer
+        if prefer and len(found) > 1 and any(own for own, _ in found):
             found.sort(key=lambda item: not any(p in item[0].casefold() for p in prefer))
         return [number for _, number in found], held
 
@@ -455,11 +540,11 @@ class BoundMapping:
         mapping's ``updated_at_format``."""
         return self.timestamps or TimestampReading(fixed=self.mapping.spec.updated_at_format)
 
-    def _updated_at(self, values: Sequence[str], source: str) -> datetime | None:
+    def _updated_at(self, cells: list[str], source: str) -> datetime | None:
         """The row's change time: the first non-empty ``updated_at`` cell, read; a value that is
         no time is noted for ``timestamp_warnings``."""
-        for pos in self.positions.get("updated_at", []):
-            text = self._value(values, pos).strip()
+        for pos in self._plan.updated_at:
+            text = cells[pos].strip()
             if text:
                 when = self._reading.read(text)
                 if when is None:
@@ -467,36 +552,30 @@ class BoundMapping:
                 return when
         return None
 
-    def _first(self, where: str, values: Sequence[str]) -> str:
-        for pos in self.positions.get(where, []):
-            text = self._value(values, pos).strip()
-            if text:
-                return text
-        return ""
-
-    def _organisation(self, values: Sequence[str]) -> tuple[list[str], str]:
+    def _organisation(self, cells: list[str]) -> tuple[list[str], str]:
         """The row's company cells and ``is_company`` flag: what tells an organisation's name,
         kept whole, from a person's ``Last, First`` (``names.split_full_name``)."""
-        companies = [self._value(values, pos) for pos in self.positions.get("company", [])]
-        return companies, self._first("is_company", values)
+        plan = self._plan
+        return [cells[pos] for pos in plan.companies], _first(plan.is_company, cells)
 
-    def _field(self, name: str, fs: FieldSpec, values: Sequence[str]) -> str:
+    def _field(self, field_spec: tuple[FieldSpec, tuple[int, ...]], cells: list[str]) -> str:
+        fs, positions = field_spec
         if fs.value is not None:
             return fs.value
         text = ""
-        for pos in self.positions[f"fields.{name}.from"]:
-            text = self._value(values, pos).translate(INVISIBLE)
+        for pos in positions:
+            text = cells[pos].translate(INVISIBLE)
             if fs.trim:
-                text = _SPACES.sub(" ", text).strip()
+                text = " ".join(text.split())  # every run of whitespace one space, ends none
             if text:
                 break
         if text and fs.split:
-            companies, flag = self._organisation(values)
+            companies, flag = self._organisation(cells)
             text = split_name(text, fs.split, companies=companies, company_flag=flag)
         if text and fs.map:
             text = lookup(fs.map, text)
         if text and fs.case:
-            text = {"upper": str.upper, "lower": str.lower, "title": str.title}[fs.case](text)
+            text = _CASES[fs.case](text)
         return text or fs.default
 
     def _reject(
@@ -511,13 +590,32 @@ class BoundMapping:
         subject: str = "",
         keys: tuple[str, ...] = (),
     ) -> Rejection:
-        read = sorted({p for positions in self.positions.values() for p in positions})
-        shown = {self.header[p].strip(): _cell(values, p) for p in read if _cell(values, p).strip()}
+        shown = {
+            self.header[p].strip(): _cell(values, p)
+            for p in self._plan.read
+            if _cell(values, p).strip()
+        }
         return Rejection(reason, detail, source, row, record_id, shown, subject, keys)
+
+
+_CACHED = frozenset(
+    name for name, value in vars(BoundMapping).items() if isinstance(value, cached_property)
+)
+"""What a bound mapping works out or looks up on first use: never pickled."""
 
 
 def _cell(values: Sequence[str], pos: int) -> str:
     return values[pos] if pos < len(values) else ""
+
+
+def _first(positions: tuple[int, ...], cells: list[str]) -> str:
+    """The first non-empty cell of those at ``positions`` (of ``BoundMapping._cells``), without
+    surrounding spaces."""
+    for pos in positions:
+        text = cells[pos].strip()
+        if text:
+            return text
+    return ""
 
 
 def _numbers_in(cell: str, label: str) -> list[tuple[str, str]]:
@@ -545,7 +643,7 @@ def sample_updated_at(bound: BoundMapping, rows: Iterable[SourceRow]) -> list[st
         return []
     found: list[str] = []
     for row in rows:
-        text = "" if row.error else bound._first("updated_at", row.values)
+        text = "" if row.error else _first(bound._plan.updated_at, bound._cells(row.values))
         if text:
             found.append(text)
             if len(found) >= SAMPLE_VALUES:

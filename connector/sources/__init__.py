@@ -232,6 +232,10 @@ class ExportFile:
             )
         return handle
 
+    def release(self) -> None:
+        """Nothing is kept between readings of a file (an XLSX workbook's reader may keep its
+        sheet)."""
+
     def unchanged(self) -> None:
         """Raise when the file changed since it was hashed: its rows, all read now, may be a
         copy's first part (a do-not-call flag not yet written), and the hash remembered would
@@ -276,6 +280,9 @@ class SourceUnit(Protocol):
     def header(self) -> list[str]: ...
 
     def rows(self) -> Generator[SourceRow, None, None]: ...
+
+    def release(self) -> None:
+        """Let go of what is kept to read the unit again (once the run is done with it)."""
 
 
 @dataclass

@@ -165,6 +165,9 @@ class SqlTable:
     def tally(self) -> None:
         return None
 
+    def release(self) -> None:
+        """Nothing is kept between readings of a query."""
+
     def warnings(self) -> list[str]:
         return []
 

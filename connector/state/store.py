@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     from alembic.config import Config
 
 _MIGRATION_LOCK = 0x6B6F7265  # "kore": the advisory lock replicas take to migrate one at a time
-HEAD = "0010"
+HEAD = "0011"
 """The newest migration. A database already there is not handed to Alembic at all, which saves
 every command a quarter of a second (a test checks this against the migrations)."""
 _MIGRATE = "run `kore-connector migrate` (sync and daemon also migrate)"

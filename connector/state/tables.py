@@ -63,6 +63,24 @@ its ``origin`` (``created``, ``adopted``, ``found``: Kore had it before us, or `
 hash of the source row it was last seen in with exactly those values (``row_hash``), and that
 row's record id (``record_id``: NULL when the row had none, or before migration 0009)."""
 
+known_rows = Table(
+    "known_rows",
+    metadata,
+    Column("tenant", String(100), primary_key=True),
+    Column("row_hash", String(32), primary_key=True),
+    Column("outcome", String(10), nullable=False),
+    Column("phone_key", String(24)),
+    Column("rejection", Text, nullable=False),
+    Column("recorded_at", DateTime(timezone=True), nullable=False),
+    Index("ix_known_rows_tenant_recorded", "tenant", "recorded_at"),
+)
+"""Source rows that were not delivered, by the hash of the row (``deliveries.row_hash``'s), with
+what became of them, so that the same row in a later export is not mapped again: ``rejected``
+(the mapping refused it: ``rejection`` is the JSON of its reason, detail, record id, values,
+subject and numbers) or ``lost`` (it lost a duplicate contest for ``phone_key``: ``rejection``
+holds its record id and the values it would have sent). Recorded by completed runs; forgotten
+``KNOWN_DAYS`` after they were recorded (the row is then mapped once more)."""
+
 batches = Table(
     "batches",
     metadata,

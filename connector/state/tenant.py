@@ -11,7 +11,7 @@ import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
@@ -26,7 +26,7 @@ from sqlalchemy import (
     update,
 )
 
-from connector.contacts import Contact, PhoneKey
+from connector.contacts import Contact, PhoneKey, Rejection
 from connector.state.leases import Lease, fence
 from connector.state.store import aware, database_now, now
 from connector.state.tables import (
@@ -34,6 +34,7 @@ from connector.state.tables import (
     batches,
     deliveries,
     dnc_numbers,
+    known_rows,
     leases,
     processed_files,
     runs,
@@ -45,6 +46,26 @@ if TYPE_CHECKING:
 
 _CHUNK = 500
 _HASH_CHUNK = 2000
+KNOWN_DAYS = 30
+"""Days a known row (``known_rows``) is remembered: after that the row is mapped once more and
+remembered again, so rows no export has any more do not pile up."""
+
+
+@dataclass(frozen=True)
+class KnownRow:
+    """What became of a source row, by its hash: ``delivered`` as the number ``key``; ``lost``
+    a duplicate contest for the number ``key``; or ``rejected``. ``memo``: what the report said
+    of it (``Rejection.remembered``; for ``lost``, its record id and the values it would have
+    sent); empty for ``delivered``."""
+
+    outcome: str
+    key: str | None = None
+    memo: str = ""
+
+    def rejection(self, source: str, row: int) -> Rejection:
+        """The remembered rejection, for the row ``row`` of ``source`` (the row's place in the
+        export being read is its own). Raises ``ValueError`` for a memo it cannot read."""
+        return Rejection.recalled(self.memo, source=source, row=row)
 
 
 _VALUES = ("first_name", "last_name", "salutation", "number", "country_code", "extension")
@@ -69,6 +90,8 @@ class Delivered:
     """The record id of the source row it was sent from or last seen in; None when that row
     had none, or when it was delivered before record ids were kept (migration 0009). A snapshot
     whose rows cannot all be read judges removals by it."""
+    run_id: str | None = None
+    """The run that delivered it, or last updated it."""
 
     @property
     def deletable(self) -> bool:
@@ -261,30 +284,46 @@ class TenantState:
             yield [(row[0], _delivered(tuple(row)[1:])) for row in rows]
             after = rows[-1][0]
 
-    def unchanged(self, hashes: Sequence[str]) -> dict[str, str]:
-        """Which of these source-row hashes were last seen beside a number delivered with
-        exactly that row's values: hash -> phone key (chunked ``IN`` queries)."""
-        found: dict[str, str] = {}
+    def known(self, hashes: Sequence[str]) -> dict[str, KnownRow]:
+        """What became of the source rows with these hashes, where the state knows: last seen
+        beside a number delivered with exactly that row's values (``delivered``), or recorded as
+        rejected or a duplicate contest's loser (``known_rows``). Two chunked ``IN`` queries."""
+        found: dict[str, KnownRow] = {}
         with self.store.transaction() as conn:
             for start in range(0, len(hashes), _HASH_CHUNK):
+                part = hashes[start : start + _HASH_CHUNK]
                 rows = conn.execute(
                     select(deliveries.c.row_hash, deliveries.c.phone_key).where(
-                        deliveries.c.tenant == self.tenant,
-                        deliveries.c.row_hash.in_(hashes[start : start + _HASH_CHUNK]),
+                        deliveries.c.tenant == self.tenant, deliveries.c.row_hash.in_(part)
                     )
                 )
-                found.update({str(h): str(k) for h, k in rows})
+                found.update({str(h): KnownRow("delivered", str(k)) for h, k in rows})
+                rest = [h for h in part if h not in found]
+                if not rest:
+                    continue
+                remembered = conn.execute(
+                    select(
+                        known_rows.c.row_hash,
+                        known_rows.c.outcome,
+                        known_rows.c.phone_key,
+                        known_rows.c.rejection,
+                    ).where(known_rows.c.tenant == self.tenant, known_rows.c.row_hash.in_(rest))
+                )
+                found.update({str(h): _known(o, k, m) for h, o, k, m in remembered})
         return found
 
     def any_rows(self) -> bool:
         """Whether any source row is remembered (a first sync has none to look up)."""
         with self.store.transaction() as conn:
-            found = conn.execute(
-                select(deliveries.c.phone_key)
-                .where(deliveries.c.tenant == self.tenant, deliveries.c.row_hash.is_not(None))
-                .limit(1)
-            ).first()
-        return found is not None
+            for table in (deliveries, known_rows):
+                found = conn.execute(
+                    select(table.c.tenant)
+                    .where(table.c.tenant == self.tenant, table.c.row_hash.is_not(None))
+                    .limit(1)
+                ).first()
+                if found is not None:
+                    return True
+        return False
 
     def remember_rows(
         self, rows: Sequence[tuple[str, str, str]], record_ids: Mapping[str, str] | None = None
@@ -309,6 +348,21 @@ class TenantState:
             conn.execute(
                 statement, [{"h": h, "k": k, "f": f, "r": ids.get(k) or None} for h, k, f in rows]
             )
+
+    def unfinished_runs(self) -> set[str]:
+        """This tenant's runs that ended without completing (failed, interrupted, abandoned) or
+        are still running (this one: what it re-sent of theirs): what they delivered may have
+        gone out early, from a row that a later row of their export beats
+        (``connector.sync.early``)."""
+        with self.store.transaction() as conn:
+            rows = conn.execute(
+                select(runs.c.id).where(
+                    runs.c.tenant == self.tenant,
+                    runs.c.dry_run.is_(False),
+                    runs.c.status.not_in(SUCCESS),
+                )
+            )
+            return {str(run_id) for (run_id,) in rows}
 
     def flagged_in_kore(self) -> dict[str, Delivered]:
         """Delivered numbers that an earlier export flagged do-not-call."""
@@ -510,6 +564,14 @@ class TenantState:
         with self.store.transaction() as conn:
             return {row[0] for row in self._by_keys(conn, (dnc_numbers.c.phone_key,), keys)}
 
+    def any_flagged(self) -> bool:
+        """Whether an earlier export flagged any number of this tenant do-not-call."""
+        with self.store.transaction() as conn:
+            found = conn.execute(
+                select(dnc_numbers.c.phone_key).where(dnc_numbers.c.tenant == self.tenant).limit(1)
+            ).first()
+        return found is not None
+
     def _record_dnc(
         self,
         conn: Connection,
@@ -578,6 +640,42 @@ class TenantState:
             ).scalar_one_or_none()
         return None if value is None else str(value)
 
+    def _remember_known(
+        self,
+        conn: Connection,
+        known: Iterable[list[tuple[str, str, str | None, str]]],
+        stamp: datetime,
+    ) -> None:
+        """Record known rows chunk by chunk (each chunk one DELETE and one INSERT, which works
+        on every database as an upsert), and forget those older than ``KNOWN_DAYS``."""
+        conn.execute(
+            delete(known_rows).where(
+                known_rows.c.tenant == self.tenant,
+                known_rows.c.recorded_at < stamp - timedelta(days=KNOWN_DAYS),
+            )
+        )
+        for chunk in known:
+            conn.execute(
+                delete(known_rows).where(
+                    known_rows.c.tenant == self.tenant,
+                    known_rows.c.row_hash.in_([h for h, _, _, _ in chunk]),
+                )
+            )
+            conn.execute(
+                insert(known_rows),
+                [
+                    {
+                        "tenant": self.tenant,
+                        "row_hash": h,
+                        "outcome": outcome,
+                        "phone_key": key,
+                        "rejection": rejection,
+                        "recorded_at": stamp,
+                    }
+                    for h, outcome, key, rejection in chunk
+                ],
+            )
+
     def commit_checkpoint(
         self,
         checkpoint: Checkpoint,
@@ -585,13 +683,20 @@ class TenantState:
         run_id: str = "",
         flagged: Sequence[tuple[str, str]] = (),
         cleared: Sequence[str] = (),
+        known: Iterable[list[tuple[str, str, str | None, str]]] | None = None,
     ) -> None:
         """Remember what a completed run read, in one transaction: the source's checkpoint, the
-        numbers it flagged do-not-call (``(key, where)``) and those its export showed unflagged."""
-        if not checkpoint.processed and not checkpoint.cursors and not flagged and not cleared:
+        numbers it flagged do-not-call (``(key, where)``), those its export showed unflagged,
+        and the rows it rejected or that lost a duplicate contest (``known``: chunks of
+        ``(row_hash, outcome, phone_key, rejection JSON)``, see ``KnownRow``). Known rows older
+        than ``KNOWN_DAYS`` are forgotten then."""
+        idle = not checkpoint.processed and not checkpoint.cursors and not flagged and not cleared
+        if idle and known is None:
             return
         stamp = now()
         with self._write() as conn:
+            if known is not None:
+                self._remember_known(conn, known, stamp)
             self._record_dnc(conn, run_id, flagged, cleared)
             if checkpoint.processed:
                 conn.execute(
@@ -627,6 +732,10 @@ class TenantState:
                 )
 
 
+def _known(outcome: str, key: str | None, memo: str) -> KnownRow:
+    return KnownRow(str(outcome), None if key is None else str(key), str(memo))
+
+
 _DELIVERED = (
     deliveries.c.phone_key,
     deliveries.c.kore_id,
@@ -634,14 +743,15 @@ _DELIVERED = (
     deliveries.c.origin,
     deliveries.c.row_hash,
     deliveries.c.record_id,
+    deliveries.c.run_id,
     *(deliveries.c[name] for name in _VALUES),
 )
 
 
 def _delivered(row: Sequence[Any]) -> Delivered:
-    kore_id, print_, origin, row_hash, record_id, *values = row
+    kore_id, print_, origin, row_hash, record_id, run_id, *values = row
     sent = None if values[0] is None else tuple(str(v or "") for v in values)
-    return Delivered(kore_id, print_, origin, sent, row_hash, record_id)  # type: ignore[arg-type]
+    return Delivered(kore_id, print_, origin, sent, row_hash, record_id, run_id)  # type: ignore[arg-type]
 
 
 def _values(contact: Contact, prefix: str = "") -> dict[str, str]:

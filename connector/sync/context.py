@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
+from types import TracebackType
 
 from connector.contacts import Rejection
 from connector.errors import RunInterrupted
@@ -55,6 +56,9 @@ class Counters:
     """Rows the run turned down before sending anything (invalid, duplicate, do-not-call,
     removed...). ``rejected.csv`` also lists the rows Kore did not take: ``already_in_kore``
     and ``kore_refused``, counted apart because they were sent."""
+    rejected_known: int = 0
+    """Of ``rejected``: rows rejected as their unchanged row was by an earlier run, not mapped
+    again (the run replays the rejection it remembers; ``RowRejected.known``)."""
     already_delivered: int = 0
     """Contacts whose number an earlier run delivered: not sent again (updated when renamed
     and ``changes.renamed`` is ``update``)."""
@@ -148,6 +152,21 @@ class RowRejected:
 
     tenant: str
     rejection: Rejection
+    known: bool = False
+    """The row is unchanged since a run rejected it: not mapped again, its rejection replayed
+    (``Counters.rejected_known``)."""
+
+
+@dataclass(frozen=True)
+class Listed:
+    """Rows of one of the report's tables (``updates.csv``, ``deletes.csv``...), a chunk at a
+    time, in the order the table lists them: the first chunk of ``table`` makes the file with
+    ``header``, the others add to it. ``rows`` is never empty."""
+
+    tenant: str
+    table: str
+    header: tuple[str, ...]
+    rows: list[tuple[str, ...]]
 
 
 @dataclass(frozen=True)
@@ -207,6 +226,7 @@ Event = (
     | RunStarted
     | UnitRead
     | RowRejected
+    | Listed
     | Progress
     | BatchSettled
     | KoreAnswered
@@ -247,11 +267,20 @@ class RunContext:
     """The plan's batches done and in all, once the run began carrying it out (from its own
     ``Progress`` events): how batches are numbered, and where an interruption stopped."""
 
+    _emitting: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    """Observers see one event at a time: uploads made while the run still reads (``early``)
+    tell of themselves from a thread of their own."""
+
     def emit(self, event: Event) -> None:
-        if isinstance(event, Progress) and event.phase == "sending" and event.total is not None:
-            self.sending = (event.done, event.total)
-        for observe in self.observers:
-            observe(event)
+        """Tell every observer; what the run context keeps of an event (where sending stands,
+        the known rejections) it takes first, so that observers see it counted."""
+        with self._emitting:
+            if isinstance(event, Progress) and event.phase == "sending" and event.total is not None:
+                self.sending = (event.done, event.total)
+            elif isinstance(event, RowRejected) and event.known:
+                self.counters.rejected_known += 1
+            for observe in self.observers:
+                observe(event)
 
     def sleep(self, seconds: float) -> None:
         """Wait, unless the run is told to stop: then raise ``RunInterrupted`` at once."""
@@ -286,6 +315,44 @@ class RunContext:
             where = "before it read or sent anything"
             then = "the next run starts over"
         return RunInterrupted(f"{self.tenant}: interrupted {where}; {then}", hint=_CARRIES_ON)
+
+
+class Listing:
+    """A table of the report as a run lists it: its rows go to the observers (``Listed``)
+    ``chunk`` at a time, so that no table is held whole. Used as a context manager: the rest
+    goes out when the block ends, unless it ends by an exception (a refused plan lists no
+    more of what it would have done)."""
+
+    def __init__(
+        self, ctx: RunContext, table: str, header: tuple[str, ...], *, chunk: int = 1000
+    ) -> None:
+        self._ctx = ctx
+        self._table = table
+        self._header = header
+        self._chunk = chunk
+        self._rows: list[tuple[str, ...]] = []
+
+    def add(self, row: tuple[str, ...]) -> None:
+        self._rows.append(row)
+        if len(self._rows) >= self._chunk:
+            self._hand_over()
+
+    def _hand_over(self) -> None:
+        if self._rows:
+            self._ctx.emit(Listed(self._ctx.tenant, self._table, self._header, self._rows))
+            self._rows = []
+
+    def __enter__(self) -> Listing:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if kind is None:
+            self._hand_over()
 
 
 def counted(n: int, noun: str) -> str:

@@ -12,7 +12,9 @@ refuse the whole run before anything is sent. A snapshot with rows whose number 
 read judges removals by record id: such a row holds back the contacts delivered from its record
 (``removal_held_back``), not the others; a number delivered from another record than the rows
 marked removed is held back likewise.
-The plan lives in the run's staging database, so memory stays flat whatever its size.
+The plan lives in the run's staging database, so memory stays flat whatever its size; its
+tables for people (``updates.csv``, ``dnc_in_kore.csv``, ``deletes.csv``) reach the report as
+events (``Listed``), a chunk at a time.
 """
 
 from __future__ import annotations
@@ -23,10 +25,10 @@ from dataclasses import dataclass, field
 from connector.contacts import Contact
 from connector.errors import ConnectorError
 from connector.mapping.apply import REMOVED_IN_CRM
-from connector.report import Report, contact_rejection
+from connector.report import contact_rejection
 from connector.staging import Absent, Staging
 from connector.state import Delivered
-from connector.sync.context import Progress, RowRejected, RunContext
+from connector.sync.context import Listing, Progress, RowRejected, RunContext
 from connector.sync.sinks import Sink
 
 _STATE_CHUNK = 1000
@@ -46,6 +48,7 @@ UPDATES_COLUMNS = (
     "plan",
 )
 DELETES_COLUMNS = ("phone_key", "kore_id", "why", "plan")
+DNC_IN_KORE_COLUMNS = ("phone_key", "kore_id")
 
 
 class DeletesRefused(ConnectorError):
@@ -76,44 +79,51 @@ class Plan:
 def build(
     ctx: RunContext,
     staging: Staging,
-    report: Report,
     *,
     flagged: list[str],
     snapshot: Snapshot | None,
 ) -> Plan:
     """Decide every change. ``flagged``: numbers this run flagged do-not-call; ``snapshot``:
-    the export that is the whole contact list, when this run read one to judge removals on."""
+    the export that is the whole contact list, when this run read one to judge removals on.
+
+    The report's tables go out as ``Listed`` events; the plan ends at a boundary
+    (``check_stop``), so a table the report could not write fails the run before anything is
+    sent. Raises ``DeletesRefused`` for removals beyond ``max_delete_fraction``."""
     plan = Plan()
-    updates: list[tuple[str, ...]] = []
-    for chunk in staging.winners(_STATE_CHUNK):
-        _classify(ctx, staging, chunk, plan, updates)
-    if updates:
-        report.write_table("updates.csv", UPDATES_COLUMNS, updates)
-    deletes: list[tuple[str, str, str, str]] = []
-    _do_not_call(ctx, staging, report, flagged, plan, deletes)
-    _withdrawn(ctx, staging)
-    if snapshot is not None:
-        _removed(ctx, staging, snapshot, plan, deletes)
-    else:
-        _removed_in_crm(ctx, staging, deletes)
-    if deletes:
-        report.write_table("deletes.csv", DELETES_COLUMNS, deletes)
+    with Listing(ctx, "updates.csv", UPDATES_COLUMNS, chunk=_STATE_CHUNK) as updates:
+        any_delivered = ctx.state.delivered_count() > 0  # none on a first sync: no look-ups
+        unfinished = ctx.state.unfinished_runs() if any_delivered else set()
+        for chunk in staging.winners(_STATE_CHUNK):
+            _classify(ctx, staging, chunk, plan, updates, unfinished, any_delivered=any_delivered)
+    with Listing(ctx, "deletes.csv", DELETES_COLUMNS, chunk=_STATE_CHUNK) as deletes:
+        planned = _do_not_call(ctx, staging, flagged, plan, deletes)
+        _withdrawn(ctx, staging)
+        if snapshot is not None:
+            _removed(ctx, staging, snapshot, plan, planned, deletes)
+        else:
+            _removed_in_crm(ctx, staging, planned, deletes)
+    ctx.check_stop()
     return plan
 
 
 def _classify(
     ctx: RunContext,
     staging: Staging,
-    chunk: list[tuple[int, Contact]],
+    chunk: list[tuple[int, Contact, int | None]],
     plan: Plan,
-    updates: list[tuple[str, ...]],
+    updates: Listing,
+    unfinished: set[str],
+    *,
+    any_delivered: bool,
 ) -> None:
     """One chunk of distinct contacts: held back (flagged by an earlier export), created,
-    unchanged, or renamed (updated, or skipped and counted)."""
+    unchanged, or renamed (updated, or skipped and counted); or uploaded early (from this
+    row, or from an earlier row of the number that lost to this one: then updated to it)."""
     counters = ctx.counters
-    remembered = ctx.state.flagged([c.key for _, c in chunk])
+    remembered = ctx.state.flagged([c.key for _, c, _ in chunk])
+    early = {c.key: sent for _, c, sent in chunk if sent is not None}
     kept: list[tuple[int, Contact]] = []
-    for ordinal, contact in chunk:
+    for ordinal, contact, _ in chunk:
         if contact.key not in remembered:
             kept.append((ordinal, contact))
         elif contact.dnc_known:
@@ -123,11 +133,18 @@ def _classify(
             detail = "flagged do-not-call by an earlier export; this one cannot lift the flag"
             ctx.emit(RowRejected(ctx.tenant, contact_rejection(contact, "skip_when", detail)))
     counters.contacts += len(kept)
-    delivered = ctx.state.delivered([c.key for _, c in kept])
+    delivered = ctx.state.delivered([c.key for _, c in kept]) if any_delivered else {}
     rows: list[tuple[int, str, str | None]] = []
     seen: list[tuple[str, str, str]] = []
     record_ids: dict[str, str] = {}
+    lost = [early[c.key] for o, c in kept if early.get(c.key, o) != o]
+    first = staging.contacts_at(lost) if lost else {}
     for ordinal, contact in kept:
+        if contact.key in early:
+            sent = first.get(early[contact.key])
+            if sent is not None and sent.fingerprint != contact.fingerprint:
+                _overwrite(ctx, contact, sent, delivered.get(contact.key), rows, updates, ordinal)
+            continue
         before = delivered.get(contact.key)
         if before is None:
             rows.append((ordinal, "create", None))
@@ -141,9 +158,9 @@ def _classify(
             continue
         if not before.kore_id:
             continue
-        action = _renamed(ctx, before)
-        updates.append(_update_row(contact, before, action))
-        if action == "update":
+        action = _renamed(ctx, before, unfinished)
+        updates.add(_update_row(contact, before, action))
+        if action.startswith("update"):
             rows.append((ordinal, "update", before.kore_id))
     staging.plan(rows)
     if seen and not ctx.dry_run:
@@ -152,7 +169,42 @@ def _classify(
         ctx.state.remember_rows(seen, record_ids)
 
 
-def _renamed(ctx: RunContext, before: Delivered) -> str:
+def _overwrite(
+    ctx: RunContext,
+    contact: Contact,
+    sent: Contact,
+    before: Delivered | None,
+    rows: list[tuple[int, str, str | None]],
+    updates: Listing,
+    ordinal: int,
+) -> None:
+    """A later row of a number uploaded early won its contest: the contact this run created
+    takes the winner's names, whatever ``changes.renamed`` says (``connector.sync.early``)."""
+    if before is None:  # a dry run, or the early upload was not delivered
+        before = Delivered(None, sent.fingerprint, "created", sent.csv_row())
+        action = (
+            "update (a later row of this run won)"
+            if ctx.dry_run
+            else "skip (the early upload of its number was not delivered)"
+        )
+    elif not before.updatable:
+        ctx.counters.not_ours += 1
+        action = "skip (not ours: Kore had it before we sent it)"
+    elif not before.kore_id:
+        action = "skip (Kore gave no id for its early upload)"
+    else:
+        action = "update (a later row of this run won)"
+    updates.add(_update_row(contact, before, action))
+    if action.startswith("update"):
+        rows.append((ordinal, "update", before.kore_id))
+
+
+def _renamed(ctx: RunContext, before: Delivered, unfinished: set[str]) -> str:
+    """What becomes of a delivered number whose row now has other names. One delivered by a
+    run that did not finish may have gone out early from a row that lost its contest there
+    (``connector.sync.early``): it takes this row's names whatever ``changes.renamed`` says."""
+    if before.run_id in unfinished and before.updatable and before.origin != "legacy":
+        return "update (sent by a run that did not finish, from a row this one beats)"
     if not ctx.settings.update_renamed:
         ctx.counters.changed_skipped += 1
         return "skip (renamed: skip)"
@@ -181,22 +233,19 @@ def _update_row(contact: Contact, before: Delivered, action: str) -> tuple[str, 
 def _do_not_call(
     ctx: RunContext,
     staging: Staging,
-    report: Report,
     flagged: list[str],
     plan: Plan,
-    deletes: list[tuple[str, str, str, str]],
-) -> None:
+    deletes: Listing,
+) -> set[str]:
     """Flagged numbers Kore has from us: counted as ``dnc_in_kore`` and listed; deleted with
     ``changes.do_not_call: delete``, along with numbers an earlier export flagged while the
-    tenant kept them (unless this export lifts the flag)."""
+    tenant kept them (unless this export lifts the flag). Returns the numbers it lists in
+    ``deletes.csv``."""
     in_kore = ctx.state.delivered(flagged)
     ctx.counters.dnc_in_kore = len(in_kore)
-    if in_kore:
-        report.write_table(
-            "dnc_in_kore.csv",
-            ("phone_key", "kore_id"),
-            [(key, found.kore_id or "") for key, found in sorted(in_kore.items())],
-        )
+    with Listing(ctx, "dnc_in_kore.csv", DNC_IN_KORE_COLUMNS, chunk=_STATE_CHUNK) as listed:
+        for key, found in sorted(in_kore.items()):
+            listed.add((key, found.kore_id or ""))
     delete = ctx.settings.changes.do_not_call == "delete"
     if delete:
         cleared = set(plan.cleared)
@@ -206,7 +255,8 @@ def _do_not_call(
         action = _deletion(
             ctx, staging, (key, found.kore_id, found.deletable), delete, "do_not_call"
         )
-        deletes.append((key, found.kore_id or "", "do_not_call", action))
+        deletes.add((key, found.kore_id or "", "do_not_call", action))
+    return set(in_kore)
 
 
 def _removed(
@@ -214,7 +264,8 @@ def _removed(
     staging: Staging,
     snapshot: Snapshot,
     plan: Plan,
-    deletes: list[tuple[str, str, str, str]],
+    planned: set[str],
+    deletes: Listing,
 ) -> None:
     """Numbers delivered before that the snapshot no longer has were removed from the CRM,
     unless a row whose number could not be read may be theirs: one carrying their record id,
@@ -230,7 +281,6 @@ def _removed(
             "column); removed contacts are not judged on it"
         )
         return
-    planned = {row[0] for row in deletes}
     absent = [row for row in staging.absent() if row.key not in planned]
     held = {row.key: _held_back(row, snapshot) for row in absent}
     gone = [row for row in absent if not held[row.key]]
@@ -250,12 +300,10 @@ def _removed(
         action = held[row.key] or _deletion(
             ctx, staging, (row.key, row.kore_id, row.deletable), delete, "removed"
         )
-        deletes.append((row.key, row.kore_id or "", "removed", action))
+        deletes.add((row.key, row.kore_id or "", "removed", action))
 
 
-def _removed_in_crm(
-    ctx: RunContext, staging: Staging, deletes: list[tuple[str, str, str, str]]
-) -> None:
+def _removed_in_crm(ctx: RunContext, staging: Staging, planned: set[str], deletes: Listing) -> None:
     """Numbers delivered before that rows marked removed (``removed_when``) have, and that no
     other row of the run holds, were removed from the CRM: counted ``removed`` and listed, and
     deleted with ``changes.removed: delete`` under ``max_delete_fraction``, as a snapshot's.
@@ -264,7 +312,6 @@ def _removed_in_crm(
     (``removal_held_back``): two records shared it (a duplicate merged away, as CRMs soft-delete
     them), and an incremental read, which sees only what changed, may not have read the one
     still holding it. Judged by number otherwise: when either side has no record id."""
-    planned = {row[0] for row in deletes}
     removals: list[tuple[str, Delivered, str]] = []
     for chunk in staging.removals(_STATE_CHUNK):
         delivered = ctx.state.delivered([key for key, _ in chunk if key not in planned])
@@ -292,7 +339,7 @@ def _removed_in_crm(
         action = held or _deletion(
             ctx, staging, (key, found.kore_id, found.deletable), delete, "removed"
         )
-        deletes.append((key, found.kore_id or "", "removed", action))
+        deletes.add((key, found.kore_id or "", "removed", action))
 
 
 def _withdrawn(ctx: RunContext, staging: Staging) -> None:

@@ -33,7 +33,7 @@ from connector.report import Report
 from connector.settings import Settings
 from connector.sources import open_source
 from connector.state import Delivered, Delivery, Store, TenantState
-from connector.sync.context import Event, Observer, RunContext, RunStarted
+from connector.sync.context import Event, Listing, Observer, RunContext, RunStarted
 from connector.sync.lease import held
 from connector.sync.run import conclude
 from connector.sync.sinks import KoreSink
@@ -71,6 +71,19 @@ class ReconcileResult:
     applied: bool
     error: ConnectorError | None = None
     warnings: list[str] = field(default_factory=list)
+
+
+_NAMES_DIFFER_COLUMNS = (
+    "phone_key",
+    "kore_id",
+    "kore_first_name",
+    "kore_last_name",
+    "kore_salutation",
+    "sent_first_name",
+    "sent_last_name",
+    "sent_salutation",
+    "plan",
+)
 
 
 @dataclass(frozen=True)
@@ -130,6 +143,8 @@ def _reconcile(
     logs.bind(tenant=ctx.tenant, run_id=ctx.run_id)
     apply = not ctx.dry_run
     report = Report(ctx.app.reports_dir, ctx.tenant, ctx.run_id)
+    ctx.observers.insert(0, report.observe)
+    ctx.guards.append(report.check)
     found = Found()
     result = ReconcileResult(ctx.tenant, ctx.run_id, "running", found, None, apply)
     started = datetime.now(UTC)
@@ -139,7 +154,7 @@ def _reconcile(
         if apply:
             ctx.state.start_run(ctx.run_id)
             sink.resume()
-        _compare(ctx, sink, report, found, apply)
+        _compare(ctx, sink, found, apply)
         result.status = "completed"
     except RunInterrupted as exc:
         result.status, result.error = "interrupted", exc
@@ -151,7 +166,7 @@ def _reconcile(
     return result
 
 
-def _compare(ctx: RunContext, sink: KoreSink, report: Report, found: Found, apply: bool) -> None:
+def _compare(ctx: RunContext, sink: KoreSink, found: Found, apply: bool) -> None:
     kore = _kore_contacts(sink)
     found.in_kore = len(kore)
     missing: list[tuple[str, Delivered]] = []
@@ -172,9 +187,10 @@ def _compare(ctx: RunContext, sink: KoreSink, report: Report, found: Found, appl
     in_source = _in_source(ctx, wanted) if wanted else {}
     flagged = ctx.state.flagged([key for key, _ in missing])
 
-    recreate = _missing(ctx, report, missing, in_source, flagged, found)
-    adopt = _unknown(report, unknown, in_source, found)
-    correct = _differ(ctx, report, differ)
+    recreate = _missing(ctx, missing, in_source, flagged, found)
+    adopt = _unknown(ctx, unknown, in_source, found)
+    correct = _differ(ctx, differ)
+    ctx.check_stop()
     if not apply:
         return
     before = ctx.counters.created + ctx.counters.adopted
@@ -251,7 +267,6 @@ def _in_source(ctx: RunContext, wanted: set[str]) -> dict[str, Contact | None]:
 
 def _missing(
     ctx: RunContext,
-    report: Report,
     missing: list[tuple[str, Delivered]],
     in_source: dict[str, Contact | None],
     flagged: set[str],
@@ -260,27 +275,26 @@ def _missing(
     """Numbers Kore no longer has: created again from what was last sent (or, for a number an
     older version recorded without its values, from the source's row)."""
     recreate: list[Contact] = []
-    rows = []
-    for key, delivered in missing:
-        contact = _stored(key, delivered) if delivered.values else in_source.get(key)
-        if key in flagged or contact is None:
-            found.held_back += 1
-            why = "flagged do-not-call" if key in flagged else "no values recorded, not in source"
-            rows.append((key, delivered.kore_id or "", "", "", f"keep ({why})"))
-            continue
-        recreate.append(contact)
-        rows.append((key, delivered.kore_id or "", contact.first_name, contact.last_name, "create"))
-    if rows:
-        report.write_table(
-            "missing_in_kore.csv",
-            ("phone_key", "old_kore_id", "first_name", "last_name", "plan"),
-            rows,
-        )
+    header = ("phone_key", "old_kore_id", "first_name", "last_name", "plan")
+    with Listing(ctx, "missing_in_kore.csv", header) as rows:
+        for key, delivered in missing:
+            contact = _stored(key, delivered) if delivered.values else in_source.get(key)
+            if key in flagged or contact is None:
+                found.held_back += 1
+                why = (
+                    "flagged do-not-call" if key in flagged else "no values recorded, not in source"
+                )
+                rows.add((key, delivered.kore_id or "", "", "", f"keep ({why})"))
+                continue
+            recreate.append(contact)
+            rows.add(
+                (key, delivered.kore_id or "", contact.first_name, contact.last_name, "create")
+            )
     return recreate
 
 
 def _unknown(
-    report: Report,
+    ctx: RunContext,
     unknown: dict[str, _KoreContact],
     in_source: dict[str, Contact | None],
     found: Found,
@@ -288,60 +302,39 @@ def _unknown(
     """Contacts Kore has that the state does not know: recorded as ``found`` when the source
     has their number (with Kore's names, so a later sync sees what Kore really holds)."""
     adopt: list[Delivery] = []
-    rows = []
-    for key, there in sorted(unknown.items()):
-        contact = in_source.get(key)
-        plan = "keep (not in the source)" if key not in in_source else "adopt"
-        if key in in_source and contact is None:
-            plan = "keep (the source flags it do-not-call)"
-        if contact is not None:
-            found.unknown_in_source += 1
-            first, last, salutation = there.names
-            kept = replace(contact, first_name=first, last_name=last, salutation=salutation)
-            adopt.append(Delivery(kept, there.kore_id, "found"))
-        rows.append((key, there.kore_id, *there.names, plan))
-    if rows:
-        report.write_table(
-            "unknown_in_kore.csv",
-            ("phone_key", "kore_id", "first_name", "last_name", "salutation", "plan"),
-            rows,
-        )
+    header = ("phone_key", "kore_id", "first_name", "last_name", "salutation", "plan")
+    with Listing(ctx, "unknown_in_kore.csv", header) as rows:
+        for key, there in sorted(unknown.items()):
+            contact = in_source.get(key)
+            plan = "keep (not in the source)" if key not in in_source else "adopt"
+            if key in in_source and contact is None:
+                plan = "keep (the source flags it do-not-call)"
+            if contact is not None:
+                found.unknown_in_source += 1
+                first, last, salutation = there.names
+                kept = replace(contact, first_name=first, last_name=last, salutation=salutation)
+                adopt.append(Delivery(kept, there.kore_id, "found"))
+            rows.add((key, there.kore_id, *there.names, plan))
     return adopt
 
 
 def _differ(
-    ctx: RunContext, report: Report, differ: list[tuple[str, Delivered, _KoreContact]]
+    ctx: RunContext, differ: list[tuple[str, Delivered, _KoreContact]]
 ) -> list[tuple[Contact, str]]:
     """Names in Kore that differ from what was last sent: corrected (to what was sent) when
     the tenant updates renamed contacts and the contact is ours."""
     correct: list[tuple[Contact, str]] = []
-    rows = []
-    for key, delivered, there in differ:
-        sent = _sent_names(ctx, key, delivered)
-        if not ctx.settings.update_renamed:
-            plan = "keep (renamed: skip)"
-        elif not delivered.updatable:
-            plan = "keep (not ours)"
-        else:
-            plan = "correct"
-            correct.append((_stored(key, delivered), there.kore_id))
-        rows.append((key, there.kore_id, *there.names, *sent, plan))
-    if rows:
-        report.write_table(
-            "names_differ.csv",
-            (
-                "phone_key",
-                "kore_id",
-                "kore_first_name",
-                "kore_last_name",
-                "kore_salutation",
-                "sent_first_name",
-                "sent_last_name",
-                "sent_salutation",
-                "plan",
-            ),
-            rows,
-        )
+    with Listing(ctx, "names_differ.csv", _NAMES_DIFFER_COLUMNS) as rows:
+        for key, delivered, there in differ:
+            sent = _sent_names(ctx, key, delivered)
+            if not ctx.settings.update_renamed:
+                plan = "keep (renamed: skip)"
+            elif not delivered.updatable:
+                plan = "keep (not ours)"
+            else:
+                plan = "correct"
+                correct.append((_stored(key, delivered), there.kore_id))
+            rows.add((key, there.kore_id, *there.names, *sent, plan))
     return correct
 
 

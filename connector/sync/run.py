@@ -10,11 +10,12 @@ read is committed only when the run completes, so a crash costs a re-read, never
 from __future__ import annotations
 
 import hashlib
+import heapq
 import logging
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import closing
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -35,7 +36,7 @@ from connector.report import Report, contact_rejection, prune
 from connector.settings import Settings
 from connector.sources import Source, SourceRow, SourceUnit, open_source
 from connector.staging import Staging
-from connector.state import LeaseLost, Store, TenantState
+from connector.state import KnownRow, LeaseLost, Store, TenantState
 from connector.sync import plan
 from connector.sync.context import (
     KORE_ANSWERS,
@@ -49,7 +50,10 @@ from connector.sync.context import (
     RunStarted,
     UnitRead,
 )
+from connector.sync.early import EarlyUploads, scan
+from connector.sync.early import eligible as early_eligible
 from connector.sync.lease import held
+from connector.sync.pool import MappingPool, map_row
 from connector.sync.sinks import DryRunSink, KoreSink, Sink
 
 if TYPE_CHECKING:
@@ -58,7 +62,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _CHUNK_ROWS = 2000
-"""Rows read, looked up (unchanged?) and mapped together."""
+"""Rows read, looked up (known?) and mapped together."""
+_KNOWN_CHUNK = 1000
+"""Known rows the state records a statement."""
 
 
 @dataclass
@@ -137,6 +143,7 @@ def run_once(
     started = datetime.now(UTC)
     ctx.emit(RunStarted(ctx.tenant, ctx.run_id))
     sink: Sink | None = None
+    units: list[SourceUnit] = []
     try:
         if not ctx.dry_run:
             ctx.state.start_run(ctx.run_id)
@@ -166,34 +173,36 @@ def run_once(
         )
         sink.resume()
         unit_rows: Counter[str] = Counter()
-        with Staging() as staging:
-            _read(ctx, units, bound, unit_rows, staging)
+        with (
+            Staging() as staging,
+            _pool(ctx) as pool,
+            _uploads_while_reading(ctx, source, units, bound, sink, staging) as early,
+        ):
+            _read(ctx, units, bound, unit_rows, staging, pool, early)
+            if early is not None:
+                early.finish()
             for unit in units:
                 late = bound[unit.ident].timestamp_warnings()
                 result.warnings.extend(w for w in late if w not in result.warnings)
             flagged = [(key, f"{name} row {row}") for key, name, row in staging.flagged()]
             _suppress(ctx, staging)
-            for loser, source_name, row in staging.duplicates():
-                detail = f"same number as {source_name} row {row}"
-                ctx.emit(
-                    RowRejected(ctx.tenant, contact_rejection(loser, "duplicate_in_source", detail))
-                )
+            _duplicates(ctx, staging, {u.ident: u.name for u in units})
             changes = plan.build(
                 ctx,
                 staging,
-                report,
                 flagged=[key for key, _ in flagged],
                 snapshot=_snapshot(source, units, bound, staging, result.warnings),
             )
             result.warnings.extend(changes.warnings)
             plan.execute(ctx, staging, sink)
-        if not ctx.dry_run:
-            ctx.state.commit_checkpoint(
-                replace(source.checkpoint(unit_rows), reading=reading),
-                run_id=ctx.run_id,
-                flagged=flagged,
-                cleared=changes.cleared,
-            )
+            if not ctx.dry_run:
+                ctx.state.commit_checkpoint(
+                    replace(source.checkpoint(unit_rows), reading=reading),
+                    run_id=ctx.run_id,
+                    flagged=flagged,
+                    cleared=changes.cleared,
+                    known=staging.outcomes(_KNOWN_CHUNK) if staging.any_outcomes() else None,
+                )
         result.status = _drift(ctx, units, unit_rows, result.warnings)
     except RunInterrupted as exc:
         result.status = "interrupted"
@@ -202,6 +211,8 @@ def run_once(
         result.status = "failed"
         result.error = exc
     finally:
+        for unit in units:
+            unit.release()
         if sink is not None:
             sink.close()
         _finish(ctx, report, result, started)
@@ -357,71 +368,123 @@ numbers the CRM removed only by record id (the contacts delivered from those row
 still be in it)."""
 
 
+@dataclass
+class _Chunk:
+    """Rows read together: their hashes, what the state knows of them, and where the unit's
+    reading stood (``done``). A unit's last chunk (``end``) holds no rows."""
+
+    unit: SourceUnit
+    rows: list[SourceRow]
+    hashes: list[str]
+    known: dict[str, KnownRow]
+    done: int
+    end: bool = False
+
+
 def _read(
     ctx: RunContext,
     units: list[SourceUnit],
     bound: dict[str, BoundMapping],
     unit_rows: Counter[str],
     staging: Staging,
+    pool: MappingPool,
+    early: EarlyUploads | None,
 ) -> None:
     """Map every row: rejections go to the report, contacts to the staging file, rows whose
-    number could not be read to the staging file's list of them.
+    number could not be read to the staging file's list of them. Rows are mapped in ``pool``'s
+    processes, chunk by chunk, and taken in the order they were read; each chunk's contacts are
+    offered to ``early`` (uploads while the run reads), when the run makes them.
 
-    A row whose hash (its cells and the mapping that reads them) the state recorded beside a
-    number delivered with exactly its values is unchanged since: it is not mapped again
-    (``unchanged_rows``), unless another row of the run has its number or flags it (then it is
-    mapped after all, to take its part). ``--full`` maps every row."""
+    A row whose hash (its cells and the mapping that reads them) the state knows is not mapped
+    again: one recorded beside a number delivered with exactly its values is unchanged
+    (``unchanged_rows``) and holds its number; one rejected before is rejected again as then (a
+    known rejection, ``rejected_known``); one that lost a duplicate contest loses it again to
+    the same unchanged row. Such a row is mapped after all when another row of the run has its
+    number or flags it, or its contest's winner is not there unchanged, to take its part.
+    ``--full`` maps every row."""
     names = {u.ident: u for u in units}
     look_up = bool(units) and not ctx.full and ctx.state.any_rows()
     sizes = [u.progress()[1] for u in units]
     total = None if None in sizes else sum(s or 0 for s in sizes)
-    before = 0
-    for unit, size in zip(units, sizes, strict=True):
-        mapping = bound[unit.ident]
-        identity = _identity(ctx, mapping)
-        for chunk in _chunks(unit.rows(), _CHUNK_ROWS):
-            ctx.check_stop()
-            done = before + unit.progress()[0] if total is not None else ctx.counters.rows_read
-            ctx.emit(Progress(ctx.tenant, ctx.counters, "reading", done, total))
-            hashes = [_row_hash(identity, row.values) for row in chunk]
-            known = ctx.state.unchanged(hashes) if look_up else {}
-            for row, row_hash in zip(chunk, hashes, strict=True):
-                ctx.counters.rows_read += 1
-                unit_rows[unit.ident] += 1
-                ordinal = ctx.counters.rows_read
-                key = known.get(row_hash)
-                if key is not None:
-                    staging.skip(ordinal, key, unit.ident, row.line, row.values)
-                    ctx.counters.unchanged_rows += 1
-                    continue
-                _take(ctx, staging, _mapped(ctx, unit, mapping, row), row_hash, ordinal)
-        ctx.emit(UnitRead(ctx.tenant, unit.name, unit_rows[unit.ident], unit.tally()))
-        before += size or 0
-        done = before if total is not None else ctx.counters.rows_read
+
+    def chunks() -> Iterator[tuple[_Chunk, str, BoundMapping, list[SourceRow]]]:
+        before = 0
+        for unit, size in zip(units, sizes, strict=True):
+            mapping = bound[unit.ident]
+            identity = _identity(ctx, mapping)
+            for rows in _chunks(unit.rows(), _CHUNK_ROWS):
+                ctx.check_stop()
+                hashes = [_row_hash(identity, row.values) for row in rows]
+                known = ctx.state.known(hashes) if look_up else {}
+                todo = [r for r, h in zip(rows, hashes, strict=True) if h not in known]
+                done = before + unit.progress()[0] if total is not None else -1
+                yield _Chunk(unit, rows, hashes, known, done), unit.name, mapping, todo
+            before += size or 0
+            yield _Chunk(unit, [], [], {}, before, end=True), unit.name, mapping, []
+
+    for chunk, mapped in pool.imap(chunks()):
+        unit = chunk.unit
+        if chunk.end:
+            ctx.emit(UnitRead(ctx.tenant, unit.name, unit_rows[unit.ident], unit.tally()))
+        results = iter(mapped)
+        fresh: list[tuple[int, Contact]] = []
+        for row, row_hash in zip(chunk.rows, chunk.hashes, strict=True):
+            ctx.counters.rows_read += 1
+            unit_rows[unit.ident] += 1
+            ordinal = ctx.counters.rows_read
+            found = chunk.known.get(row_hash)
+            if found is None:
+                if contact := _take(ctx, staging, next(results), row_hash, ordinal):
+                    fresh.append((ordinal, contact))
+            elif found.outcome == "rejected":
+                item = found.rejection(unit.name, row.line)
+                _take(ctx, staging, item, row_hash, ordinal, known=True)
+            else:
+                memo = found.memo if found.outcome == "lost" else None
+                staging.skip(ordinal, found.key or "", unit.ident, row.line, row.values, memo)
+                ctx.counters.unchanged_rows += memo is None
+        done = chunk.done if total is not None else ctx.counters.rows_read
         ctx.emit(Progress(ctx.tenant, ctx.counters, "reading", done, total))
-    for ordinal, ident, line, cells in staging.contested():
+        if early is not None:
+            early.offer(fresh)
+    contested = list(staging.contested())
+    for ordinal, ident, line, cells, lost in contested:
         unit, mapping = names[ident], bound[ident]
-        ctx.counters.unchanged_rows -= 1
+        ctx.counters.unchanged_rows -= not lost
         row_hash = _row_hash(_identity(ctx, mapping), cells)
-        item = _mapped(ctx, unit, mapping, SourceRow(cells, line))
-        _take(ctx, staging, item, row_hash, ordinal)
+        again = map_row(mapping, unit.name, SourceRow(cells, line), ctx.settings.default_region)
+        _take(ctx, staging, again, row_hash, ordinal)
 
 
 def _take(
-    ctx: RunContext, staging: Staging, item: Contact | Rejection, row_hash: str, ordinal: int
-) -> None:
+    ctx: RunContext,
+    staging: Staging,
+    item: Contact | Rejection,
+    row_hash: str,
+    ordinal: int,
+    *,
+    known: bool = False,
+) -> Contact | None:
     """A mapped row into the run: a contact to the staging file, a rejection to the report,
     and a rejection that hides the row's number also to the staging file's unreadable rows,
     with its record id (a snapshot's removals are judged by it). A row marked removed from the
     CRM (``removed_when``) goes to the staging file's removed rows, with its place, numbers
-    and record id: the plan removes its numbers unless another row holds them."""
+    and record id: the plan removes its numbers unless another row holds them.
+
+    ``known``: a rejection the state remembered for this row's hash, replayed. A rejection of
+    a row mapped now is recorded for the state to remember, unless it is a malformed row (its
+    detail tells the reader's error, which is about where the row stood in its file). Returns
+    the contact staged, if one was."""
     if isinstance(item, Contact):
         kept = _within_limits(ctx, item)
         if isinstance(kept, Contact):
             ctx.counters.names_cleaned += kept.cleaned
-            staging.add(replace(kept, row_hash=row_hash), ordinal)
-            return
+            kept = kept.hashed(row_hash)
+            staging.add(kept, ordinal)
+            return kept
         item = kept
+    if not known and item.reason != "malformed_row":
+        staging.outcome(row_hash, "rejected", None, item.remembered())
     if item.reason == "skip_when" and item.keys:
         staging.flag(item.keys, item.source, item.row)
     elif item.reason == REMOVED_IN_CRM:
@@ -430,7 +493,8 @@ def _take(
         staging.see(item.keys)
     if item.reason in HIDING:
         staging.unreadable(item.record_id, item.row, shifted=item.reason == "malformed_row")
-    ctx.emit(RowRejected(ctx.tenant, item))
+    ctx.emit(RowRejected(ctx.tenant, item, known=known))
+    return None
 
 
 def _within_limits(ctx: RunContext, contact: Contact) -> Contact | Rejection:
@@ -510,39 +574,70 @@ def _snapshot(
     return plan.Snapshot(name, unreadable)
 
 
+@contextmanager
+def _uploads_while_reading(
+    ctx: RunContext,
+    source: Source,
+    units: list[SourceUnit],
+    bound: dict[str, BoundMapping],
+    sink: Sink,
+    staging: Staging,
+) -> Iterator[EarlyUploads | None]:
+    """Uploads while the run reads, when this run makes them (``connector.sync.early``)."""
+    if not early_eligible(ctx, source, units):
+        yield None
+        return
+    uploads = EarlyUploads(ctx, sink, staging, scan(ctx, units, bound))
+    try:
+        yield uploads
+    finally:
+        uploads.close()
+
+
+def _duplicates(ctx: RunContext, staging: Staging, names: dict[str, str]) -> None:
+    """Every row that lost its number's contest, in the order read: those mapped now (each
+    recorded, for the state to know it as a loser next time), and the unchanged losers of an
+    earlier run that lose to the same unchanged row again (known, not mapped)."""
+
+    def fresh() -> Iterator[tuple[int, Rejection, Contact | None]]:
+        for ordinal, loser, name, row, sent in staging.duplicates():
+            detail = f"same number as {name} row {row}"
+            if sent:
+                detail += "; it was uploaded before that row was read, then overwritten by it"
+            yield ordinal, contact_rejection(loser, "duplicate_in_source", detail), loser
+
+    def again() -> Iterator[tuple[int, Rejection, Contact | None]]:
+        for ordinal, memo, unit, line, winner, row in staging.losers():
+            known = Rejection.recalled(memo, source=names[unit], row=line)
+            detail = f"same number as {names[winner]} row {row}"
+            yield ordinal, replace(known, detail=detail), None
+
+    for _, rejection, loser in heapq.merge(fresh(), again(), key=lambda item: item[0]):
+        if loser is not None:
+            memo = replace(rejection, detail="").remembered()
+            staging.outcome(loser.row_hash, "lost", loser.key, memo)
+        ctx.emit(RowRejected(ctx.tenant, rejection, known=loser is None))
+
+
+_INLINE_ROWS = 10_000
+"""Rows a run maps in its own process before it starts workers, when ``mapping_processes`` is
+not set: a run with fewer (a small export, a SQL source's increment) starts none, since starting
+them would cost more than they save."""
+
+
+def _pool(ctx: RunContext) -> MappingPool:
+    """The processes this run maps in: ``mapping_processes`` from the first row when set; else
+    one per core, after the first ``_INLINE_ROWS``."""
+    explicit = ctx.app.mapping_processes is not None
+    return MappingPool(
+        ctx.app.mapping_processes_resolved,
+        ctx.settings.default_region,
+        inline_rows=0 if explicit else _INLINE_ROWS,
+    )
+
+
 def _suppress(ctx: RunContext, staging: Staging) -> None:
     """Do-not-call belongs to the number: every row of a number some row flagged is held back."""
     for contact, name, row in staging.suppressed():
         detail = f"the number is flagged do-not-call by {name} row {row}"
         ctx.emit(RowRejected(ctx.tenant, contact_rejection(contact, "skip_when", detail)))
-
-
-def _mapped(
-    ctx: RunContext, unit: SourceUnit, mapping: BoundMapping, row: SourceRow
-) -> Contact | Rejection:
-    width = len(mapping.header)
-    if row.error or len(row.values) != width:
-        detail = row.error or f"{len(row.values)} cells where the header has {width}"
-        return Rejection(
-            "malformed_row",
-            detail,
-            unit.name,
-            row.line,
-            _record_id(mapping, row.values),
-            {"cells": " | ".join(row.values)[:500]} if row.values else {},
-        )
-    return mapping.apply(
-        row.values, source=unit.name, row=row.line, default_region=ctx.settings.default_region
-    )
-
-
-def _record_id(mapping: BoundMapping, cells: list[str]) -> str:
-    """The record id a malformed row carries: the first non-empty cell (a placeholder such as
-    ``null`` is empty) where the mapping's id columns are, when the row reaches that far. Its
-    cells may be shifted, so the plan trusts it only when a delivered contact has that id."""
-    placeholders = {p.strip().casefold() for p in mapping.mapping.spec.placeholders}
-    for at in mapping.positions.get("id", []):
-        cell = cells[at].strip() if at < len(cells) else ""
-        if cell and cell.casefold() not in placeholders:
-            return cell
-    return ""
