@@ -61,6 +61,12 @@ def test_the_first_upload_reaches_kore_before_the_export_is_read_to_its_end(
 
     assert again.returncode == 0, again.stderr
     assert held(sandbox) == expected.contacts, "each contact once, with its winning row's names"
+    extensions = {
+        c["cellPhone"]["phoneNumber"]: c["cellPhone"]["extension"]
+        for c in sandbox.state.active()
+        if c["cellPhone"]["extension"]
+    }
+    assert extensions == expected.extensions, "and its winning row's extension"
     keys = [c["cellPhone"]["phoneNumber"] for c in sandbox.state.active()]
     assert len(keys) == len(set(keys))
 

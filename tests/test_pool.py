@@ -497,3 +497,24 @@ def test_the_resource_tracker_starts_without_the_environment_and_the_process_kee
         child.stdin.flush()
     finally:
         child.communicate(timeout=30)
+
+
+def test_the_fork_server_never_sees_ctrl_c_or_a_stop_meant_for_the_run() -> None:
+    """Ctrl-C and systemd's stop reach the whole process group; the fork server is started with
+    them blocked, so one that comes while it imports its preload cannot kill it."""
+    mapping_pool = MappingPool(2, "US")
+    try:
+        mapping_pool._serve()
+        children = subprocess.run(
+            ["ps", "-o", "pid=,args=", "--ppid", str(os.getpid())],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.splitlines()
+        (server,) = [line.split()[0] for line in children if "forkserver" in line]
+        status = Path(f"/proc/{server}/status").read_text()
+        blocked = int(re.search(r"^SigBlk:\s*([0-9a-f]+)", status, re.M)[1], 16)  # type: ignore[index]
+        for stop in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            assert blocked & (1 << (stop - 1)), f"{stop.name} reaches the fork server"
+    finally:
+        mapping_pool.close()

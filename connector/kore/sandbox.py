@@ -299,6 +299,10 @@ class Sandbox:
                 for name in ("firstName", "lastName", "fullName", "salutation"):
                     if name in item:
                         contact[name] = item[name]
+                phone = item.get("cellPhone")
+                if isinstance(phone, dict):  # the number is the key: its other parts may change
+                    kept = {k: phone[k] for k in ("countryCode", "extension") if k in phone}
+                    contact["cellPhone"] = {**contact["cellPhone"], **kept}
                 contact["updatedAt"] = datetime.now(UTC).isoformat()
                 updated.append(dict(contact))
         return 200, updated

@@ -289,6 +289,7 @@ class TenantState:
         beside a number delivered with exactly that row's values (``delivered``), or recorded as
         rejected or a duplicate contest's loser (``known_rows``). Two chunked ``IN`` queries."""
         found: dict[str, KnownRow] = {}
+        since = now() - timedelta(days=KNOWN_DAYS)  # older ones are forgotten at the next commit
         with self.store.transaction() as conn:
             for start in range(0, len(hashes), _HASH_CHUNK):
                 part = hashes[start : start + _HASH_CHUNK]
@@ -307,7 +308,11 @@ class TenantState:
                         known_rows.c.outcome,
                         known_rows.c.phone_key,
                         known_rows.c.rejection,
-                    ).where(known_rows.c.tenant == self.tenant, known_rows.c.row_hash.in_(rest))
+                    ).where(
+                        known_rows.c.tenant == self.tenant,
+                        known_rows.c.row_hash.in_(rest),
+                        known_rows.c.recorded_at >= since,
+                    )
                 )
                 found.update({str(h): _known(o, k, m) for h, o, k, m in remembered})
         return found

@@ -140,6 +140,8 @@ class EarlyUploads:
         self._queue: queue.Queue[list[Contact] | None] = queue.Queue(maxsize=1)
         self._thread: threading.Thread | None = None
         self._failure: BaseException | None = None
+        self.batches = 0
+        """Batches queued for upload so far."""
         self._remembered = ctx.state.any_flagged()  # else no number needs looking up
         staging.index_keys()
 
@@ -164,6 +166,7 @@ class EarlyUploads:
             batch, self._waiting = self._waiting[: self._size], self._waiting[self._size :]
             self._staging.mark_sent([(c.key, ordinal) for ordinal, c in batch])
             self._put([c for _, c in batch])
+            self.batches += 1
 
     def finish(self) -> None:
         """Every row is read: wait for the queued uploads. What is still waiting for a batch

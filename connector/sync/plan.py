@@ -395,21 +395,23 @@ def _deletion(
     return "delete"
 
 
-def execute(ctx: RunContext, staging: Staging, sink: Sink) -> None:
+def execute(ctx: RunContext, staging: Staging, sink: Sink, *, sent_early: int = 0) -> None:
     """Carry the plan out: deletes first (a number flagged do-not-call must not wait behind a
-    long upload), then updates, then creates in batches; a stop is heeded before each."""
+    long upload), then updates, then creates in batches; a stop is heeded before each. Batches
+    are numbered after the ``sent_early`` the run uploaded while it read."""
     size = ctx.settings.kore.batch_size
     doomed = staging.doomed()
-    total = sum(-(-n // size) for n in (len(doomed), *map(staging.count, ("update", "create"))))
-    done = 0
+    counts = (len(doomed), *map(staging.count, ("update", "create")))
+    total = sent_early + sum(-(-n // size) for n in counts)
+    done = sent_early
 
     def step() -> None:
         nonlocal done
         done += 1
         ctx.emit(Progress(ctx.tenant, ctx.counters, "sending", done, total))
 
-    if total:
-        ctx.emit(Progress(ctx.tenant, ctx.counters, "sending", 0, total))
+    if total > done:
+        ctx.emit(Progress(ctx.tenant, ctx.counters, "sending", done, total))
     for start in range(0, len(doomed), size):
         ctx.check_stop()
         sink.delete(doomed[start : start + size])

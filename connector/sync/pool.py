@@ -58,6 +58,7 @@ import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, fields, replace
+from multiprocessing import resource_tracker
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from operator import attrgetter
@@ -248,10 +249,20 @@ class MappingPool:
         ``ConnectorError`` when the system refuses it."""
         context = multiprocessing.get_context("forkserver")
         context.set_forkserver_preload(list(PRELOAD))
+        # The server is started with Ctrl-C's and systemd's stop signals blocked (a signal mask
+        # is inherited across exec, and the server never unblocks them): both reach the whole
+        # process group, and the run, not the server, is to handle them. Unblocked, one that
+        # came while the server imported its preload would kill it with a traceback.
+        # The tracker first (``start_resource_tracker`` has started it, where the command
+        # could): starting it unblocks those signals in this thread.
+        resource_tracker.ensure_running()
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, _IGNORED)
         try:
             multiprocessing.forkserver.ensure_running()
         except OSError as exc:
             raise _refused(exc.strerror or str(exc)) from None
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
         return context
 
     def _started(self) -> list[_Worker]:
@@ -480,8 +491,6 @@ def start_resource_tracker() -> None:
     started here, it holds none of that, and the pool later finds it running. The environment
     is taken away only while the tracker starts: call this while the process has one thread
     (``sync`` and ``daemon`` do at their start), since another thread would see it missing."""
-    from multiprocessing import resource_tracker
-
     if not sys.platform.startswith("linux"):
         return
     saved = dict(os.environ)

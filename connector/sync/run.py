@@ -194,7 +194,7 @@ def run_once(
                 snapshot=_snapshot(source, units, bound, staging, result.warnings),
             )
             result.warnings.extend(changes.warnings)
-            plan.execute(ctx, staging, sink)
+            plan.execute(ctx, staging, sink, sent_early=early.batches if early else 0)
             if not ctx.dry_run:
                 ctx.state.commit_checkpoint(
                     replace(source.checkpoint(unit_rows), reading=reading),
