@@ -12,7 +12,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from sqlalchemy import (
     Column,
@@ -51,12 +51,11 @@ KNOWN_DAYS = 30
 remembered again, so rows no export has any more do not pile up."""
 
 
-@dataclass(frozen=True)
-class KnownRow:
+class KnownRow(NamedTuple):
     """What became of a source row, by its hash: ``delivered`` as the number ``key``; ``lost``
     a duplicate contest for the number ``key``; or ``rejected``. ``memo``: what the report said
     of it (``Rejection.remembered``; for ``lost``, its record id and the values it would have
-    sent); empty for ``delivered``."""
+    sent); empty for ``delivered``. (A named tuple: a run makes one for every row it knows.)"""
 
     outcome: str
     key: str | None = None
