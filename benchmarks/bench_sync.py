@@ -125,7 +125,7 @@ def _sync(config: Path, *extra: str) -> tuple[float, float, int]:
 def _config(
     work: Path,
     sandbox: Sandbox,
-    source: str,
+    source: str | dict[str, str],
     *,
     processes: int | None = None,
     per_minute: int = 1_000_000,
@@ -144,7 +144,10 @@ def _config(
             "uploads_per_minute": per_minute,
             "uploads_per_hour": 1_000_000,
         },
-        "source": {"kind": "csv", "path": source, "min_file_age": "0s"},
+        "source": {
+            **({"kind": "csv", "path": source} if isinstance(source, str) else source),
+            "min_file_age": "0s",
+        },
         "mapping": "salesforce",
         "changes": {"renamed": "update"},
     }

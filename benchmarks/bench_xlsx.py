@@ -29,11 +29,9 @@ from itertools import islice
 from pathlib import Path
 from xml.sax.saxutils import escape
 
-import yaml
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from connector.kore.sandbox import DEFAULT_ACCOUNT_ID, DEFAULT_CLIENT_ID, Sandbox
+from connector.kore.sandbox import Sandbox
 from connector.settings import XlsxSourceSettings
 from connector.sources.xlsx_files import inspect_xlsx
 from tests.messy import write_export
@@ -156,36 +154,18 @@ def _letters(column: int) -> str:
     return text
 
 
-def _config(work: Path, sandbox: Sandbox, source: dict[str, str]) -> Path:
-    config = work / "connector.yaml"
-    tenant = {
-        "kore": {
-            "host": sandbox.url,
-            "bot_id": "st-bench",
-            "account_id": DEFAULT_ACCOUNT_ID,
-            "client_id": DEFAULT_CLIENT_ID,
-            "client_secret": "${BENCH_SECRET}",
-        },
-        "source": {**source, "min_file_age": "0s"},
-        "mapping": "salesforce",
-    }
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "state_url": f"sqlite:///{work / 'state.db'}",
-                "reports_dir": str(work / "reports"),
-                "tenants": {"bench": tenant},
-            }
-        )
-    )
-    return config
-
-
 def _dry_run(config: Path) -> tuple[float, float, int]:
     """Seconds, peak RSS (MiB, of the run's processes together) and exit code of a dry run."""
     from benchmarks.bench_sync import _run  # its sampling of the run's processes
 
     return _run([sys.executable, "-m", "connector", "sync", "--dry-run", "--config", str(config)])
+
+
+def _config(work: Path, sandbox: Sandbox, source: dict[str, str]) -> Path:
+    """The benchmark's tenant (``bench_sync``'s), reading ``source``."""
+    from benchmarks.bench_sync import _config as config
+
+    return config(work, sandbox, source)
 
 
 def _reader(workbook: Path, limits: dict[str, str]) -> str:
