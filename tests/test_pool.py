@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
+import multiprocessing.forkserver
 import os
 import re
 import signal
@@ -25,9 +26,7 @@ from connector.mapping.apply import sample_updated_at
 from connector.settings import CsvSourceSettings, Settings, load_settings
 from connector.sources import SourceRow
 from connector.sources.csv_files import inspect_csv
-from connector.sync import pool
-from connector.sync.pool import IN_FLIGHT, MappingPool, map_row
-from connector.sync.pool_preload import kept
+from connector.sync.pool import IN_FLIGHT, MappingPool, kept, map_row
 from tests.messy import write_export
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -487,12 +486,12 @@ def test_the_resource_tracker_starts_without_the_environment_and_the_process_kee
     )
     try:
         assert child.stdout is not None and child.stdin is not None
-        tracker, kept = child.stdout.readline().split()
-        assert kept == "tracker-canary-4711", "the process keeps its environment"
+        tracker, secret = child.stdout.readline().split()
+        assert secret == "tracker-canary-4711", "the process keeps its environment"
         block = Path(f"/proc/{tracker}/environ").read_bytes()
         names = {entry.split(b"=", 1)[0].decode() for entry in block.split(b"\0") if entry}
         assert b"tracker-canary-4711" not in block
-        assert names and all(pool.kept(name) for name in names)
+        assert names and all(kept(name) for name in names)
         child.stdin.write("\n")
         child.stdin.flush()
     finally:
@@ -505,13 +504,7 @@ def test_the_fork_server_never_sees_ctrl_c_or_a_stop_meant_for_the_run() -> None
     mapping_pool = MappingPool(2, "US")
     try:
         mapping_pool._serve()
-        children = subprocess.run(
-            ["ps", "-o", "pid=,args=", "--ppid", str(os.getpid())],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.splitlines()
-        (server,) = [line.split()[0] for line in children if "forkserver" in line]
+        server = multiprocessing.forkserver._forkserver._forkserver_pid  # type: ignore[attr-defined]
         status = Path(f"/proc/{server}/status").read_text()
         blocked = int(re.search(r"^SigBlk:\s*([0-9a-f]+)", status, re.M)[1], 16)  # type: ignore[index]
         for stop in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
